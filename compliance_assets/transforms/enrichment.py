@@ -1,0 +1,93 @@
+"""Enrichment of validated transactions with reference data, FX normalisation and PII masking."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from contracts import load_contract, pii_fields
+
+BASE_CURRENCY = "EUR"
+
+KYC_COLUMNS = {
+    "home_country": "home_country",
+    "home_latitude": "home_latitude",
+    "home_longitude": "home_longitude",
+    "risk_rating": "kyc_risk_rating",
+    "pep_flag": "pep_flag",
+    "segment": "segment",
+    "typical_amount": "typical_amount",
+    "account_opened_date": "account_opened_date",
+    "last_activity_date": "last_activity_date",
+}
+LIMIT_COLUMNS = ("single_transaction_limit", "daily_limit", "reporting_threshold")
+
+
+def mask_pii(value: Column, salt: str) -> Column:
+    """A stable pseudonymous token for a PII value: equal inputs give equal tokens, names never leave bronze."""
+    return F.when(value.isNotNull(), F.concat(F.lit("pii_"), F.substring(F.sha2(F.concat(F.lit(salt), value), 256), 1, 16)))
+
+
+def mask_contract_pii(df: DataFrame, contract_name: str, salt: str) -> DataFrame:
+    """Replace every `x-pii` property of the contract with its token."""
+    for field in pii_fields(load_contract(contract_name)):
+        df = df.withColumn(field, mask_pii(F.col(field), salt))
+    return df
+
+
+def join_references(
+    df: DataFrame,
+    kyc: DataFrame,
+    limits: DataFrame,
+    fx: DataFrame,
+    merchants: DataFrame,
+    watchlists: DataFrame,
+) -> DataFrame:
+    """Left-join KYC, limits, FX (by currency and event date), merchant and watchlist hits.
+
+    Reference frames are small and broadcast. `_kyc_found` and `rate_to_base` stay null where no
+    reference row matched, for the referential rules.
+    """
+    kyc_sel = kyc.select("account_id", *[F.col(src).alias(dst) for src, dst in KYC_COLUMNS.items()]).withColumn("_kyc_found", F.lit(True))
+    limits_sel = limits.select("account_id", *LIMIT_COLUMNS)
+    fx_sel = fx.select(F.col("currency"), F.col("rate_date").alias("event_date"), F.col("rate_to_base").alias("fx_rate_to_base"))
+    merch_sel = merchants.select(
+        "merchant_id",
+        F.col("mcc_code").alias("merchant_mcc_code"),
+        F.col("country").alias("merchant_country"),
+        F.lit(True).alias("_merchant_found"),
+    )
+    lists = watchlists.groupBy("entity_type", "entity_id").agg(F.array_sort(F.collect_set("list_name")).alias("lists"))
+
+    def hits(entity_type: str, key: str, alias: str) -> DataFrame:
+        return lists.where(F.col("entity_type") == entity_type).select(F.col("entity_id").alias(key), F.col("lists").alias(alias))
+
+    out = (
+        df.withColumn("event_date", F.to_date("event_time"))
+        .join(F.broadcast(kyc_sel), "account_id", "left")
+        .join(F.broadcast(limits_sel), "account_id", "left")
+        .join(F.broadcast(fx_sel), ["currency", "event_date"], "left")
+        .join(F.broadcast(merch_sel), "merchant_id", "left")
+        .join(F.broadcast(hits("COUNTERPARTY", "counterparty_id", "_wl_cp")), "counterparty_id", "left")
+        .join(F.broadcast(hits("MERCHANT", "merchant_id", "_wl_m")), "merchant_id", "left")
+        .join(F.broadcast(hits("ACCOUNT", "account_id", "_wl_a")), "account_id", "left")
+    )
+    watchlist_names = F.array_sort(
+        F.array_distinct(F.concat(F.coalesce("_wl_cp", F.array()), F.coalesce("_wl_m", F.array()), F.coalesce("_wl_a", F.array())))
+    ).cast("array<string>")
+    return out.withColumn("watchlist_names", watchlist_names).withColumn("watchlist_hit", F.size(watchlist_names) > 0).drop("_wl_cp", "_wl_m", "_wl_a")
+
+
+def normalise_amounts(df: DataFrame, base_currency: str = BASE_CURRENCY) -> DataFrame:
+    """Amount in the base currency, and limit breaches that depend on it."""
+    amount_base = F.round(F.col("amount").cast("decimal(24,8)") * F.col("fx_rate_to_base").cast("decimal(24,12)"), 2).cast("decimal(18,2)")
+    threshold = F.col("reporting_threshold")
+    return (
+        df.withColumn("amount_base", amount_base)
+        .withColumn("base_currency", F.lit(base_currency))
+        .withColumn("exceeds_single_limit", F.col("amount_base") > F.col("single_transaction_limit"))
+        .withColumn(
+            "just_below_reporting_threshold",
+            (F.col("amount_base") >= threshold * 0.9) & (F.col("amount_base") < threshold),
+        )
+    )

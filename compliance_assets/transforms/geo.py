@@ -1,0 +1,16 @@
+"""Geographic helpers as Spark column expressions."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Column:
+    """Great-circle distance in km between two points (null if any coordinate is null)."""
+    phi1, phi2 = F.radians(lat1), F.radians(lat2)
+    dphi, dlmb = F.radians(lat2 - lat1), F.radians(lon2 - lon1)
+    a = F.pow(F.sin(dphi / 2), 2) + F.cos(phi1) * F.cos(phi2) * F.pow(F.sin(dlmb / 2), 2)
+    return F.lit(2 * EARTH_RADIUS_KM) * F.asin(F.least(F.lit(1.0), F.sqrt(a)))

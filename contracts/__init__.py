@@ -1,0 +1,44 @@
+"""Data contracts: JSON Schema files that are the one source of schema truth.
+
+Spark schemas (`contracts.spark`), validation rules (`contracts.rules`) and pandera schemas
+(`contracts.pandera_schemas`) are all derived from these files at run time, never retyped.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CONTRACTS_DIR = Path(__file__).resolve().parent
+
+REFERENCE_TABLES = ("kyc_profiles", "account_limits", "watchlists", "fx_rates", "merchant_profiles")
+
+
+def contract_path(name: str) -> Path:
+    """The file of a contract: 'transactions', 'risk_scores', 'source_mapping' or a reference table name."""
+    for candidate in (CONTRACTS_DIR / f"{name}.schema.json", CONTRACTS_DIR / "reference" / f"{name}.schema.json"):
+        if candidate.exists():
+            return candidate
+    known = sorted(p.name.removesuffix(".schema.json") for p in CONTRACTS_DIR.rglob("*.schema.json"))
+    raise KeyError(f"No contract named {name!r}; known contracts: {', '.join(known)}")
+
+
+@lru_cache(maxsize=None)
+def load_contract(name: str) -> dict[str, Any]:
+    """Load a contract by name (parsed once per process)."""
+    return json.loads(contract_path(name).read_text())
+
+
+def json_types(prop: dict[str, Any]) -> tuple[list[str], bool]:
+    """The JSON types a property allows (without 'null') and whether null is allowed."""
+    declared = prop.get("type", "string")
+    types = [declared] if isinstance(declared, str) else list(declared)
+    nullable = "null" in types
+    return [t for t in types if t != "null"], nullable
+
+
+def pii_fields(contract: dict[str, Any]) -> list[str]:
+    """Properties marked `x-pii: true`: masked before they leave bronze."""
+    return [name for name, prop in contract["properties"].items() if prop.get("x-pii")]

@@ -1,0 +1,51 @@
+"""Spark types derived from the JSON Schema contracts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import types as T
+
+from contracts import json_types, load_contract
+
+_SIMPLE = {
+    "string": T.StringType(),
+    "number": T.DoubleType(),
+    "integer": T.LongType(),
+    "boolean": T.BooleanType(),
+}
+
+
+def spark_type(prop: dict[str, Any]) -> T.DataType:
+    """The Spark type of one contract property (`x-spark-type` overrides the default mapping)."""
+    if "x-spark-type" in prop:
+        return T._parse_datatype_string(prop["x-spark-type"])
+    types, _ = json_types(prop)
+    if len(types) != 1:
+        raise ValueError(f"Contract property has several non-null types {types}; add an x-spark-type")
+    json_type = types[0]
+    if json_type == "string":
+        fmt = prop.get("format")
+        if fmt == "date-time":
+            return T.TimestampType()
+        if fmt == "date":
+            return T.DateType()
+        return T.StringType()
+    if json_type == "array":
+        return T.ArrayType(spark_type(prop.get("items", {"type": "string"})))
+    if json_type == "object":
+        return T.MapType(T.StringType(), T.StringType())
+    return _SIMPLE[json_type]
+
+
+def struct_type(contract: dict[str, Any] | str) -> T.StructType:
+    """The typed Spark schema of a contract: one field per property, in contract order."""
+    if isinstance(contract, str):
+        contract = load_contract(contract)
+    required = set(contract.get("required", []))
+    return T.StructType(
+        [
+            T.StructField(name, spark_type(prop), nullable=name not in required, metadata={"comment": prop.get("description", "")})
+            for name, prop in contract["properties"].items()
+        ]
+    )
