@@ -45,6 +45,10 @@ class Rule:
 
 
 def _describe(field: str, keyword: str, value: Any) -> str:
+    if keyword == "enum":
+        return f"{field} is one of {len(value)} allowed values"
+    if keyword == "items":
+        return f"{field} items have JSON type {value.get('type') if isinstance(value, dict) else value}"
     return {
         "required": f"{field} is present",
         "type": f"{field} has JSON type {value}",
@@ -52,12 +56,10 @@ def _describe(field: str, keyword: str, value: Any) -> str:
         "exclusiveMinimum": f"{field} > {value}",
         "maximum": f"{field} <= {value}",
         "exclusiveMaximum": f"{field} < {value}",
-        "enum": f"{field} is one of {len(value)} allowed values",
         "pattern": f"{field} matches {value}",
         "format": f"{field} is a valid {value}",
         "minLength": f"{field} has at least {value} characters",
         "maxLength": f"{field} has at most {value} characters",
-        "items": f"{field} items have JSON type {value.get('type') if isinstance(value, dict) else value}",
     }[keyword]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from resources.lake import LakeResource, default_lake_root
+from resources.masking import PiiMaskingResource, masking_from_env
 from resources.spark import build_spark_resource, spark_conf
 
 
@@ -11,7 +12,8 @@ def build_resources() -> dict:
     return {
         "spark": build_spark_resource(),
         "lake": LakeResource(root=default_lake_root()),
+        "masking": masking_from_env(),
     }
 
 
-__all__ = ["LakeResource", "build_resources", "build_spark_resource", "spark_conf"]
+__all__ = ["LakeResource", "PiiMaskingResource", "build_resources", "build_spark_resource", "spark_conf"]

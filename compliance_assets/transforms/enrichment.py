@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts import load_contract, pii_fields
@@ -35,6 +37,21 @@ def mask_contract_pii(df: DataFrame, contract_name: str, salt: str) -> DataFrame
     return df
 
 
+def fx_lookup(fx: DataFrame, first_day: dt.date, last_day: dt.date) -> DataFrame:
+    """(currency, event_date) -> the rate to apply for every day in [first_day, last_day].
+
+    The event date's own rate when it was delivered, else the nearest earlier rate, else the nearest
+    later one (e.g. for a late arrival from before the first rate file); fx_rate_date records which.
+    """
+    days = fx.sparkSession.range(1).select(F.explode(F.sequence(F.lit(first_day), F.lit(last_day))).alias("event_date"))
+    grid = fx.select("currency").distinct().crossJoin(days)
+    rates = fx.select("currency", F.col("rate_date").alias("fx_rate_date"), F.col("rate_to_base").alias("fx_rate_to_base"))
+    best = Window.partitionBy("currency", "event_date").orderBy(
+        (F.col("fx_rate_date") > F.col("event_date")).asc(), F.abs(F.datediff("event_date", "fx_rate_date")).asc()
+    )
+    return grid.join(rates, "currency").withColumn("_rn", F.row_number().over(best)).where("_rn = 1").drop("_rn")
+
+
 def join_references(
     df: DataFrame,
     kyc: DataFrame,
@@ -43,14 +60,13 @@ def join_references(
     merchants: DataFrame,
     watchlists: DataFrame,
 ) -> DataFrame:
-    """Left-join KYC, limits, FX (by currency and event date), merchant and watchlist hits.
+    """Left-join KYC, limits, FX (a `fx_lookup` frame), merchant and watchlist hits.
 
-    Reference frames are small and broadcast. `_kyc_found` and `rate_to_base` stay null where no
+    Reference frames are small and broadcast. `_kyc_found` and `fx_rate_to_base` stay null where no
     reference row matched, for the referential rules.
     """
     kyc_sel = kyc.select("account_id", *[F.col(src).alias(dst) for src, dst in KYC_COLUMNS.items()]).withColumn("_kyc_found", F.lit(True))
     limits_sel = limits.select("account_id", *LIMIT_COLUMNS)
-    fx_sel = fx.select(F.col("currency"), F.col("rate_date").alias("event_date"), F.col("rate_to_base").alias("fx_rate_to_base"))
     merch_sel = merchants.select(
         "merchant_id",
         F.col("mcc_code").alias("merchant_mcc_code"),
@@ -66,7 +82,7 @@ def join_references(
         df.withColumn("event_date", F.to_date("event_time"))
         .join(F.broadcast(kyc_sel), "account_id", "left")
         .join(F.broadcast(limits_sel), "account_id", "left")
-        .join(F.broadcast(fx_sel), ["currency", "event_date"], "left")
+        .join(F.broadcast(fx), ["currency", "event_date"], "left")
         .join(F.broadcast(merch_sel), "merchant_id", "left")
         .join(F.broadcast(hits("COUNTERPARTY", "counterparty_id", "_wl_cp")), "counterparty_id", "left")
         .join(F.broadcast(hits("MERCHANT", "merchant_id", "_wl_m")), "merchant_id", "left")

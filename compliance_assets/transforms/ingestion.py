@@ -1,6 +1,6 @@
 """Reading deliveries into bronze rows: raw payload plus where it came from, nothing parsed yet.
 
-Every non-blank line of a JSON-lines delivery becomes one bronze row, keyed by a stable, readable
+Every line of a JSON-lines delivery becomes one bronze row, keyed by a stable, readable
 ingest id (source, file, line), so re-ingesting the same files gives identical rows.
 """
 
@@ -35,8 +35,7 @@ def relative_file(path: Column) -> Column:
 def file_lines(spark: SparkSession, pattern: str) -> DataFrame:
     """(source_file, source_line, line) for every line of the matching text files (gzip allowed).
 
-    Files are read whole and split, which gives exact 1-based line numbers; blank lines are
-    returned with line = '' so callers can count them.
+    Files are read whole and split, which gives exact 1-based line numbers.
     """
     files = spark.read.option("wholetext", True).text(pattern).select(F.col("value"), F.col("_metadata.file_path").alias("path"))
     exploded = files.select(relative_file(F.col("path")).alias("source_file"), F.posexplode(F.split(F.regexp_replace("value", "\r?\n$", ""), "\n")).alias("pos", "line"))
@@ -62,9 +61,7 @@ def bronze_rows(lines: DataFrame, source: str, delivery_date: str, run_id: str |
     )
 
 
-def read_landing_delivery(spark: SparkSession, folder: str, delivery_date: str, run_id: str | None) -> tuple[DataFrame, DataFrame]:
-    """Bronze rows of a JSON-lines delivery folder, and its blank lines (reported, not ingested)."""
-    lines = file_lines(spark, f"{folder}/*.jsonl*")
-    blank = lines.where(F.trim("line") == "")
-    records = lines.where(F.trim("line") != "").withColumnRenamed("line", "payload")
-    return bronze_rows(records, LANDING_SOURCE, delivery_date, run_id), blank
+def read_landing_delivery(spark: SparkSession, folder: str, delivery_date: str, run_id: str | None) -> DataFrame:
+    """Bronze rows of a JSON-lines delivery folder: every line is a record (a blank line too, which
+    then fails validation as MALFORMED_JSON rather than vanishing)."""
+    return bronze_rows(file_lines(spark, f"{folder}/*.jsonl*").withColumnRenamed("line", "payload"), LANDING_SOURCE, delivery_date, run_id)

@@ -25,7 +25,7 @@ DEFAULT_LATENESS_DAYS = 7
 
 SILVER_COLUMNS = (
     "transaction_id", "event_time", "event_date", "ingest_date", "account_id", "merchant_id", "counterparty_id",
-    "amount", "currency", "amount_base", "base_currency", "fx_rate_to_base", "channel", "country", "mcc_code",
+    "amount", "currency", "amount_base", "base_currency", "fx_rate_to_base", "fx_rate_date", "channel", "country", "mcc_code",
     "merchant_mcc_code", "merchant_country", "risk_flags", "latitude", "longitude", "delivery_latitude",
     "delivery_longitude", "description", "counterparty_name", "home_country", "home_latitude", "home_longitude",
     "kyc_risk_rating", "pep_flag", "segment", "typical_amount", "account_opened_date", "last_activity_date",

@@ -1,0 +1,26 @@
+"""The Definitions object: every asset, check, job, sensor and resource, assembled in one place.
+
+Spark jobs use the in-process executor so all steps of a run share one SparkSession (one JVM
+start per run instead of one per step).
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor, load_asset_checks_from_modules
+
+from compliance_assets.ingest import bronze, checks, silver
+from compliance_assets.ingest.bronze import transactions_bronze
+from compliance_assets.ingest.silver import validate_transactions
+from compliance_assets.jobs import daily_ingest_job
+from compliance_assets.reference_data import reference_assets, reference_checks
+from resources import build_resources
+from sensors import all_sensors
+
+defs = Definitions(
+    assets=[*reference_assets, transactions_bronze, validate_transactions],
+    asset_checks=[*reference_checks, *load_asset_checks_from_modules([bronze, checks, silver])],
+    jobs=[daily_ingest_job],
+    sensors=all_sensors,
+    resources=build_resources(),
+    executor=in_process_executor,
+)

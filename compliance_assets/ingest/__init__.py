@@ -1,0 +1,1 @@
+"""Transactions ingest: bronze (raw deliveries), then silver, DLQ and dq_results from one validation pass."""

@@ -1,0 +1,11 @@
+"""Jobs: the daily ingest of one delivery day (reference data, bronze, silver, DLQ, dq_results)."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+daily_ingest_job = define_asset_job(
+    "daily_ingest",
+    selection=AssetSelection.groups("reference_data", "ingest"),
+    description="Load the day's reference data and transaction delivery into bronze, then validate into silver, the DLQ and dq_results.",
+)

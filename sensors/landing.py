@@ -1,0 +1,39 @@
+"""Launch the daily ingest when a delivery is complete (its _SUCCESS marker has landed)."""
+
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
+
+from compliance_assets.jobs import daily_ingest_job
+from partitions import daily_partitions
+from resources.lake import LakeResource
+
+
+@sensor(
+    job=daily_ingest_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Starts daily_ingest for a delivery day as soon as landing/transactions/event_date=<day>/_SUCCESS appears (again after a redelivery).",
+)
+def landing_delivery_sensor(context: SensorEvaluationContext, lake: LakeResource):
+    root = Path(lake.landing_path("transactions"))
+    if not root.exists():
+        return SkipReason(f"No landing folder at {root}")
+    valid_keys = set(daily_partitions.get_partition_keys())
+    requests = []
+    for marker in sorted(root.glob("event_date=*/_SUCCESS")):
+        day = marker.parent.name.split("=", 1)[1]
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            context.log.warning(f"Ignoring landing folder with an invalid date: {marker.parent}")
+            continue
+        if day not in valid_keys:
+            context.log.warning(f"Delivery {day} is outside the partition range; not launched")
+            continue
+        stamp = int(os.stat(marker).st_mtime)
+        requests.append(RunRequest(run_key=f"{day}@{stamp}", partition_key=day, tags={"trigger": "landing_delivery_sensor"}))
+    return requests or SkipReason("No completed deliveries")
