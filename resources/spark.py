@@ -38,6 +38,8 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         "spark.databricks.delta.optimizeWrite.enabled": "true",
         "spark.databricks.delta.autoCompact.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "static",
+        # Delta's log replay defaults to 50 tasks per snapshot; a local lake needs a couple.
+        "spark.databricks.delta.snapshotPartitions": os.getenv("DELTA_SNAPSHOT_PARTITIONS", "2"),
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
     }
     return conf

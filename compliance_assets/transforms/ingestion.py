@@ -37,7 +37,7 @@ def file_lines(spark: SparkSession, pattern: str) -> DataFrame:
 
     Files are read whole and split, which gives exact 1-based line numbers.
     """
-    files = spark.read.option("wholetext", True).text(pattern).select(F.col("value"), F.col("_metadata.file_path").alias("path"))
+    files = spark.read.text(pattern, wholetext=True).select(F.col("value"), F.col("_metadata.file_path").alias("path"))
     exploded = files.select(relative_file(F.col("path")).alias("source_file"), F.posexplode(F.split(F.regexp_replace("value", "\r?\n$", ""), "\n")).alias("pos", "line"))
     return exploded.select(
         "source_file",
