@@ -14,13 +14,14 @@ from compliance_assets.ingest.silver import validate_transactions
 from compliance_assets.jobs import daily_ingest_job
 from compliance_assets.reference_data import reference_assets, reference_checks
 from resources import build_resources
-from sensors import all_sensors
+from sensors import all_schedules, all_sensors
 
 defs = Definitions(
     assets=[*reference_assets, transactions_bronze, validate_transactions],
     asset_checks=[*reference_checks, *load_asset_checks_from_modules([bronze, checks, silver])],
     jobs=[daily_ingest_job],
     sensors=all_sensors,
+    schedules=all_schedules,
     resources=build_resources(),
     executor=in_process_executor,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pyspark.sql import types as T
@@ -16,10 +17,25 @@ _SIMPLE = {
 }
 
 
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+
+
+def _override(name: str) -> T.DataType:
+    """An `x-spark-type` value, parsed without a running JVM (decimal(p,s) or a simple type name)."""
+    match = _DECIMAL.match(name.strip().lower())
+    if match:
+        return T.DecimalType(int(match.group(1)), int(match.group(2)))
+    simple = {"string": T.StringType(), "double": T.DoubleType(), "bigint": T.LongType(), "int": T.IntegerType(),
+              "boolean": T.BooleanType(), "date": T.DateType(), "timestamp": T.TimestampType()}
+    if name.strip().lower() not in simple:
+        raise ValueError(f"Unsupported x-spark-type {name!r}")
+    return simple[name.strip().lower()]
+
+
 def spark_type(prop: dict[str, Any]) -> T.DataType:
     """The Spark type of one contract property (`x-spark-type` overrides the default mapping)."""
     if "x-spark-type" in prop:
-        return T._parse_datatype_string(prop["x-spark-type"])
+        return _override(prop["x-spark-type"])
     types, _ = json_types(prop)
     if len(types) != 1:
         raise ValueError(f"Contract property has several non-null types {types}; add an x-spark-type")

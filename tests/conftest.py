@@ -1,0 +1,39 @@
+"""Shared fixtures: one real SparkSession with Delta per test session (local[2], 2 shuffle partitions,
+UI off) and helpers to materialise assets into a throwaway lake with an ephemeral Dagster instance."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_MASTER", "local[2]")
+os.environ["SPARK_SHUFFLE_PARTITIONS"] = "2"
+os.environ["SPARK_DRIVER_MEMORY"] = "2g"
+os.environ["SPARK_UI_ENABLED"] = "false"
+os.environ["DELTA_SNAPSHOT_PARTITIONS"] = "1"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    from resources.spark import spark_conf
+
+    builder = SparkSession.builder
+    for key, value in spark_conf().items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def make_resources(lake_root: Path, landing_root: Path | None = None) -> dict:
+    """The production resource classes pointed at a test lake (the Spark resource reuses the session)."""
+    from resources import LakeResource, PiiMaskingResource, build_spark_resource
+
+    return {
+        "spark": build_spark_resource(),
+        "lake": LakeResource(root=str(lake_root), landing_root=str(landing_root) if landing_root else ""),
+        "masking": PiiMaskingResource(salt="test-salt"),
+    }
