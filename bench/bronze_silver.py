@@ -1,0 +1,123 @@
+"""Benchmark: one synthetic day of N events through transactions_bronze -> transactions_silver.
+
+Generates the day, materialises the reference-data, bronze and silver assets for that partition in one Dagster run on
+real Spark + Delta, then prints events/s for the whole run and per core, and peak memory (RSS high
+-water mark of the Python process and of the Spark driver JVM). Asset checks run separately and are
+timed on their own.
+
+    .venv/bin/python bench/bronze_silver.py --events 5000000
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def jvm_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"java") or b"java" in Path(f"/proc/{p}/cmdline").read_bytes()[:200]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--day", default="2026-03-02")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--lake", default=str(Path(tempfile.gettempdir()) / "compliance-bench-lake"))
+    parser.add_argument("--keep-landing", action="store_true", help="reuse an existing generated landing folder")
+    parser.add_argument("--with-checks", action="store_true", help="also run and time the asset checks")
+    args = parser.parse_args()
+
+    lake = Path(args.lake)
+    os.environ["LAKE_ROOT"] = str(lake)
+    day = dt.date.fromisoformat(args.day)
+    cores = os.cpu_count() or 1
+
+    from compliance_assets.synthetic import SynthConfig, generate_day
+
+    shutil.rmtree(lake / "tables", ignore_errors=True)
+    manifest = lake / "landing" / "transactions" / f"event_date={day}" / "_manifest.json"
+    t0 = time.perf_counter()
+    if not (args.keep_landing and manifest.exists()):
+        shutil.rmtree(lake / "landing", ignore_errors=True)
+        generate_day(SynthConfig(seed=args.seed, events_per_day=args.events), lake / "landing", day)
+    gen_seconds = time.perf_counter() - t0
+    lines = json.loads(manifest.read_text())["total_lines"]
+
+    from dagster import AssetSelection, DagsterInstance, materialize
+    from pyspark.sql import SparkSession
+
+    from compliance_assets.definitions import defs
+    from compliance_assets.ingest.bronze import transactions_bronze
+    from compliance_assets.ingest.silver import validate_transactions
+    from compliance_assets.reference_data import reference_assets
+    from resources.spark import spark_conf
+
+    t0 = time.perf_counter()
+    builder = SparkSession.builder
+    for key, value in spark_conf().items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    jvm_start = time.perf_counter() - t0
+
+    instance = DagsterInstance.ephemeral()
+    t0 = time.perf_counter()
+    result = materialize([*reference_assets, transactions_bronze, validate_transactions], partition_key=str(day), resources=defs.resources, instance=instance)
+    run_seconds = time.perf_counter() - t0
+    assert result.success
+
+    silver = spark.read.format("delta").load(f"{lake}/tables/transactions_silver").count()
+    dlq = spark.read.format("delta").load(f"{lake}/tables/transactions_dlq").count()
+
+    check_seconds = None
+    if args.with_checks:
+        t0 = time.perf_counter()
+        materialize([*reference_assets, transactions_bronze, validate_transactions, *defs.asset_checks], partition_key=str(day),
+                    resources=defs.resources, instance=instance, selection=AssetSelection.all_asset_checks())
+        check_seconds = time.perf_counter() - t0
+
+    py_peak = peak_rss_mb(os.getpid())
+    jvm_peak = max((peak_rss_mb(p) for p in jvm_pids()), default=0.0)
+    figures = {
+        "events_generated_lines": lines,
+        "generation_seconds": round(gen_seconds, 1),
+        "jvm_start_seconds": round(jvm_start, 1),
+        "bronze_to_silver_seconds": round(run_seconds, 1),
+        "events_per_second": round(lines / run_seconds),
+        "events_per_second_per_core": round(lines / run_seconds / cores),
+        "cores": cores,
+        "silver_rows": silver,
+        "dlq_rows": dlq,
+        "checks_seconds": round(check_seconds, 1) if check_seconds else None,
+        "peak_rss_python_mb": round(py_peak),
+        "peak_rss_spark_jvm_mb": round(jvm_peak),
+        "spark_master": spark.conf.get("spark.master"),
+        "driver_memory": spark.conf.get("spark.driver.memory"),
+    }
+    print(json.dumps(figures, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"bronze_silver_{args.events}_{dt.datetime.now():%Y%m%dT%H%M%S}.json").write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
