@@ -54,6 +54,7 @@ def lake(spark, tmp_path_factory):
 def truth(lake):
     root, _ = lake
     frame = pd.read_csv(root / "landing" / "truth" / f"{DAY2}.csv", dtype=str, keep_default_na=False)
+    frame = frame[frame["file"] != ""].copy()  # transactions missing from the stream have no line
     frame["line"] = frame["line"].astype(int)
     return frame
 
