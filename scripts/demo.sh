@@ -8,9 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 
-export LAKE_ROOT="${LAKE_ROOT:-$PWD/lake}"
-export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
-mkdir -p "$DAGSTER_HOME" && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+source scripts/env.sh
 DAY="${DAY:-$(.venv/bin/python -c 'from partitions import yesterday_utc; print(yesterday_utc())')}"
 START="$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$DAY') - d.timedelta(days=1))")"
 

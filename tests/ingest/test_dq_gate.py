@@ -4,7 +4,7 @@ assets downstream of transactions_silver are not materialised in that run."""
 import datetime as dt
 
 import pytest
-from dagster import AssetKey, DagsterInstance, asset, materialize
+from dagster import AssetKey, BackfillPolicy, DagsterInstance, asset, materialize
 
 from compliance_assets.synthetic import SynthConfig, generate_day
 from partitions import daily_partitions
@@ -14,7 +14,7 @@ from tests.helpers import INGEST_ASSETS, INGEST_CHECKS, check_results, read_delt
 DAY = "2026-04-10"
 
 
-@asset(partitions_def=daily_partitions, deps=["transactions_silver"])
+@asset(partitions_def=daily_partitions, deps=["transactions_silver"], backfill_policy=BackfillPolicy.single_run())
 def downstream_of_silver() -> None:
     """Stands in for scoring: must not run on a partition that failed the DQ gate."""
 

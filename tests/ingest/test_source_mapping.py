@@ -102,5 +102,31 @@ def test_a_wrong_mapping_fails_the_bronze_run_with_that_message(spark, tmp_path)
     bad = _mapping(tmp_path, GOOD_HEAD + REQUIRED + "  amout: AMT2\n")
     result = run(tmp_path / "lake", bad)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key == "transactions_bronze")
     assert "maps unknown contract fields ['amout']" in failure.event_specific_data.error.to_string()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+def test_parquet_and_json_lines_sources_map_to_the_same_payloads_as_csv(spark, tmp_path, fmt):
+    import json
+
+    import pandas as pd
+
+    shutil.copytree(EXAMPLE, tmp_path / "src")
+    csv_mapping = load_mapping(tmp_path / "src" / "mapping.yaml")
+    frame = pd.read_csv(tmp_path / "src" / "exports" / "txn_export_20260302.csv", sep=";", dtype=str, keep_default_na=False)
+    if fmt == "parquet":
+        frame.to_parquet(tmp_path / "src" / "exports" / "txn_export_20260302.parquet", index=False)
+    else:
+        (tmp_path / "src" / "exports" / "txn_export_20260302.jsonl").write_text(
+            "".join(json.dumps(record) + "\n" for record in frame.to_dict(orient="records"))
+        )
+    text = (tmp_path / "src" / "mapping.yaml").read_text().replace("format: csv", f"format: {fmt}").replace(".csv", ".parquet" if fmt == "parquet" else ".jsonl")
+    other = load_mapping(_mapping(tmp_path / "src", text.replace("name: legacy_core", f"name: legacy_{fmt}")))
+
+    def payloads(mapping):
+        rows = read_mapped_delivery(spark, mapping, DAY, None).select("payload").collect()
+        return sorted(json.dumps(json.loads(r.payload), sort_keys=True) for r in rows)
+
+    assert len(payloads(other)) == 5
+    assert payloads(other) == payloads(csv_mapping)
