@@ -34,6 +34,7 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         "spark.sql.shuffle.partitions": os.getenv("SPARK_SHUFFLE_PARTITIONS", "8"),
         "spark.driver.memory": os.getenv("SPARK_DRIVER_MEMORY", "6g"),
         "spark.ui.enabled": os.getenv("SPARK_UI_ENABLED", "false"),
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.adaptive.enabled": "true",
         "spark.databricks.delta.optimizeWrite.enabled": "true",
         "spark.databricks.delta.autoCompact.enabled": "false",

@@ -32,12 +32,14 @@ def relative_file(path: Column) -> Column:
     return F.substring_index(path, "/", -2)
 
 
-def file_lines(spark: SparkSession, pattern: str) -> DataFrame:
+def file_lines(spark: SparkSession, pattern: str, name_filter: str | None = None) -> DataFrame:
     """(source_file, source_line, line) for every line of the matching text files (gzip allowed).
 
+    `pattern` is a path or glob; `name_filter` restricts the files of a folder by name glob.
     Files are read whole and split, which gives exact 1-based line numbers.
     """
-    files = spark.read.text(pattern, wholetext=True).select(F.col("value"), F.col("_metadata.file_path").alias("path"))
+    reader = spark.read.option("pathGlobFilter", name_filter) if name_filter else spark.read
+    files = reader.text(pattern, wholetext=True).select(F.col("value"), F.col("_metadata.file_path").alias("path"))
     exploded = files.select(relative_file(F.col("path")).alias("source_file"), F.posexplode(F.split(F.regexp_replace("value", "\r?\n$", ""), "\n")).alias("pos", "line"))
     return exploded.select(
         "source_file",
@@ -64,4 +66,4 @@ def bronze_rows(lines: DataFrame, source: str, delivery_date: str, run_id: str |
 def read_landing_delivery(spark: SparkSession, folder: str, delivery_date: str, run_id: str | None) -> DataFrame:
     """Bronze rows of a JSON-lines delivery folder: every line is a record (a blank line too, which
     then fails validation as MALFORMED_JSON rather than vanishing)."""
-    return bronze_rows(file_lines(spark, f"{folder}/*.jsonl*").withColumnRenamed("line", "payload"), LANDING_SOURCE, delivery_date, run_id)
+    return bronze_rows(file_lines(spark, folder, "*.jsonl*").withColumnRenamed("line", "payload"), LANDING_SOURCE, delivery_date, run_id)
