@@ -41,7 +41,10 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "static",
         # Delta's log replay defaults to 50 tasks per snapshot; a local lake needs a couple.
         "spark.databricks.delta.snapshotPartitions": os.getenv("DELTA_SNAPSHOT_PARTITIONS", "2"),
-        "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+        # Validation compiles into large generated methods: keep whole-stage codegen for them and let
+        # the JIT compile them (the JVM skips methods over 8,000 bytecodes by default).
+        "spark.sql.codegen.hugeMethodLimit": "65535",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods",
     }
     return conf
 

@@ -8,6 +8,7 @@ of that delivery in all three tables.
 
 
 import datetime as dt
+import time
 
 from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, Config, MaterializeResult, multi_asset
 from dagster_pyspark import PySparkResource
@@ -122,6 +123,11 @@ def validate_transactions(
     versions: dict[str, int] = {}
     last = {}
     for key in context.partition_keys:
+        started = time.perf_counter()
+
+        def phase(name: str) -> None:
+            context.log.info(f"{key}: {name} done at {time.perf_counter() - started:.1f}s")
+
         bronze = lake.read(session, "transactions_bronze").where(F.col("event_date") == F.lit(key).cast("date"))
         batch = check_batch(bronze, reference_frames(session, lake, key, config.lateness_days), key, config.lateness_days)
         try:
@@ -130,14 +136,18 @@ def validate_transactions(
             duplicates = duplicate_ingest_ids(batch, prior).cache()
             n_dup = duplicates.count()
             n_valid = batch.rows.where(F.size("reason_codes") == 0).count()
+            phase("validation, reference checks and duplicate detection")
 
             versions[DLQ] = lake.replace_where(dlq_frame(batch, context.run_id), DLQ, f"event_date = '{key}'")
+            phase("DLQ write")
             silver = silver_frame(batch, duplicates, prior.select(*HISTORY_COLUMNS), masking.salt, context.run_id)
             versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date = '{key}'")
+            phase("silver write (enrichment, features)")
 
             counts = rule_counts(batch, n_dup, n_valid)
             dq = session.createDataFrame(dq_result_rows(key, counts, context.run_id), DQ_RESULTS_SCHEMA)
             versions[DQ] = lake.replace_where(dq, DQ, f"event_date = '{key}'")
+            phase("dq_results write")
             duplicates.unpersist()
         finally:
             batch.unpersist()

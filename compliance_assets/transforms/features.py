@@ -16,6 +16,7 @@ from compliance_assets.transforms.geo import haversine_km
 WINDOWS_SECONDS = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 HISTORY_DAYS = 31
 HISTORY_COLUMNS = ("transaction_id", "account_id", "event_time", "event_date", "amount_base", "latitude", "longitude")
+TIE_SLOTS = 1_000_000  # sub-second ordering slots for transactions in the same second
 MIN_TRAVEL_SECONDS = 60  # floor for speed: two events in the same minute are not infinitely fast
 
 FEATURE_COLUMNS = (
@@ -37,16 +38,22 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
     """Add the behaviour features to `current` (enriched rows) using `history` (earlier silver rows)."""
     cur = current.withColumn("_current", F.lit(True))
     hist = history.select(*HISTORY_COLUMNS).withColumn("_current", F.lit(False))
-    u = cur.unionByName(hist, allowMissingColumns=True).withColumn("_ts", F.unix_seconds("event_time"))
+    u = (
+        cur.unionByName(hist, allowMissingColumns=True)
+        .withColumn("_ts", F.unix_seconds("event_time"))
+        # one total order per account (event second, then a stable tie-break on transaction_id) so
+        # every window below shares a single sort and re-runs give identical features
+        .withColumn("_ord", F.col("_ts") * TIE_SLOTS + F.pmod(F.xxhash64("transaction_id"), F.lit(TIE_SLOTS)))
+    )
 
-    by_time = Window.partitionBy("account_id").orderBy("_ts")
+    by_time = Window.partitionBy("account_id").orderBy("_ord")
     amount = F.col("amount_base").cast("double")
     for name, seconds in WINDOWS_SECONDS.items():
-        frame = by_time.rangeBetween(-seconds, 0)
+        frame = by_time.rangeBetween(-seconds * TIE_SLOTS, 0)  # to the second: the boundary second is cut by tie-break
         u = u.withColumn(f"txn_count_{name}", F.count(F.lit(1)).over(frame))
         u = u.withColumn(f"amount_sum_{name}", F.round(F.sum(amount).over(frame), 2))
 
-    prior = Window.partitionBy("account_id").orderBy("_ts", "transaction_id").rowsBetween(Window.unboundedPreceding, -1)
+    prior = by_time.rowsBetween(Window.unboundedPreceding, -1)
     located_ts = F.when(F.col("latitude").isNotNull() & F.col("longitude").isNotNull(), F.col("_ts"))
     u = (
         u.withColumn("_prev_ts", F.max("_ts").over(prior))
@@ -74,4 +81,4 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
         .withColumn("travel_speed_kmh", F.round(dist_prev / (F.greatest(secs_prev_loc, F.lit(MIN_TRAVEL_SECONDS)) / 3600.0), 3))
         .withColumn("days_since_last_activity", F.datediff(F.col("event_date"), last_activity))
     )
-    return out.drop("_current", "_ts", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
+    return out.drop("_current", "_ts", "_ord", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")

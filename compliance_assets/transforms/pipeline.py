@@ -11,14 +11,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.rules import Rule
 from compliance_assets.transforms.enrichment import join_references, mask_contract_pii, normalise_amounts
 from compliance_assets.transforms.features import FEATURE_COLUMNS, HISTORY_DAYS, behaviour_features
 from compliance_assets.transforms.quality import DUPLICATE, flagging_rule_exprs, rejecting_rule_exprs
-from compliance_assets.transforms.validation import validate_payloads
+from compliance_assets.transforms.validation import rule_outcomes, validate_payloads
 
 REJECT, DROP, FLAG = "reject", "drop_duplicate", "flag"
 DEFAULT_LATENESS_DAYS = 7
@@ -52,55 +52,52 @@ class ReferenceFrames:
 
 
 @dataclass(frozen=True)
-class RuleColumns:
-    """Where a rule's checked/failed flags live in the checked frame, and what failing does."""
+class RuleAction:
+    """A rule and what failing it does (reject to the DLQ, or flag the silver row)."""
 
     rule: Rule
     action: str
-    checked: str
-    failed: str
 
 
 @dataclass
 class CheckedBatch:
-    """A delivery after every rule ran: rows carry typed columns, reason codes and rule flags."""
+    """A delivery after every rule ran: rows carry typed columns, reason codes and sparse rule
+    outcomes (`_failed_rules`, `_unchecked_rules`: indices into `rules`)."""
 
     rows: DataFrame
-    rules: list[RuleColumns]
+    rules: list[RuleAction]
     delivery_date: str
 
     def unpersist(self) -> None:
         self.rows.unpersist()
 
 
+def _append_rules(df: DataFrame, exprs, offset: int, gate=None) -> tuple[DataFrame, list[Column]]:
+    """Add the outcomes of `exprs` (rule index offset `offset`) to the sparse outcome arrays;
+    return the frame and the per-rule failure columns. `gate` limits where they apply."""
+    pairs = [((gate & e.checked) if gate is not None else e.checked, (gate & e.failed) if gate is not None else e.failed) for e in exprs]
+    failed, unchecked = rule_outcomes(pairs, offset)
+    df = df.withColumn("_failed_rules", F.concat("_failed_rules", failed)).withColumn("_unchecked_rules", F.concat("_unchecked_rules", unchecked))
+    return df, [F.array_contains("_failed_rules", offset + i) for i in range(len(exprs))]
+
+
 def check_batch(bronze: DataFrame, refs: ReferenceFrames, delivery_date: str, lateness_days: int = DEFAULT_LATENESS_DAYS) -> CheckedBatch:
     """Validate and reference-check a delivery's bronze rows; the result is persisted for reuse."""
     validated, contract_rules = validate_payloads(bronze.withColumnRenamed("event_date", "ingest_date"))
-    rules = [RuleColumns(r, REJECT, f"_chk_{i}", f"_fail_{i}") for i, r in enumerate(contract_rules)]
+    rules = [RuleAction(r, REJECT) for r in contract_rules]
     df = join_references(validated, refs.kyc, refs.limits, refs.fx, refs.merchants, refs.watchlists)
 
-    extra = []
-    for expr in rejecting_rule_exprs(delivery_date, lateness_days):
-        i = len(rules)
-        rules.append(RuleColumns(expr.rule, REJECT, f"_chk_{i}", f"_fail_{i}"))
-        extra += [expr.checked.alias(f"_chk_{i}"), expr.failed.alias(f"_fail_{i}")]
-    df = df.select("*", *extra)
-    pipeline_reasons = F.filter(
-        F.array(*[F.when(F.col(rc.failed), F.lit(rc.rule.reason_code)) for rc in rules[len(contract_rules):]]),
-        lambda c: c.isNotNull(),
-    )
+    rejecting = rejecting_rule_exprs(delivery_date, lateness_days)
+    df, failed = _append_rules(df, rejecting, len(rules))
+    rules += [RuleAction(e.rule, REJECT) for e in rejecting]
+    pipeline_reasons = F.filter(F.array(*[F.when(f, F.lit(e.rule.reason_code)) for e, f in zip(rejecting, failed)]), lambda c: c.isNotNull())
     df = df.withColumn("reason_codes", F.concat("reason_codes", pipeline_reasons))
 
-    valid = F.size("reason_codes") == 0
-    extra = []
-    warn_codes = []
-    for expr in flagging_rule_exprs():
-        i = len(rules)
-        rules.append(RuleColumns(expr.rule, FLAG, f"_chk_{i}", f"_fail_{i}"))
-        extra += [(valid & expr.checked).alias(f"_chk_{i}"), (valid & expr.failed).alias(f"_fail_{i}")]
-        warn_codes.append(F.when(F.col(f"_fail_{i}"), F.lit(expr.rule.reason_code)))
-    df = df.select("*", *extra).withColumn("dq_warnings", F.filter(F.array(*warn_codes), lambda c: c.isNotNull()))
-    rows = df.persist(StorageLevel.MEMORY_AND_DISK)
+    flagging = flagging_rule_exprs()
+    df, failed = _append_rules(df, flagging, len(rules), gate=F.size("reason_codes") == 0)
+    rules += [RuleAction(e.rule, FLAG) for e in flagging]
+    warnings = F.filter(F.array(*[F.when(f, F.lit(e.rule.reason_code)) for e, f in zip(flagging, failed)]), lambda c: c.isNotNull())
+    rows = df.withColumn("dq_warnings", warnings).persist(StorageLevel.MEMORY_AND_DISK)
     return CheckedBatch(rows, rules, delivery_date)
 
 
@@ -121,12 +118,11 @@ def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFr
 
 
 def rule_counts(batch: CheckedBatch, duplicates: int, valid_rows: int) -> list[tuple[Rule, str, int, int]]:
-    """(rule, action, checked, failed) for every rule, from one aggregation over the checked rows."""
-    aggs = []
-    for rc in batch.rules:
-        aggs += [F.sum(F.col(rc.checked).cast("long")), F.sum(F.col(rc.failed).cast("long"))]
-    row = batch.rows.agg(*aggs).collect()[0]
-    counts = [(rc.rule, rc.action, row[2 * i] or 0, row[2 * i + 1] or 0) for i, rc in enumerate(batch.rules)]
+    """(rule, action, checked, failed) for every rule, from one aggregation over the sparse outcomes."""
+    total = batch.rows.count()
+    coded = F.concat(F.transform("_failed_rules", lambda i: i * 2 + 1), F.transform("_unchecked_rules", lambda i: i * 2))
+    tallies = {r["code"]: r["count"] for r in batch.rows.select(F.explode(coded).alias("code")).groupBy("code").count().collect()}
+    counts = [(ra.rule, ra.action, total - tallies.get(2 * i, 0), tallies.get(2 * i + 1, 0)) for i, ra in enumerate(batch.rules)]
     counts.append((DUPLICATE, DROP, valid_rows, duplicates))
     return counts
 
