@@ -56,7 +56,8 @@ def main() -> None:
     shutil.rmtree(lake / "tables", ignore_errors=True)
     manifest = lake / "landing" / "transactions" / f"event_date={day}" / "_manifest.json"
     t0 = time.perf_counter()
-    if not (args.keep_landing and manifest.exists()):
+    reusable = args.keep_landing and manifest.exists() and json.loads(manifest.read_text()).get("events_per_day") == args.events
+    if not reusable:
         shutil.rmtree(lake / "landing", ignore_errors=True)
         generate_day(SynthConfig(seed=args.seed, events_per_day=args.events), lake / "landing", day)
     gen_seconds = time.perf_counter() - t0
