@@ -33,7 +33,7 @@ def main(first: str, last: str) -> None:
         data = event.dagster_event.event_specific_data if event.dagster_event else None
         if event.dagster_event and event.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION":
             state = "passed" if data.passed else f"FAILED ({data.severity.value})"
-            print(f"  {data.asset_key.to_user_string():<22} {data.check_name:<32} {data.partition or '':<10} {state}")
+            print(f"  {data.asset_key.to_user_string():<22} {data.check_name:<36} {data.partition or '':<10} {state}")
     print(f"\nRun {run.run_id}: {run.status.value}")
     print("\nOpen the Dagster UI:  bash scripts/ui.sh   (then http://127.0.0.1:3000)")
 
