@@ -33,7 +33,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def jvm_pids() -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"java") or b"java" in Path(f"/proc/{p}/cmdline").read_bytes()[:200]]
+    return [int(p) for p in out if b"java" in Path(f"/proc/{p}/cmdline").read_bytes()[:200]]
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ of that delivery in all three tables.
 
 import datetime as dt
 import time
+from collections import Counter
 
 from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, Config, MaterializeResult, multi_asset
 from dagster_pyspark import PySparkResource
@@ -22,6 +23,7 @@ from compliance_assets.transforms.enrichment import fx_lookup
 from compliance_assets.transforms.features import HISTORY_COLUMNS
 from compliance_assets.transforms.pipeline import (
     DEFAULT_LATENESS_DAYS,
+    REJECT,
     ReferenceFrames,
     check_batch,
     dlq_frame,
@@ -144,7 +146,8 @@ def validate_transactions(
             versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date = '{key}'")
             phase("silver write (enrichment, features)")
 
-            counts = rule_counts(batch, n_dup, n_valid)
+            batch_size = batch.rows.count()
+            counts = rule_counts(batch, batch_size, n_dup, n_valid)
             dq = session.createDataFrame(dq_result_rows(key, counts, context.run_id), DQ_RESULTS_SCHEMA)
             versions[DQ] = lake.replace_where(dq, DQ, f"event_date = '{key}'")
             phase("dq_results write")
@@ -152,17 +155,18 @@ def validate_transactions(
         finally:
             batch.unpersist()
 
-        n_silver = lake.read(session, SILVER).where(F.col("ingest_date") == F.lit(key).cast("date")).count()
-        dlq_reasons = (
-            lake.read(session, DLQ).where(F.col("event_date") == F.lit(key).cast("date"))
-            .select(F.explode("reason_codes").alias("reason_code")).groupBy("reason_code").count().orderBy(F.desc("count")).collect()
-        )
-        n_dlq = lake.read(session, DLQ).where(F.col("event_date") == F.lit(key).cast("date")).count()
+        # every record of the batch was rejected, dropped as a duplicate or written to silver
+        n_dlq = batch_size - n_valid
+        n_silver = n_valid - n_dup
+        dlq_reasons = Counter()
+        for rule, action, _, failed in counts:
+            if action == REJECT and failed:
+                dlq_reasons[rule.reason_code] += failed
         totals[SILVER] += n_silver
         totals[DLQ] += n_dlq
         totals[DQ] += len(counts)
         last = {
-            "dlq_reasons": [{"reason_code": r.reason_code, "records": r["count"]} for r in dlq_reasons],
+            "dlq_reasons": [{"reason_code": code, "records": n} for code, n in dlq_reasons.most_common()],
             "rules": [
                 {"rule": r.rule_id, "severity": r.severity, "checked": c, "failed": f, "pass_rate": f"{(1 - f / c) if c else 1.0:.4f}"}
                 for (r, _, c, f) in counts

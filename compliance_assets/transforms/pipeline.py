@@ -117,9 +117,9 @@ def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFr
     return in_batch.unionByName(across).distinct()
 
 
-def rule_counts(batch: CheckedBatch, duplicates: int, valid_rows: int) -> list[tuple[Rule, str, int, int]]:
-    """(rule, action, checked, failed) for every rule, from one aggregation over the sparse outcomes."""
-    total = batch.rows.count()
+def rule_counts(batch: CheckedBatch, total: int, duplicates: int, valid_rows: int) -> list[tuple[Rule, str, int, int]]:
+    """(rule, action, checked, failed) for every rule of a batch of `total` records, from one
+    aggregation over the sparse outcomes."""
     coded = F.concat(F.transform("_failed_rules", lambda i: i * 2 + 1), F.transform("_unchecked_rules", lambda i: i * 2))
     tallies = {r["code"]: r["count"] for r in batch.rows.select(F.explode(coded).alias("code")).groupBy("code").count().collect()}
     counts = [(ra.rule, ra.action, total - tallies.get(2 * i, 0), tallies.get(2 * i + 1, 0)) for i, ra in enumerate(batch.rules)]
