@@ -63,6 +63,13 @@ class LakeResource(ConfigurableResource):
         return self.version(df.sparkSession, table)
 
     def version(self, spark: SparkSession, table: str) -> int:
+        return int(self._last_commit(spark, table)["version"])
+
+    def rows_written(self, spark: SparkSession, table: str) -> int:
+        """Rows the table's latest commit wrote (from Delta's operation metrics, no scan)."""
+        return int(self._last_commit(spark, table)["operationMetrics"]["numOutputRows"])
+
+    def _last_commit(self, spark: SparkSession, table: str):
         from delta.tables import DeltaTable
 
-        return int(DeltaTable.forPath(spark, self.table_path(table)).history(1).collect()[0]["version"])
+        return DeltaTable.forPath(spark, self.table_path(table)).history(1).collect()[0]

@@ -36,7 +36,13 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         "spark.ui.enabled": os.getenv("SPARK_UI_ENABLED", "false"),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.adaptive.enabled": "true",
-        "spark.databricks.delta.optimizeWrite.enabled": "true",
+        # optimized writes add a full shuffle before every write; our writes are already one task
+        # per input file or shuffle partition, so they stay off unless asked for
+        "spark.databricks.delta.optimizeWrite.enabled": os.getenv("DELTA_OPTIMIZE_WRITE", "false"),
+        "spark.sql.parquet.compression.codec": os.getenv("PARQUET_CODEC", "zstd"),
+        # a delivery's checked records are cached once and read four times; building compressed
+        # in-memory columns cost more than the memory it saves
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.databricks.delta.autoCompact.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "static",
         # Delta's log replay defaults to 50 tasks per snapshot; a local lake needs a couple.

@@ -51,7 +51,7 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
         else:
             rows = read_landing_delivery(session, lake.landing_path("transactions", f"event_date={key}"), key, context.run_id)
         version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date = '{key}' AND source = '{source}'")
-        count = lake.read(session, TABLE).where((F.col("event_date") == key) & (F.col("source") == source)).count()
+        count = lake.rows_written(session, TABLE)
         context.log.info(f"bronze {key} ({source}): {count} records")
         total += count
     return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=source))

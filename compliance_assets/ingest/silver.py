@@ -25,6 +25,7 @@ from compliance_assets.transforms.pipeline import (
     DEFAULT_LATENESS_DAYS,
     REJECT,
     ReferenceFrames,
+    batch_tallies,
     check_batch,
     dlq_frame,
     duplicate_ingest_ids,
@@ -131,23 +132,25 @@ def validate_transactions(
             context.log.info(f"{key}: {name} done at {time.perf_counter() - started:.1f}s")
 
         bronze = lake.read(session, "transactions_bronze").where(F.col("event_date") == F.lit(key).cast("date"))
-        batch = check_batch(bronze, reference_frames(session, lake, key, config.lateness_days), key, config.lateness_days)
+        refs = reference_frames(session, lake, key, config.lateness_days)
+        batch = check_batch(bronze, refs, key, config.lateness_days)
         try:
+            batch_counts, sizes = batch_tallies(batch)
+            batch_size, n_valid = sizes["records"], sizes["valid"]
+            phase("validation and reference checks")
             first_day, _ = history_window(key, config.lateness_days)
             prior = lake.read_or_empty(session, SILVER, HISTORY_SCHEMA).where(F.col("event_date") >= F.lit(first_day)).where(F.col("ingest_date") < F.lit(key).cast("date"))
             duplicates = duplicate_ingest_ids(batch, prior).cache()
             n_dup = duplicates.count()
-            n_valid = batch.rows.where(F.size("reason_codes") == 0).count()
-            phase("validation, reference checks and duplicate detection")
+            phase("duplicate detection")
 
             versions[DLQ] = lake.replace_where(dlq_frame(batch, context.run_id), DLQ, f"event_date = '{key}'")
             phase("DLQ write")
-            silver = silver_frame(batch, duplicates, prior.select(*HISTORY_COLUMNS), masking.salt, context.run_id)
+            silver = silver_frame(batch, refs, duplicates, prior.select(*HISTORY_COLUMNS), masking.salt, context.run_id)
             versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date = '{key}'")
-            phase("silver write (enrichment, features)")
+            phase("silver write (features, enrichment)")
 
-            batch_size = batch.rows.count()
-            counts = rule_counts(batch, batch_size, n_dup, n_valid)
+            counts = rule_counts(batch_counts, n_dup, n_valid)
             dq = session.createDataFrame(dq_result_rows(key, counts, context.run_id), DQ_RESULTS_SCHEMA)
             versions[DQ] = lake.replace_where(dq, DQ, f"event_date = '{key}'")
             phase("dq_results write")

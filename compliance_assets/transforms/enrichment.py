@@ -52,37 +52,32 @@ def fx_lookup(fx: DataFrame, first_day: dt.date, last_day: dt.date) -> DataFrame
     return grid.join(rates, "currency").withColumn("_rn", F.row_number().over(best)).where("_rn = 1").drop("_rn")
 
 
-def join_references(
-    df: DataFrame,
-    kyc: DataFrame,
-    limits: DataFrame,
-    fx: DataFrame,
-    merchants: DataFrame,
-    watchlists: DataFrame,
-) -> DataFrame:
-    """Left-join KYC, limits, FX (a `fx_lookup` frame), merchant and watchlist hits.
-
-    Reference frames are small and broadcast. `_kyc_found` and `fx_rate_to_base` stay null where no
-    reference row matched, for the referential rules.
-    """
-    kyc_sel = kyc.select("account_id", *[F.col(src).alias(dst) for src, dst in KYC_COLUMNS.items()]).withColumn("_kyc_found", F.lit(True))
-    limits_sel = limits.select("account_id", *LIMIT_COLUMNS)
-    merch_sel = merchants.select(
-        "merchant_id",
-        F.col("mcc_code").alias("merchant_mcc_code"),
-        F.col("country").alias("merchant_country"),
-        F.lit(True).alias("_merchant_found"),
+def reference_checks(df: DataFrame, kyc: DataFrame, fx: DataFrame, merchants: DataFrame) -> DataFrame:
+    """What the referential rules need: the event date, the FX rate to apply (null when none) and
+    whether the account (`_kyc_found`) and merchant (`_merchant_found`) exist. Broadcast lookups."""
+    accounts = kyc.select("account_id").distinct().withColumn("_kyc_found", F.lit(True))
+    known_merchants = merchants.select("merchant_id").distinct().withColumn("_merchant_found", F.lit(True))
+    return (
+        df.withColumn("event_date", F.to_date("event_time"))
+        .join(F.broadcast(accounts), "account_id", "left")
+        .join(F.broadcast(fx), ["currency", "event_date"], "left")
+        .join(F.broadcast(known_merchants), "merchant_id", "left")
     )
+
+
+def join_references(df: DataFrame, kyc: DataFrame, limits: DataFrame, merchants: DataFrame, watchlists: DataFrame) -> DataFrame:
+    """Left-join KYC, limits, merchant attributes and watchlist hits (small frames, broadcast)."""
+    kyc_sel = kyc.select("account_id", *[F.col(src).alias(dst) for src, dst in KYC_COLUMNS.items()])
+    limits_sel = limits.select("account_id", *LIMIT_COLUMNS)
+    merch_sel = merchants.select("merchant_id", F.col("mcc_code").alias("merchant_mcc_code"), F.col("country").alias("merchant_country"))
     lists = watchlists.groupBy("entity_type", "entity_id").agg(F.array_sort(F.collect_set("list_name")).alias("lists"))
 
     def hits(entity_type: str, key: str, alias: str) -> DataFrame:
         return lists.where(F.col("entity_type") == entity_type).select(F.col("entity_id").alias(key), F.col("lists").alias(alias))
 
     out = (
-        df.withColumn("event_date", F.to_date("event_time"))
-        .join(F.broadcast(kyc_sel), "account_id", "left")
+        df.join(F.broadcast(kyc_sel), "account_id", "left")
         .join(F.broadcast(limits_sel), "account_id", "left")
-        .join(F.broadcast(fx), ["currency", "event_date"], "left")
         .join(F.broadcast(merch_sel), "merchant_id", "left")
         .join(F.broadcast(hits("COUNTERPARTY", "counterparty_id", "_wl_cp")), "counterparty_id", "left")
         .join(F.broadcast(hits("MERCHANT", "merchant_id", "_wl_m")), "merchant_id", "left")
@@ -94,16 +89,15 @@ def join_references(
     return out.withColumn("watchlist_names", watchlist_names).withColumn("watchlist_hit", F.size(watchlist_names) > 0).drop("_wl_cp", "_wl_m", "_wl_a")
 
 
-def normalise_amounts(df: DataFrame, base_currency: str = BASE_CURRENCY) -> DataFrame:
-    """Amount in the base currency, and limit breaches that depend on it."""
+def amount_in_base(df: DataFrame, base_currency: str = BASE_CURRENCY) -> DataFrame:
+    """Amount in the base currency (needs `fx_rate_to_base`)."""
     amount_base = F.round(F.col("amount").cast("decimal(24,8)") * F.col("fx_rate_to_base").cast("decimal(24,12)"), 2).cast("decimal(18,2)")
+    return df.withColumn("amount_base", amount_base).withColumn("base_currency", F.lit(base_currency))
+
+
+def limit_flags(df: DataFrame) -> DataFrame:
+    """Limit breaches that depend on the base amount (needs the account's limits)."""
     threshold = F.col("reporting_threshold")
-    return (
-        df.withColumn("amount_base", amount_base)
-        .withColumn("base_currency", F.lit(base_currency))
-        .withColumn("exceeds_single_limit", F.col("amount_base") > F.col("single_transaction_limit"))
-        .withColumn(
-            "just_below_reporting_threshold",
-            (F.col("amount_base") >= threshold * 0.9) & (F.col("amount_base") < threshold),
-        )
+    return df.withColumn("exceeds_single_limit", F.col("amount_base") > F.col("single_transaction_limit")).withColumn(
+        "just_below_reporting_threshold", (F.col("amount_base") >= threshold * 0.9) & (F.col("amount_base") < threshold)
     )

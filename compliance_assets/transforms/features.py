@@ -35,7 +35,12 @@ FEATURE_COLUMNS = (
 
 
 def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
-    """Add the behaviour features to `current` (enriched rows) using `history` (earlier silver rows)."""
+    """Add the per-account window features to `current` using `history` (earlier silver rows).
+
+    Windowed counts and sums are differences of running totals (frames that only grow), so each
+    account's rows are visited once whatever the window length. `_prev_date` (the date of the
+    previous transaction) is kept for `reference_features`.
+    """
     cur = current.withColumn("_current", F.lit(True))
     hist = history.select(*HISTORY_COLUMNS).withColumn("_current", F.lit(False))
     u = (
@@ -47,11 +52,13 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
     )
 
     by_time = Window.partitionBy("account_id").orderBy("_ord")
-    amount = F.col("amount_base").cast("double")
+    upto_now = by_time.rangeBetween(Window.unboundedPreceding, Window.currentRow)
+    u = u.withColumn("_n", F.count(F.lit(1)).over(upto_now)).withColumn("_sum", F.sum("amount_base").over(upto_now))
     for name, seconds in WINDOWS_SECONDS.items():
-        frame = by_time.rangeBetween(-seconds * TIE_SLOTS, 0)  # to the second: the boundary second is cut by tie-break
-        u = u.withColumn(f"txn_count_{name}", F.count(F.lit(1)).over(frame))
-        u = u.withColumn(f"amount_sum_{name}", F.round(F.sum(amount).over(frame), 2))
+        # rows strictly before the window start; to the second: the boundary second is cut by tie-break
+        before = by_time.rangeBetween(Window.unboundedPreceding, -seconds * TIE_SLOTS - 1)
+        u = u.withColumn(f"txn_count_{name}", F.col("_n") - F.count(F.lit(1)).over(before))
+        u = u.withColumn(f"amount_sum_{name}", F.round((F.col("_sum") - F.coalesce(F.sum("amount_base").over(before), F.lit(0))).cast("double"), 2))
 
     prior = by_time.rowsBetween(Window.unboundedPreceding, -1)
     located_ts = F.when(F.col("latitude").isNotNull() & F.col("longitude").isNotNull(), F.col("_ts"))
@@ -62,23 +69,30 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
         .withColumn("_prev_lon", F.last(F.when(located_ts.isNotNull(), F.col("longitude")), ignorenulls=True).over(prior))
     )
 
+    amount = F.col("amount_base").cast("double")
     prior_count = F.col("txn_count_30d") - 1
-    u = u.withColumn(
-        "amount_avg_30d_prior",
-        F.when(prior_count > 0, F.round((F.col("amount_sum_30d") - amount) / prior_count, 2)),
-    )
     dist_prev = haversine_km(F.col("_prev_lat"), F.col("_prev_lon"), F.col("latitude"), F.col("longitude"))
     secs_prev_loc = F.col("_ts") - F.col("_prev_loc_ts")
-    last_activity = F.coalesce(F.to_date(F.from_unixtime("_prev_ts")), F.col("last_activity_date"), F.col("account_opened_date"))
     out = (
         u.where("_current")
+        .withColumn("amount_avg_30d_prior", F.when(prior_count > 0, F.round((F.col("amount_sum_30d") - amount) / prior_count, 2)))
         .withColumn("amount_to_avg_30d", F.round(amount / F.col("amount_avg_30d_prior"), 4))
-        .withColumn("amount_to_typical", F.round(amount / F.col("typical_amount"), 4))
-        .withColumn("distance_from_home_km", F.round(haversine_km(F.col("home_latitude"), F.col("home_longitude"), F.col("latitude"), F.col("longitude")), 3))
         .withColumn("delivery_distance_km", F.round(haversine_km(F.col("latitude"), F.col("longitude"), F.col("delivery_latitude"), F.col("delivery_longitude")), 3))
         .withColumn("seconds_since_prev_txn", F.col("_ts") - F.col("_prev_ts"))
         .withColumn("distance_from_prev_km", F.round(dist_prev, 3))
         .withColumn("travel_speed_kmh", F.round(dist_prev / (F.greatest(secs_prev_loc, F.lit(MIN_TRAVEL_SECONDS)) / 3600.0), 3))
-        .withColumn("days_since_last_activity", F.datediff(F.col("event_date"), last_activity))
+        .withColumn("_prev_date", F.to_date(F.from_unixtime("_prev_ts")))
     )
-    return out.drop("_current", "_ts", "_ord", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
+    return out.drop("_current", "_ts", "_ord", "_n", "_sum", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
+
+
+def reference_features(df: DataFrame) -> DataFrame:
+    """Features that compare a transaction with the account's KYC profile (after enrichment)."""
+    amount = F.col("amount_base").cast("double")
+    last_activity = F.coalesce(F.col("_prev_date"), F.col("last_activity_date"), F.col("account_opened_date"))
+    return (
+        df.withColumn("amount_to_typical", F.round(amount / F.col("typical_amount"), 4))
+        .withColumn("distance_from_home_km", F.round(haversine_km(F.col("home_latitude"), F.col("home_longitude"), F.col("latitude"), F.col("longitude")), 3))
+        .withColumn("days_since_last_activity", F.datediff(F.col("event_date"), last_activity))
+        .drop("_prev_date")
+    )

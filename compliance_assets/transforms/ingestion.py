@@ -40,12 +40,13 @@ def file_lines(spark: SparkSession, pattern: str, name_filter: str | None = None
     """
     reader = spark.read.option("pathGlobFilter", name_filter) if name_filter else spark.read
     files = reader.text(pattern, wholetext=True).select(F.col("value"), F.col("_metadata.file_path").alias("path"))
-    exploded = files.select(relative_file(F.col("path")).alias("source_file"), F.posexplode(F.split(F.regexp_replace("value", "\r?\n$", ""), "\n")).alias("pos", "line"))
-    return exploded.select(
-        "source_file",
-        (F.col("pos") + 1).cast("long").alias("source_line"),
-        F.regexp_replace("line", "\r$", "").alias("line"),
-    )
+    # split on "\n" (a literal, so no regex runs over the text); a final newline ends the last line
+    # rather than starting an empty one, and a "\r" before a newline belongs to the line break
+    lines = files.select(relative_file(F.col("path")).alias("source_file"), F.split(F.col("value"), "\n").alias("_lines"))
+    exploded = lines.select("source_file", F.size("_lines").alias("_n"), F.posexplode("_lines").alias("pos", "line"))
+    exploded = exploded.where(~((F.col("pos") == F.col("_n") - 1) & (F.col("line") == "") & (F.col("_n") > 1)))
+    line = F.when(F.col("line").endswith("\r"), F.expr("substring(line, 1, length(line) - 1)")).otherwise(F.col("line"))
+    return exploded.select("source_file", (F.col("pos") + 1).cast("long").alias("source_line"), line.alias("line"))
 
 
 def bronze_rows(lines: DataFrame, source: str, delivery_date: str, run_id: str | None, source_payload: Column | None = None) -> DataFrame:

@@ -1,8 +1,8 @@
 """The bronze → silver/DLQ/dq_results processing of one delivery: one implementation for batch and streaming.
 
-Steps: validate every payload against the contract, join reference data, apply referential and
-timeliness rules, split rejects (DLQ) from valid rows, drop duplicates (counted), then enrich,
-mask PII and compute behaviour features for silver.
+Steps: validate every payload against the contract, look up reference keys and FX rates, apply
+referential and timeliness rules, split rejects (DLQ) from valid rows, drop duplicates (counted),
+then compute behaviour features, enrich with reference data and mask PII for silver.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.rules import Rule
-from compliance_assets.transforms.enrichment import join_references, mask_contract_pii, normalise_amounts
-from compliance_assets.transforms.features import FEATURE_COLUMNS, HISTORY_DAYS, behaviour_features
+from compliance_assets.transforms.enrichment import amount_in_base, join_references, limit_flags, mask_contract_pii, reference_checks
+from compliance_assets.transforms.features import FEATURE_COLUMNS, HISTORY_DAYS, behaviour_features, reference_features
+from compliance_assets.transforms.outcomes import RuleMasks, outcome_tallies
 from compliance_assets.transforms.quality import DUPLICATE, flagging_rule_exprs, rejecting_rule_exprs
-from compliance_assets.transforms.validation import rule_outcomes, validate_payloads
+from compliance_assets.transforms.validation import validate_payloads
 
 REJECT, DROP, FLAG = "reject", "drop_duplicate", "flag"
 DEFAULT_LATENESS_DAYS = 7
@@ -61,44 +62,56 @@ class RuleAction:
 
 @dataclass
 class CheckedBatch:
-    """A delivery after every rule ran: rows carry typed columns, reason codes and sparse rule
-    outcomes (`_failed_rules`, `_unchecked_rules`: indices into `rules`)."""
+    """A delivery after every rule ran, persisted: one narrow row per record with the typed
+    contract columns, the reference lookups, `reason_codes` / `dq_warnings`, the rule outcome
+    masks of `groups` and, for rejected records only, the raw payload."""
 
     rows: DataFrame
-    rules: list[RuleAction]
+    groups: list[tuple[RuleMasks, str]]
     delivery_date: str
+
+    @property
+    def rules(self) -> list[RuleAction]:
+        return [RuleAction(rule, action) for masks, action in self.groups for rule in masks.rules]
+
+    def valid(self) -> DataFrame:
+        return self.rows.where(~F.col("_rejected"))
 
     def unpersist(self) -> None:
         self.rows.unpersist()
 
 
-def _append_rules(df: DataFrame, exprs, offset: int, gate=None) -> tuple[DataFrame, list[Column]]:
-    """Add the outcomes of `exprs` (rule index offset `offset`) to the sparse outcome arrays;
-    return the frame and the per-rule failure columns. `gate` limits where they apply."""
-    pairs = [((gate & e.checked) if gate is not None else e.checked, (gate & e.failed) if gate is not None else e.failed) for e in exprs]
-    failed, unchecked = rule_outcomes(pairs, offset)
-    df = df.withColumn("_failed_rules", F.concat("_failed_rules", failed)).withColumn("_unchecked_rules", F.concat("_unchecked_rules", unchecked))
-    return df, [F.array_contains("_failed_rules", offset + i) for i in range(len(exprs))]
+def _rule_masks(rules: list, failed: str, unchecked: str, gate: Column | None = None) -> tuple[RuleMasks, list[Column]]:
+    """Masks for pipeline rule expressions (optionally only where `gate` holds)."""
+    masks = RuleMasks(tuple(e.rule for e in rules), failed, unchecked)
+    fails = [(gate & e.failed) if gate is not None else e.failed for e in rules]
+    checked = [(gate & e.checked) if gate is not None else e.checked for e in rules]
+    return masks, masks.columns(fails, [~c for c in checked])
 
 
 def check_batch(bronze: DataFrame, refs: ReferenceFrames, delivery_date: str, lateness_days: int = DEFAULT_LATENESS_DAYS) -> CheckedBatch:
     """Validate and reference-check a delivery's bronze rows; the result is persisted for reuse."""
-    validated, contract_rules = validate_payloads(bronze.withColumnRenamed("event_date", "ingest_date"))
-    rules = [RuleAction(r, REJECT) for r in contract_rules]
-    df = join_references(validated, refs.kyc, refs.limits, refs.fx, refs.merchants, refs.watchlists)
+    delivered = bronze.withColumnRenamed("event_date", "ingest_date")
+    validated, contract = validate_payloads(delivered)
+    df = reference_checks(validated, refs.kyc, refs.fx, refs.merchants)
 
-    rejecting = rejecting_rule_exprs(delivery_date, lateness_days)
-    df, failed = _append_rules(df, rejecting, len(rules))
-    rules += [RuleAction(e.rule, REJECT) for e in rejecting]
-    pipeline_reasons = F.filter(F.array(*[F.when(f, F.lit(e.rule.reason_code)) for e, f in zip(rejecting, failed)]), lambda c: c.isNotNull())
-    df = df.withColumn("reason_codes", F.concat("reason_codes", pipeline_reasons))
-
-    flagging = flagging_rule_exprs()
-    df, failed = _append_rules(df, flagging, len(rules), gate=F.size("reason_codes") == 0)
-    rules += [RuleAction(e.rule, FLAG) for e in flagging]
-    warnings = F.filter(F.array(*[F.when(f, F.lit(e.rule.reason_code)) for e, f in zip(flagging, failed)]), lambda c: c.isNotNull())
-    rows = df.withColumn("dq_warnings", warnings).persist(StorageLevel.MEMORY_AND_DISK)
-    return CheckedBatch(rows, rules, delivery_date)
+    rejecting, reject_cols = _rule_masks(rejecting_rule_exprs(delivery_date, lateness_days), "_reject_failed", "_reject_unchecked")
+    df = df.select("*", *reject_cols)
+    rejected = contract.any_failed() | rejecting.any_failed()
+    flagging, flag_cols = _rule_masks(flagging_rule_exprs(), "_flag_failed", "_flag_unchecked", gate=~rejected)
+    df = df.select("*", *flag_cols, rejected.alias("_rejected"))
+    contract_cols = [c for c in validated.columns if c not in delivered.columns and not c.startswith("_") and c != "reason_codes"]
+    rows = df.select(
+        "ingest_id", "ingest_date", "source", "source_file", "source_line",
+        # the raw record is kept for the DLQ only; valid records are re-derivable from bronze
+        F.when(F.col("_rejected"), F.col("payload")).alias("payload"),
+        F.when(F.col("_rejected"), F.col("source_payload")).alias("source_payload"),
+        *contract_cols, "event_date", "fx_rate_to_base", "fx_rate_date",
+        F.when(F.col("_rejected"), F.concat("reason_codes", rejecting.reason_codes())).otherwise(F.array().cast("array<string>")).alias("reason_codes"),
+        flagging.reason_codes().alias("dq_warnings"),
+        "_rejected", contract.failed, contract.unchecked, rejecting.failed, rejecting.unchecked, flagging.failed, flagging.unchecked,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    return CheckedBatch(rows, [(contract, REJECT), (rejecting, REJECT), (flagging, FLAG)], delivery_date)
 
 
 def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFrame:
@@ -107,7 +120,7 @@ def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFr
     Within the delivery the first copy (by source, file, line) is kept; a late record whose
     transaction_id is already in silver from an earlier delivery is a duplicate too.
     """
-    valid = batch.rows.where(F.size("reason_codes") == 0).select("ingest_id", "transaction_id", "event_date", "source", "source_file", "source_line")
+    valid = batch.valid().select("ingest_id", "transaction_id", "event_date", "source", "source_file", "source_line")
     first = Window.partitionBy("transaction_id").orderBy("source", "source_file", "source_line")
     in_batch = valid.withColumn("_rn", F.row_number().over(first)).where("_rn > 1").select("ingest_id")
     day = dt.date.fromisoformat(batch.delivery_date)
@@ -117,20 +130,25 @@ def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFr
     return in_batch.unionByName(across).distinct()
 
 
-def rule_counts(batch: CheckedBatch, total: int, duplicates: int, valid_rows: int) -> list[tuple[Rule, str, int, int]]:
-    """(rule, action, checked, failed) for every rule of a batch of `total` records, from one
-    aggregation over the sparse outcomes."""
-    coded = F.concat(F.transform("_failed_rules", lambda i: i * 2 + 1), F.transform("_unchecked_rules", lambda i: i * 2))
-    tallies = {r["code"]: r["count"] for r in batch.rows.select(F.explode(coded).alias("code")).groupBy("code").count().collect()}
-    counts = [(ra.rule, ra.action, total - tallies.get(2 * i, 0), tallies.get(2 * i + 1, 0)) for i, ra in enumerate(batch.rules)]
-    counts.append((DUPLICATE, DROP, valid_rows, duplicates))
-    return counts
+def batch_tallies(batch: CheckedBatch) -> tuple[list[tuple[Rule, str, int, int]], dict[str, int]]:
+    """(rule, action, checked, failed) for every rule, and the batch's record counts (`records`,
+    `valid`), from one aggregation over the outcome masks."""
+    tallies, by_rejected = outcome_tallies(batch.rows, [masks for masks, _ in batch.groups], by=("_rejected",))
+    records = sum(by_rejected.values())
+    actions = [action for masks, action in batch.groups for _ in masks.rules]
+    counts = [(rule, action, records - unchecked, failed) for (rule, unchecked, failed), action in zip(tallies, actions)]
+    return counts, {"records": records, "valid": by_rejected.get((False,), 0)}
+
+
+def rule_counts(batch_counts: list[tuple[Rule, str, int, int]], duplicates: int, valid_rows: int) -> list[tuple[Rule, str, int, int]]:
+    """The batch's rule counts plus the duplicate rule (checked over the valid records)."""
+    return [*batch_counts, (DUPLICATE, DROP, valid_rows, duplicates)]
 
 
 def dlq_frame(batch: CheckedBatch, run_id: str | None) -> DataFrame:
     """Every rejected record, with its raw payload and all its reason codes."""
     return (
-        batch.rows.where(F.size("reason_codes") > 0)
+        batch.rows.where(F.col("_rejected"))
         .withColumn("event_date", F.col("ingest_date"))
         .withColumn("primary_reason", F.col("reason_codes")[0])
         .withColumn("dagster_run_id", F.lit(run_id))
@@ -147,6 +165,7 @@ def history_window(delivery_date: str, lateness_days: int = DEFAULT_LATENESS_DAY
 
 def silver_frame(
     batch: CheckedBatch,
+    refs: ReferenceFrames,
     duplicates: DataFrame,
     history: DataFrame,
     pii_salt: str,
@@ -154,11 +173,14 @@ def silver_frame(
 ) -> DataFrame:
     """Valid, first-seen records: FX-normalised, enriched, PII-masked, with behaviour features."""
     day = F.lit(batch.delivery_date).cast("date")
-    valid = batch.rows.where(F.size("reason_codes") == 0).join(F.broadcast(duplicates), "ingest_id", "left_anti")
-    enriched = mask_contract_pii(normalise_amounts(valid), "transactions", pii_salt)
-    featured = behaviour_features(enriched, history)
+    valid = amount_in_base(batch.valid().join(F.broadcast(duplicates), "ingest_id", "left_anti"))
+    # window features on the transaction's own columns; reference attributes are joined after the
+    # shuffle so it moves only what the record itself carries
+    featured = behaviour_features(valid, history)
+    enriched = join_references(featured, refs.kyc, refs.limits, refs.merchants, refs.watchlists)
+    enriched = mask_contract_pii(reference_features(limit_flags(enriched)), "transactions", pii_salt)
     return (
-        featured.withColumn("arrival_delay_days", F.datediff(day, F.col("event_date")))
+        enriched.withColumn("arrival_delay_days", F.datediff(day, F.col("event_date")))
         .withColumn("is_late_arrival", F.col("arrival_delay_days") > 0)
         .withColumn("dq_status", F.when(F.size("dq_warnings") > 0, "WARN").otherwise("PASS"))
         .withColumn("dagster_run_id", F.lit(run_id))

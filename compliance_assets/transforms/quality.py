@@ -37,7 +37,7 @@ class RuleExpr:
 
 def rejecting_rule_exprs(delivery_date: str, lateness_days: int) -> list[RuleExpr]:
     """Referential and timeliness rules, evaluated on validated, reference-joined rows."""
-    contract_ok = F.size("reason_codes") == 0
+    contract_ok = F.col("_contract_failed") == 0  # the contract rules' failure mask (validation.validate_payloads)
     day = F.lit(delivery_date).cast("date")
     has_time = contract_ok & F.col("event_time").isNotNull()
     return [

@@ -1,9 +1,10 @@
 """Contract validation of raw JSON payloads, natively in Spark.
 
-Each payload is parsed once into a VARIANT; every rule the contract implies (contracts.rules) is
-evaluated against the exact JSON type and value, so a record fails here exactly when JSON Schema
-would reject it. Output: the typed contract columns, the list of reason codes, and one
-checked/failed flag per rule for dq_results. Shared by the batch assets and the streaming job.
+Each payload is parsed once, into one VARIANT per contract property; every rule the contract
+implies (contracts.rules) is evaluated against the exact JSON type and value, so a record fails
+here exactly when JSON Schema would reject it. Output: the typed contract columns, the reason
+codes, and the rule outcomes as bit masks for dq_results. Shared by the batch assets and the
+streaming job.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from contracts import json_types, load_contract
 from contracts.rules import CRITICAL, Rule, contract_rules
 from contracts.spark import spark_type
+from compliance_assets.transforms.outcomes import RuleMasks
 
 MALFORMED_JSON = Rule("payload.json", None, "json", None, "MALFORMED_JSON", CRITICAL, "payload is parseable JSON")
 NOT_AN_OBJECT = Rule("payload.object", None, "object", None, "NOT_A_JSON_OBJECT", CRITICAL, "payload is a JSON object")
@@ -24,6 +27,7 @@ NOT_AN_OBJECT = Rule("payload.object", None, "object", None, "NOT_A_JSON_OBJECT"
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
+_CORRUPT = "__payload_is_not_a_json_object__"  # where from_json puts what it cannot read as an object
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def _constraint_fails(rule: Rule, field: str, prop: dict[str, Any]) -> Column:
     """The expression that is true where a (present, well-typed) value breaks `rule`, over the
     decoded columns of `with_parsed_fields`."""
     kw, val = rule.keyword, rule.value
-    text, number, typed = (F.col(c) for c in _decoded_columns(field))
+    text, number, typed = (F.col(c) for c in _decoded_columns(field, prop))
     if kw in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         return {"minimum": number < val, "exclusiveMinimum": number <= val, "maximum": number > val, "exclusiveMaximum": number >= val}[kw]
     if kw == "enum":
@@ -78,44 +82,59 @@ def _constraint_fails(rule: Rule, field: str, prop: dict[str, Any]) -> Column:
         item_types, _ = json_types(val)
         allowed = {"string": "STRING", "number": "DOUBLE", "integer": "BIGINT", "boolean": "BOOLEAN"}
         item = allowed.get(item_types[0], "STRING")
-        return ~F.col(_field_columns(field)[1]).isin(f"ARRAY<{item}>", "ARRAY<VOID>")
+        return ~F.col(_type_column(field)).isin(f"ARRAY<{item}>", "ARRAY<VOID>")
     raise ValueError(f"Unsupported keyword {kw}")
 
 
-def _field_columns(field: str) -> tuple[str, str]:
-    """Names of the helper columns holding a field's raw VARIANT and its variant type."""
-    return f"_raw_{field}", f"_vtype_{field}"
+def _type_column(field: str) -> str:
+    """Name of the helper column holding a field's JSON type (schema_of_variant)."""
+    return f"_vtype_{field}"
 
 
-def _decoded_columns(field: str) -> list[str]:
-    """Names of the helper columns holding a field's value as string, as double and as its Spark type."""
-    return [f"_str_{field}", f"_dbl_{field}", f"_typ_{field}"]
+def _needs(prop: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether a property's rules need its value as text and as a double besides its contract type."""
+    typ = spark_type(prop)
+    text = any(k in prop for k in ("pattern", "minLength", "maxLength", "enum", "format"))
+    number = any(k in prop for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"))
+    return text and not isinstance(typ, T.StringType), number and not isinstance(typ, T.DoubleType)
+
+
+def _decoded_columns(field: str, prop: dict[str, Any]) -> list[str]:
+    """Names of the columns holding a field's value as text, as double and as its contract type
+    (one column when the contract type already is the text or the double)."""
+    typed = f"_typ_{field}"
+    need_text, need_number = _needs(prop)
+    return [f"_str_{field}" if need_text else typed, f"_dbl_{field}" if need_number else typed, typed]
+
+
+def _raw(field: str) -> Column:
+    return F.col("_j").getField(field)
 
 
 def with_parsed_fields(df: DataFrame, contract: dict[str, Any]) -> DataFrame:
-    """Parse `payload` once and decode every property once (raw VARIANT, its type, its value as
-    string, double and contract type), as columns.
+    """Parse `payload` once into one VARIANT per contract property and decode each once (its JSON
+    type, its value in the contract type, and as text or double where a rule needs that).
 
-    Keeping these as columns (rather than repeating the expressions in every rule) means each
-    payload is parsed once and each field decoded once per record, however many rules use it.
+    `from_json` with VARIANT fields parses a JSON object straight into per-property values and
+    keeps the exact JSON type of each; payloads that are not a JSON object land in `_corrupt` and
+    are re-parsed (rarely) only to tell malformed JSON from valid non-object JSON.
     """
     props = contract["properties"]
-    parsed = df.withColumn("_v", F.try_parse_json(F.col("payload")))
-    raw_cols = [F.try_variant_get(F.col("_v"), f"$['{field}']", "variant").alias(_field_columns(field)[0]) for field in props]
-    with_raw = parsed.select("*", *raw_cols)
-    decoded = []
+    schema = T.StructType([T.StructField(f, T.VariantType()) for f in props] + [T.StructField(_CORRUPT, T.StringType())])
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, "allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}
+    parsed = df.select("*", F.from_json(F.col("payload"), schema, options).alias("_j"))
+    is_object = F.col("_j").isNotNull() & F.col("_j").getField(_CORRUPT).isNull()
+    valid_json = F.when(is_object, F.lit(True)).otherwise(F.try_parse_json(F.col("payload")).isNotNull())
+    decoded = [is_object.alias("_is_object"), valid_json.alias("_is_json")]
     for field, prop in props.items():
-        raw = F.col(_field_columns(field)[0])
-        str_name, dbl_name, typ_name = _decoded_columns(field)
-        decoded += [
-            F.schema_of_variant(raw).alias(_field_columns(field)[1]),
-            F.try_variant_get(raw, "$", "string").alias(str_name),
-            F.try_variant_get(raw, "$", "double").alias(dbl_name),
-            F.try_variant_get(raw, "$", spark_type(prop).simpleString()).alias(typ_name),
-        ]
-    # JSON text that parses and starts with '{' is an object (cheaper than the whole object's schema)
-    is_object = F.col("_v").isNotNull() & F.col("payload").rlike(r"^[ \t\r\n]*\{")
-    return with_raw.select("*", *decoded, is_object.alias("_is_object"))
+        raw = _raw(field)
+        text, number, typed = _decoded_columns(field, prop)
+        decoded += [F.schema_of_variant(raw).alias(_type_column(field)), F.try_variant_get(raw, "$", spark_type(prop).simpleString()).alias(typed)]
+        if text != typed:
+            decoded.append(F.try_variant_get(raw, "$", "string").alias(text))
+        if number != typed:
+            decoded.append(F.try_variant_get(raw, "$", "double").alias(number))
+    return parsed.select("*", *decoded)
 
 
 def contract_rule_flags(contract: dict[str, Any]) -> tuple[list[RuleFlags], dict[str, Column]]:
@@ -125,7 +144,7 @@ def contract_rule_flags(contract: dict[str, Any]) -> tuple[list[RuleFlags], dict
     for rule in contract_rules(contract):
         rules_by_field.setdefault(rule.field, []).append(rule)
 
-    parsed = F.col("_v").isNotNull()
+    parsed = F.col("_is_json")
     is_object = F.col("_is_object")
     flags = [
         RuleFlags(MALFORMED_JSON, F.lit(True), ~parsed),
@@ -133,8 +152,7 @@ def contract_rule_flags(contract: dict[str, Any]) -> tuple[list[RuleFlags], dict
     ]
     well_typed_by_field: dict[str, Column] = {}
     for field, prop in contract["properties"].items():
-        raw_name, type_name = _field_columns(field)
-        raw, vtype = F.col(raw_name), F.col(type_name)
+        raw, vtype = _raw(field), F.col(_type_column(field))
         present = is_object & raw.isNotNull() & ~F.is_variant_null(raw)
         types, _ = json_types(prop)
         type_ok = F.lit(False)
@@ -153,47 +171,28 @@ def contract_rule_flags(contract: dict[str, Any]) -> tuple[list[RuleFlags], dict
     return flags, well_typed_by_field
 
 
-def rule_outcomes(flags: list[tuple[Column, Column]], offset: int = 0) -> tuple[Column, Column]:
-    """Sparse per-record rule outcomes: (indices of failed rules, indices of rules not applicable).
-
-    Two short integer arrays instead of a pair of boolean columns per rule keep records narrow
-    (most records fail nothing and have few inapplicable rules); dq_results counts come from them.
-    """
-    failed = F.filter(F.array(*[F.when(f, F.lit(offset + i)) for i, (_, f) in enumerate(flags)]), lambda c: c.isNotNull())
-    unchecked = F.filter(F.array(*[F.when(~c, F.lit(offset + i)) for i, (c, _) in enumerate(flags)]), lambda c: c.isNotNull())
-    return failed, unchecked
-
-
-def validate_payloads(bronze: DataFrame, contract_name: str = "transactions") -> tuple[DataFrame, list[Rule]]:
+def validate_payloads(bronze: DataFrame, contract_name: str = "transactions") -> tuple[DataFrame, RuleMasks]:
     """Parse and validate bronze payloads against a contract.
 
     Returns the bronze columns plus the typed contract columns (null unless present, well-typed
     and passing all the field's rules), `reason_codes` (empty when the record is valid) and the
-    sparse rule outcomes `_failed_rules` / `_unchecked_rules` (indices into the returned rules).
+    rule outcome masks (`_contract_failed` / `_contract_unchecked`, described by the returned
+    RuleMasks).
     """
     contract = load_contract(contract_name)
     parsed = with_parsed_fields(bronze, contract)
     flags, well_typed = contract_rule_flags(contract)
-    flag_cols = []
-    for i, f in enumerate(flags):
-        flag_cols += [f.checked.alias(f"_chk_{i}"), f.failed.alias(f"_fail_{i}")]
-    decoded = [_decoded_columns(field)[2] for field in contract["properties"]]
-    stage = parsed.select(*bronze.columns, *decoded, *[c.alias(f"_wt_{field}") for field, c in well_typed.items()], *flag_cols)
+    masks = RuleMasks(tuple(f.rule for f in flags), "_contract_failed", "_contract_unchecked")
+    typed_cols = [_decoded_columns(field, prop)[2] for field, prop in contract["properties"].items()]
+    stage = parsed.select(
+        *bronze.columns, *typed_cols, *[c.alias(f"_wt_{field}") for field, c in well_typed.items()],
+        *masks.columns([f.failed for f in flags], [~f.checked for f in flags]),
+    )
 
     typed = {}
-    for field in contract["properties"]:
-        ok = F.col(f"_wt_{field}")
-        for i, f in enumerate(flags):
-            if f.rule.field == field and f.rule.keyword not in ("required", "type"):
-                ok = ok & ~F.col(f"_fail_{i}")
-        typed[field] = F.when(ok, F.col(_decoded_columns(field)[2]))
-    failed, unchecked = rule_outcomes([(F.col(f"_chk_{i}"), F.col(f"_fail_{i}")) for i in range(len(flags))])
-    reasons = F.filter(
-        F.array(*[F.when(F.col(f"_fail_{i}"), F.lit(f.rule.reason_code)) for i, f in enumerate(flags)]),
-        lambda c: c.isNotNull(),
-    )
-    out = stage.select(
-        *bronze.columns, *[c.alias(name) for name, c in typed.items()],
-        reasons.alias("reason_codes"), failed.alias("_failed_rules"), unchecked.alias("_unchecked_rules"),
-    )
-    return out, [f.rule for f in flags]
+    for field, prop in contract["properties"].items():
+        field_bits = sum(1 << i for i, f in enumerate(flags) if f.rule.field == field and f.rule.keyword not in ("required", "type"))
+        ok = F.col(f"_wt_{field}") & (F.col(masks.failed).bitwiseAND(F.lit(field_bits)) == 0)
+        typed[field] = F.when(ok, F.col(_decoded_columns(field, prop)[2]))
+    out = stage.select(*bronze.columns, *[c.alias(name) for name, c in typed.items()], masks.reason_codes().alias("reason_codes"), masks.failed, masks.unchecked)
+    return out, masks
