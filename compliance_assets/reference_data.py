@@ -94,7 +94,7 @@ def build_reference_asset(table: str) -> AssetsDefinition:
             df = load_reference_csv(session, path, table).withColumn("event_date", F.lit(key).cast("date")).withColumn("source_file", F.lit(path.rsplit("/", 1)[-1]))
             version = lake.replace_where(df, table, f"event_date = '{key}'")
             df.unpersist()
-            rows = lake.read(session, table).where(F.col("event_date") == key).count()
+            rows = lake.rows_written(session, table)
             rows_total += rows
             files.append(path.rsplit("/", 1)[-1])
             context.log.info(f"{table} {key}: {rows} rows from {path}")

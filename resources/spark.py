@@ -24,8 +24,9 @@ def delta_package() -> str:
 def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
     """Spark settings for a Delta-enabled session; SPARK_* environment variables override them."""
     packages = [delta_package(), *extra_packages]
+    master = os.getenv("SPARK_MASTER", "local[*]")
     conf = {
-        "spark.master": os.getenv("SPARK_MASTER", "local[*]"),
+        "spark.master": master,
         "spark.app.name": os.getenv("SPARK_APP_NAME", "compliance-platform"),
         "spark.jars.packages": ",".join(packages),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -43,6 +44,8 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         # a delivery's checked records are cached once and read four times; building compressed
         # in-memory columns cost more than the memory it saves
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
+        # on one machine shuffle files stay in the page cache: compressing them only costs CPU
+        "spark.shuffle.compress": os.getenv("SPARK_SHUFFLE_COMPRESS", "false" if master.startswith("local") else "true"),
         "spark.databricks.delta.autoCompact.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "static",
         # Delta's log replay defaults to 50 tasks per snapshot; a local lake needs a couple.
