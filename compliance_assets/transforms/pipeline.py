@@ -52,14 +52,6 @@ class ReferenceFrames:
     watchlists: DataFrame
 
 
-@dataclass(frozen=True)
-class RuleAction:
-    """A rule and what failing it does (reject to the DLQ, or flag the silver row)."""
-
-    rule: Rule
-    action: str
-
-
 @dataclass
 class CheckedBatch:
     """A delivery after every rule ran, persisted: one narrow row per record with the typed
@@ -67,12 +59,8 @@ class CheckedBatch:
     masks of `groups` and, for rejected records only, the raw payload."""
 
     rows: DataFrame
-    groups: list[tuple[RuleMasks, str]]
+    groups: list[tuple[RuleMasks, str]]  # each group's masks and what failing its rules does (REJECT / FLAG)
     delivery_date: str
-
-    @property
-    def rules(self) -> list[RuleAction]:
-        return [RuleAction(rule, action) for masks, action in self.groups for rule in masks.rules]
 
     def valid(self) -> DataFrame:
         return self.rows.where(~F.col("_rejected"))

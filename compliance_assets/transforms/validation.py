@@ -116,7 +116,7 @@ def with_parsed_fields(df: DataFrame, contract: dict[str, Any]) -> DataFrame:
     type, its value in the contract type, and as text or double where a rule needs that).
 
     `from_json` with VARIANT fields parses a JSON object straight into per-property values and
-    keeps the exact JSON type of each; payloads that are not a JSON object land in `_corrupt` and
+    keeps the exact JSON type of each; payloads that are not a JSON object land in its corrupt-record field and
     are re-parsed (rarely) only to tell malformed JSON from valid non-object JSON.
     """
     props = contract["properties"]
