@@ -15,6 +15,14 @@ from dagster_pyspark import PySparkResource
 SCALA_BINARY = "2.13"
 
 
+UNIQUE_PER_ROW_COLUMNS = (
+    "ingest_id", "source_line", "payload", "transaction_id", "event_time", "amount", "amount_base",
+    "latitude", "longitude", "delivery_latitude", "delivery_longitude", "description", "counterparty_name",
+    "amount_to_avg_30d", "amount_to_typical", "distance_from_home_km", "delivery_distance_km",
+    "distance_from_prev_km", "travel_speed_kmh",
+)
+
+
 def delta_package() -> str:
     """Maven coordinates of the Delta jar matching the installed pyspark and delta-spark."""
     spark_major_minor = ".".join(version("pyspark").split(".")[:2])
@@ -46,6 +54,9 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         # on one machine shuffle files stay in the page cache: compressing them only costs CPU
         "spark.shuffle.compress": os.getenv("SPARK_SHUFFLE_COMPRESS", "false" if master.startswith("local") else "true"),
+        # a day lands as a few dozen files of ~10-20 MB; the 128 MB default packs them into three
+        # or so uneven read tasks, which leaves one of two local cores idle for the last third
+        "spark.sql.files.maxPartitionBytes": os.getenv("SPARK_MAX_PARTITION_BYTES", "16m" if master.startswith("local") else "128m"),
         "spark.databricks.delta.autoCompact.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "static",
         # Delta's log replay defaults to 50 tasks per snapshot; a local lake needs a couple.
@@ -55,6 +66,10 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         "spark.sql.codegen.hugeMethodLimit": "65535",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods",
     }
+    # a dictionary never pays off for values unique to each transaction: Parquet fills one per
+    # column chunk, then falls back to plain encoding; skipping it saves about a quarter of the
+    # silver write at ~10% more bytes
+    conf.update({f"spark.hadoop.parquet.enable.dictionary#{c}": "false" for c in UNIQUE_PER_ROW_COLUMNS})
     return conf
 
 

@@ -49,16 +49,18 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
         # one total order per account (event second, then a stable tie-break on transaction_id) so
         # every window below shares a single sort and re-runs give identical features
         .withColumn("_ord", F.col("_ts") * TIE_SLOTS + F.pmod(F.xxhash64("transaction_id"), F.lit(TIE_SLOTS)))
+        # exact sums in integer cents (long additions; decimal sums widen to BigDecimal arithmetic)
+        .withColumn("_cents", F.round(F.col("amount_base").cast("double") * 100).cast("long"))
     )
 
     by_time = Window.partitionBy("account_id").orderBy("_ord")
     upto_now = by_time.rangeBetween(Window.unboundedPreceding, Window.currentRow)
-    u = u.withColumn("_n", F.count(F.lit(1)).over(upto_now)).withColumn("_sum", F.sum("amount_base").over(upto_now))
+    u = u.withColumn("_n", F.count(F.lit(1)).over(upto_now)).withColumn("_sum", F.sum("_cents").over(upto_now))
     for name, seconds in WINDOWS_SECONDS.items():
         # rows strictly before the window start; to the second: the boundary second is cut by tie-break
         before = by_time.rangeBetween(Window.unboundedPreceding, -seconds * TIE_SLOTS - 1)
         u = u.withColumn(f"txn_count_{name}", F.col("_n") - F.count(F.lit(1)).over(before))
-        u = u.withColumn(f"amount_sum_{name}", F.round((F.col("_sum") - F.coalesce(F.sum("amount_base").over(before), F.lit(0))).cast("double"), 2))
+        u = u.withColumn(f"amount_sum_{name}", (F.col("_sum") - F.coalesce(F.sum("_cents").over(before), F.lit(0))) / 100.0)
 
     prior = by_time.rowsBetween(Window.unboundedPreceding, -1)
     located_ts = F.when(F.col("latitude").isNotNull() & F.col("longitude").isNotNull(), F.col("_ts"))
@@ -83,7 +85,7 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
         .withColumn("travel_speed_kmh", F.round(dist_prev / (F.greatest(secs_prev_loc, F.lit(MIN_TRAVEL_SECONDS)) / 3600.0), 3))
         .withColumn("_prev_date", F.to_date(F.from_unixtime("_prev_ts")))
     )
-    return out.drop("_current", "_ts", "_ord", "_n", "_sum", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
+    return out.drop("_current", "_ts", "_ord", "_cents", "_n", "_sum", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
 
 
 def reference_features(df: DataFrame) -> DataFrame:
