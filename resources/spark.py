@@ -19,7 +19,10 @@ UNIQUE_PER_ROW_COLUMNS = (
     "ingest_id", "source_line", "payload", "transaction_id", "event_time", "amount", "amount_base",
     "latitude", "longitude", "delivery_latitude", "delivery_longitude", "description", "counterparty_name",
     "amount_to_avg_30d", "amount_to_typical", "distance_from_home_km", "delivery_distance_km",
-    "distance_from_prev_km", "travel_speed_kmh",
+    "distance_from_prev_km", "travel_speed_kmh", "amount_avg_30d_prior", "seconds_since_prev_txn",
+    "amount_sum_1h", "amount_sum_24h", "amount_sum_7d", "amount_sum_30d",
+    # per account: more distinct values than a 1 MB dictionary page holds
+    "account_id", "home_latitude", "home_longitude", "typical_amount",
 )
 
 

@@ -49,10 +49,15 @@ def file_lines(spark: SparkSession, pattern: str, name_filter: str | None = None
     return exploded.select("source_file", (F.col("pos") + 1).cast("long").alias("source_line"), line.alias("line"))
 
 
+def ingest_id(source: Column, source_file: Column, source_line: Column) -> Column:
+    """The record's stable key: source, file and line (e.g. `landing:event_date=2026-03-02/part-00001.jsonl:17`)."""
+    return F.concat_ws(":", source, source_file, source_line.cast("string"))
+
+
 def bronze_rows(lines: DataFrame, source: str, delivery_date: str, run_id: str | None, source_payload: Column | None = None) -> DataFrame:
     """Shape raw lines (with a `payload` column) as bronze rows of one delivery."""
     return lines.select(
-        F.concat_ws(":", F.lit(source), "source_file", F.col("source_line").cast("string")).alias("ingest_id"),
+        ingest_id(F.lit(source), F.col("source_file"), F.col("source_line")).alias("ingest_id"),
         F.lit(delivery_date).cast("date").alias("event_date"),
         F.lit(source).alias("source"),
         "source_file",

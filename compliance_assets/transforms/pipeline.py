@@ -15,7 +15,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.rules import Rule
-from compliance_assets.transforms.enrichment import amount_in_base, join_references, limit_flags, mask_contract_pii, reference_checks
+from compliance_assets.transforms.enrichment import BASE_CURRENCY, amount_in_base, join_references, limit_flags, mask_contract_pii, reference_checks
+from compliance_assets.transforms.ingestion import ingest_id
 from compliance_assets.transforms.features import FEATURE_COLUMNS, HISTORY_DAYS, behaviour_features, reference_features
 from compliance_assets.transforms.outcomes import RuleMasks, outcome_tallies
 from compliance_assets.transforms.quality import DUPLICATE, flagging_rule_exprs, rejecting_rule_exprs
@@ -108,13 +109,14 @@ def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFr
     Within the delivery the first copy (by source, file, line) is kept; a late record whose
     transaction_id is already in silver from an earlier delivery is a duplicate too.
     """
-    valid = batch.valid().select("ingest_id", "transaction_id", "event_date", "source", "source_file", "source_line")
+    valid = batch.valid().select("transaction_id", "event_date", "source", "source_file", "source_line")
+    key = ingest_id(F.col("source"), F.col("source_file"), F.col("source_line")).alias("ingest_id")
     first = Window.partitionBy("transaction_id").orderBy("source", "source_file", "source_line")
-    in_batch = valid.withColumn("_rn", F.row_number().over(first)).where("_rn > 1").select("ingest_id")
+    in_batch = valid.withColumn("_rn", F.row_number().over(first)).where("_rn > 1").select(key)
     day = dt.date.fromisoformat(batch.delivery_date)
     late = valid.where(F.col("event_date") < F.lit(day))
     seen = prior_silver.where(F.col("ingest_date") < F.lit(day)).select("transaction_id").distinct()
-    across = late.join(seen, "transaction_id", "left_semi").select("ingest_id")
+    across = late.join(seen, "transaction_id", "left_semi").select(key)
     return in_batch.unionByName(across).distinct()
 
 
@@ -162,13 +164,17 @@ def silver_frame(
     """Valid, first-seen records: FX-normalised, enriched, PII-masked, with behaviour features."""
     day = F.lit(batch.delivery_date).cast("date")
     valid = amount_in_base(batch.valid().join(F.broadcast(duplicates), "ingest_id", "left_anti"))
-    # window features on the transaction's own columns; reference attributes are joined after the
-    # shuffle so it moves only what the record itself carries
-    featured = behaviour_features(valid, history)
+    # window features on the transaction's own columns; reference attributes, constants and the
+    # ingest id (derived from source, file and line) are added after the shuffle so it moves only
+    # what the record itself carries
+    featured = behaviour_features(valid.drop("ingest_id", "ingest_date", "base_currency"), history)
     enriched = join_references(featured, refs.kyc, refs.limits, refs.merchants, refs.watchlists)
     enriched = mask_contract_pii(reference_features(limit_flags(enriched)), "transactions", pii_salt)
     return (
-        enriched.withColumn("arrival_delay_days", F.datediff(day, F.col("event_date")))
+        enriched.withColumn("ingest_id", ingest_id(F.col("source"), F.col("source_file"), F.col("source_line")))
+        .withColumn("ingest_date", day)
+        .withColumn("base_currency", F.lit(BASE_CURRENCY))
+        .withColumn("arrival_delay_days", F.datediff(day, F.col("event_date")))
         .withColumn("is_late_arrival", F.col("arrival_delay_days") > 0)
         .withColumn("dq_status", F.when(F.size("dq_warnings") > 0, "WARN").otherwise("PASS"))
         .withColumn("dagster_run_id", F.lit(run_id))
