@@ -28,6 +28,7 @@ _RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 _CORRUPT = "__payload_is_not_a_json_object__"  # where from_json puts what it cannot read as an object
+_TEXT_TYPES = (T.StringType, T.TimestampType, T.DateType)  # contract types that JSON carries as strings
 
 
 @dataclass(frozen=True)
@@ -122,19 +123,37 @@ def with_parsed_fields(df: DataFrame, contract: dict[str, Any]) -> DataFrame:
     props = contract["properties"]
     schema = T.StructType([T.StructField(f, T.VariantType()) for f in props] + [T.StructField(_CORRUPT, T.StringType())])
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, "allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}
-    parsed = df.select("*", F.from_json(F.col("payload"), schema, options).alias("_j"))
+    # string values come from a second, typed parse: reading them out of a VARIANT builds a Literal
+    # and a Cast (or a JSON generator) per value, which costs more than parsing the text again
+    text_fields = [f for f, prop in props.items() if isinstance(spark_type(prop), _TEXT_TYPES)]
+    text_schema = T.StructType([T.StructField(f, T.StringType()) for f in text_fields])
+    parsed = df.select(
+        "*", F.from_json(F.col("payload"), schema, options).alias("_j"),
+        F.from_json(F.col("payload"), text_schema, {"mode": "PERMISSIVE", "allowSingleQuotes": "false"}).alias("_s"),
+    )
     is_object = F.col("_j").isNotNull() & F.col("_j").getField(_CORRUPT).isNull()
     valid_json = F.when(is_object, F.lit(True)).otherwise(F.try_parse_json(F.col("payload")).isNotNull())
-    decoded = [is_object.alias("_is_object"), valid_json.alias("_is_json")]
+    typed_json = parsed.select(
+        "*", is_object.alias("_is_object"), valid_json.alias("_is_json"),
+        *[F.schema_of_variant(_raw(field)).alias(_type_column(field)) for field in props],
+    )
+    decoded = []
     for field, prop in props.items():
-        raw = _raw(field)
+        raw, vtype = _raw(field), F.col(_type_column(field))
         text, number, typed = _decoded_columns(field, prop)
-        decoded += [F.schema_of_variant(raw).alias(_type_column(field)), F.try_variant_get(raw, "$", spark_type(prop).simpleString()).alias(typed)]
+        target = spark_type(prop)
+        if not isinstance(target, T.AtomicType):
+            decoded.append(F.try_variant_get(raw, "$", target.simpleString()).alias(typed))
+            continue
+        string = F.col("_s").getField(field) if field in text_fields else F.try_variant_get(raw, "$", "string")
+        # a JSON string's characters; a number's or boolean's JSON text (cheap for non-strings)
+        value = F.when(vtype == "STRING", string).when(vtype != "VOID", F.to_json(raw))
+        decoded.append((value if isinstance(target, T.StringType) else value.try_cast(target)).alias(typed))
         if text != typed:
-            decoded.append(F.try_variant_get(raw, "$", "string").alias(text))
+            decoded.append(value.alias(text))
         if number != typed:
-            decoded.append(F.try_variant_get(raw, "$", "double").alias(number))
-    return parsed.select("*", *decoded)
+            decoded.append(value.try_cast("double").alias(number))
+    return typed_json.select("*", *decoded).drop("_s")
 
 
 def contract_rule_flags(contract: dict[str, Any]) -> tuple[list[RuleFlags], dict[str, Column]]:

@@ -13,8 +13,15 @@ BASE = {
     "transaction_id": "T1", "event_time": "2026-03-02T10:00:00Z", "account_id": "ACC00000001", "amount": 12.5,
     "currency": "EUR", "channel": "CARD_PRESENT", "country": "DE", "merchant_id": "MER000001", "mcc_code": "5411",
 }
-EDGE_CASES = [
+# valid records whose typed values are compared with the decoded JSON
+VALUE_CASES = [
     json.dumps(BASE),
+    json.dumps({**BASE, "description": 'say "hi" \\ back\tslash', "counterparty_name": "Zoë Müller"}),
+    json.dumps({**BASE, "description": "caf\u00e9"}, ensure_ascii=True),
+    json.dumps({**BASE, "amount": 1.5e2, "latitude": 48, "longitude": -0.5e-3}),
+]
+EDGE_CASES = [
+    *VALUE_CASES,
     json.dumps({**BASE, "amount": 0}),
     json.dumps({**BASE, "amount": 100000000}),
     json.dumps({**BASE, "amount": 100000000.01}),
@@ -57,3 +64,20 @@ def test_spark_validation_matches_jsonschema_on_generated_and_edge_case_records(
     disagreements = [(lines[i][:120], spark_valid[i]) for i in range(len(lines)) if spark_valid[i] != reference_valid(lines[i])]
     assert not disagreements
     assert sum(spark_valid.values()) < len(lines), "the sample must contain invalid records"
+
+
+def test_typed_values_equal_the_decoded_json(spark):
+    """The typed contract columns hold exactly the JSON values: escapes, non-ASCII text, integer
+    and exponent numbers, timestamps."""
+    frame = spark.createDataFrame(list(enumerate(VALUE_CASES)), "i long, payload string")
+    checked, _ = validate_payloads(frame)
+    rows = {r.i: r for r in checked.collect()}
+    for i, line in enumerate(VALUE_CASES):
+        record, row = json.loads(line), rows[i]
+        assert row.reason_codes == [], line
+        for field in ("transaction_id", "account_id", "currency", "description", "counterparty_name", "mcc_code"):
+            assert getattr(row, field) == record.get(field), field
+        assert float(row.amount) == record["amount"]
+        for field in ("latitude", "longitude"):
+            assert getattr(row, field) == (float(record[field]) if field in record else None), field
+        assert row.event_time == dt.datetime(2026, 3, 2, 10, 0)
