@@ -86,6 +86,10 @@ def main() -> None:
     run_seconds = time.perf_counter() - t0
     assert result.success
 
+    # each step's own duration, so the reference-data loads can be told apart from bronze -> silver
+    step_seconds = {e.step_key: round(e.event_specific_data.duration_ms / 1000, 1) for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    pipeline_seconds = sum(v for k, v in step_seconds.items() if k in ("transactions_bronze", "validate_transactions"))
+
     silver = spark.read.format("delta").load(f"{lake}/tables/transactions_silver").count()
     dlq = spark.read.format("delta").load(f"{lake}/tables/transactions_dlq").count()
 
@@ -106,6 +110,9 @@ def main() -> None:
         "events_per_second": round(lines / run_seconds),
         "events_per_second_per_core": round(lines / run_seconds / cores),
         "cores": cores,
+        "step_seconds": step_seconds,
+        "bronze_and_silver_steps_seconds": round(pipeline_seconds, 1),
+        "bronze_and_silver_steps_events_per_second": round(lines / pipeline_seconds) if pipeline_seconds else None,
         "silver_rows": silver,
         "dlq_rows": dlq,
         "checks_seconds": round(check_seconds, 1) if check_seconds else None,

@@ -83,8 +83,9 @@ def join_references(df: DataFrame, kyc: DataFrame, limits: DataFrame, merchants:
         .join(F.broadcast(hits("MERCHANT", "merchant_id", "_wl_m")), "merchant_id", "left")
         .join(F.broadcast(hits("ACCOUNT", "account_id", "_wl_a")), "account_id", "left")
     )
-    watchlist_names = F.array_sort(
-        F.array_distinct(F.concat(F.coalesce("_wl_cp", F.array()), F.coalesce("_wl_m", F.array()), F.coalesce("_wl_a", F.array())))
+    no_hit = F.col("_wl_cp").isNull() & F.col("_wl_m").isNull() & F.col("_wl_a").isNull()
+    watchlist_names = F.when(no_hit, F.array().cast("array<string>")).otherwise(
+        F.array_sort(F.array_distinct(F.concat(F.coalesce("_wl_cp", F.array()), F.coalesce("_wl_m", F.array()), F.coalesce("_wl_a", F.array()))))
     ).cast("array<string>")
     return out.withColumn("watchlist_names", watchlist_names).withColumn("watchlist_hit", F.size(watchlist_names) > 0).drop("_wl_cp", "_wl_m", "_wl_a")
 
