@@ -1,7 +1,8 @@
 """Contract validation of raw JSON payloads, natively in Spark.
 
-Each payload is parsed once, into one VARIANT per contract property; every rule the contract
-implies (contracts.rules) is evaluated against the exact JSON type and value, so a record fails
+Each payload is parsed into one VARIANT per contract property (and its string fields once more,
+as text); every rule the contract implies (contracts.rules) is evaluated against the exact JSON
+type and value, so a record fails
 here exactly when JSON Schema would reject it. Output: the typed contract columns, the reason
 codes, and the rule outcomes as bit masks for dq_results. Shared by the batch assets and the
 streaming job.
@@ -113,12 +114,14 @@ def _raw(field: str) -> Column:
 
 
 def with_parsed_fields(df: DataFrame, contract: dict[str, Any]) -> DataFrame:
-    """Parse `payload` once into one VARIANT per contract property and decode each once (its JSON
-    type, its value in the contract type, and as text or double where a rule needs that).
+    """Parse `payload` into one VARIANT per contract property and decode each once (its JSON type,
+    its value in the contract type, and as text or double where a rule needs that).
 
     `from_json` with VARIANT fields parses a JSON object straight into per-property values and
-    keeps the exact JSON type of each; payloads that are not a JSON object land in its corrupt-record field and
-    are re-parsed (rarely) only to tell malformed JSON from valid non-object JSON.
+    keeps the exact JSON type of each; payloads that are not a JSON object land in its corrupt-record
+    field and are re-parsed (rarely) only to tell malformed JSON from valid non-object JSON. A
+    string's value comes from a second, typed `from_json` of the string fields, used only where
+    the VARIANT says the value is a JSON string.
     """
     props = contract["properties"]
     schema = T.StructType([T.StructField(f, T.VariantType()) for f in props] + [T.StructField(_CORRUPT, T.StringType())])
