@@ -81,14 +81,24 @@ def main() -> None:
     jvm_start = time.perf_counter() - t0
 
     instance = DagsterInstance.ephemeral()
+    # The day's reference data (KYC, limits, FX, merchants, watchlists) is loaded first and timed
+    # apart: its size follows the account base, not the day's transaction volume.
     t0 = time.perf_counter()
-    result = materialize([*reference_assets, transactions_bronze, validate_transactions], partition_key=str(day), resources=defs.resources, instance=instance)
+    refs = materialize(reference_assets, partition_key=str(day), resources=defs.resources, instance=instance)
+    ref_seconds = time.perf_counter() - t0
+    assert refs.success
+
+    t0 = time.perf_counter()
+    result = materialize(
+        [*reference_assets, transactions_bronze, validate_transactions], partition_key=str(day), resources=defs.resources,
+        instance=instance, selection=AssetSelection.assets(transactions_bronze, validate_transactions),
+    )
     run_seconds = time.perf_counter() - t0
     assert result.success
-
-    # each step's own duration, so the reference-data loads can be told apart from bronze -> silver
-    step_seconds = {e.step_key: round(e.event_specific_data.duration_ms / 1000, 1) for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
-    pipeline_seconds = sum(v for k, v in step_seconds.items() if k in ("transactions_bronze", "validate_transactions"))
+    step_seconds = {
+        e.step_key: round(e.event_specific_data.duration_ms / 1000, 1)
+        for r in (refs, result) for e in r.all_events if e.event_type_value == "STEP_SUCCESS"
+    }
 
     silver = spark.read.format("delta").load(f"{lake}/tables/transactions_silver").count()
     dlq = spark.read.format("delta").load(f"{lake}/tables/transactions_dlq").count()
@@ -106,13 +116,13 @@ def main() -> None:
         "events_generated_lines": lines,
         "generation_seconds": round(gen_seconds, 1),
         "jvm_start_seconds": round(jvm_start, 1),
+        "reference_data_seconds": round(ref_seconds, 1),
         "bronze_to_silver_seconds": round(run_seconds, 1),
         "events_per_second": round(lines / run_seconds),
         "events_per_second_per_core": round(lines / run_seconds / cores),
+        "events_per_second_including_reference_data": round(lines / (run_seconds + ref_seconds)),
         "cores": cores,
         "step_seconds": step_seconds,
-        "bronze_and_silver_steps_seconds": round(pipeline_seconds, 1),
-        "bronze_and_silver_steps_events_per_second": round(lines / pipeline_seconds) if pipeline_seconds else None,
         "silver_rows": silver,
         "dlq_rows": dlq,
         "checks_seconds": round(check_seconds, 1) if check_seconds else None,
