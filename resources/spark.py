@@ -15,13 +15,14 @@ from dagster_pyspark import PySparkResource
 SCALA_BINARY = "2.13"
 
 
-UNIQUE_PER_ROW_COLUMNS = (
+# columns with (nearly) one value per transaction, or per account: more distinct values than a
+# 1 MB Parquet dictionary page holds
+NO_DICTIONARY_COLUMNS = (
     "ingest_id", "source_line", "payload", "transaction_id", "event_time", "amount", "amount_base",
     "latitude", "longitude", "delivery_latitude", "delivery_longitude", "description", "counterparty_name",
     "amount_to_avg_30d", "amount_to_typical", "distance_from_home_km", "delivery_distance_km",
     "distance_from_prev_km", "travel_speed_kmh", "amount_avg_30d_prior", "seconds_since_prev_txn",
     "amount_sum_1h", "amount_sum_24h", "amount_sum_7d", "amount_sum_30d",
-    # per account: more distinct values than a 1 MB dictionary page holds
     "account_id", "home_latitude", "home_longitude", "typical_amount",
 )
 
@@ -71,10 +72,9 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
         # barriers cost ~15% of the validation stage here (SPARK_JVM_GC to change it).
         "spark.driver.extraJavaOptions": f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')}",
     }
-    # a dictionary never pays off for values unique to each transaction: Parquet fills one per
-    # column chunk, then falls back to plain encoding; skipping it saves about a quarter of the
-    # silver write at ~10% more bytes
-    conf.update({f"spark.hadoop.parquet.enable.dictionary#{c}": "false" for c in UNIQUE_PER_ROW_COLUMNS})
+    # a dictionary never pays off for such columns: Parquet fills one per column chunk, then falls
+    # back to plain encoding; skipping it saves about a quarter of the silver write at ~10% more bytes
+    conf.update({f"spark.hadoop.parquet.enable.dictionary#{c}": "false" for c in NO_DICTIONARY_COLUMNS})
     return conf
 
 

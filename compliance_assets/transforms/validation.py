@@ -2,10 +2,9 @@
 
 Each payload is parsed into one VARIANT per contract property (and its string fields once more,
 as text); every rule the contract implies (contracts.rules) is evaluated against the exact JSON
-type and value, so a record fails
-here exactly when JSON Schema would reject it. Output: the typed contract columns, the reason
-codes, and the rule outcomes as bit masks for dq_results. Shared by the batch assets and the
-streaming job.
+type and value, so a record fails here exactly when JSON Schema would reject it. Output: the
+typed contract columns, the reason codes, and the rule outcomes as bit masks for dq_results.
+Shared by the batch assets and the streaming job.
 """
 
 from __future__ import annotations
