@@ -12,13 +12,14 @@ from compliance_assets.ingest import bronze, checks, silver
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
 from compliance_assets.jobs import daily_ingest_job
+from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
 from compliance_assets.reference_data import reference_assets, reference_checks
 from resources import build_resources
 from sensors import all_schedules, all_sensors
 
 defs = Definitions(
-    assets=[*reference_assets, transactions_bronze, validate_transactions],
-    asset_checks=[*reference_checks, *load_asset_checks_from_modules([bronze, checks, silver])],
+    assets=[*reference_assets, transactions_bronze, validate_transactions, transaction_outcomes],
+    asset_checks=[*reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks],
     jobs=[daily_ingest_job],
     sensors=all_sensors,
     schedules=all_schedules,

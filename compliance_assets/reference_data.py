@@ -46,12 +46,9 @@ class ReferenceFileMissing(FileNotFoundError):
 
 def reference_file_for(spark, lake: LakeResource, table: str, day: dt.date) -> str:
     """The day's file, else the most recent earlier one within LOOKBACK_DAYS."""
-    jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
     for back in range(LOOKBACK_DAYS + 1):
         candidate = lake.landing_path("reference", table, f"{(day - dt.timedelta(days=back)).isoformat()}.csv")
-        path = jvm.org.apache.hadoop.fs.Path(candidate)
-        if path.getFileSystem(conf).exists(path):
+        if lake.path_exists(spark, candidate):
             return candidate
     raise ReferenceFileMissing(
         f"No {table} file for {day} or the {LOOKBACK_DAYS} days before it under {lake.landing_path('reference', table)}"

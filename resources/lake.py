@@ -34,6 +34,11 @@ class LakeResource(ConfigurableResource):
     def landing_path(self, *parts: str) -> str:
         return "/".join([self.landing, *parts])
 
+    def path_exists(self, spark: SparkSession, path: str) -> bool:
+        """Whether a file or folder exists (local or abfss://), through Spark's Hadoop file system."""
+        hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
+        return hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hadoop_path)
+
     def table_exists(self, spark: SparkSession, table: str) -> bool:
         from delta.tables import DeltaTable
 

@@ -1,0 +1,1 @@
+"""Risk-scoring assets: confirmed outcomes (labels), training features, models, scores and alerts."""
