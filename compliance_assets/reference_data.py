@@ -70,6 +70,16 @@ def load_reference_csv(spark, path: str, table: str):
     return df.drop(corrupt)
 
 
+def write_contract_csv_day(spark, lake: LakeResource, table: str, key: str, path: str, delivered: bool = True) -> tuple[int, int]:
+    """Replace day `key` of `table` with the rows of the contract-typed CSV at `path` (none when
+    not `delivered`), stamped with the day and the file name; returns (Delta version, rows)."""
+    df = load_reference_csv(spark, path, table) if delivered else spark.createDataFrame([], struct_type(table))
+    df = df.withColumn("event_date", F.lit(key).cast("date")).withColumn("source_file", F.lit(path.rsplit("/", 1)[-1]))
+    version = lake.replace_where(df, table, f"event_date = '{key}'")
+    df.unpersist()
+    return version, lake.rows_written(spark, table)
+
+
 def build_reference_asset(table: str) -> AssetsDefinition:
     contract = load_contract(table)
 
@@ -88,10 +98,7 @@ def build_reference_asset(table: str) -> AssetsDefinition:
         version = -1
         for key in context.partition_keys:
             path = reference_file_for(session, lake, table, dt.date.fromisoformat(key))
-            df = load_reference_csv(session, path, table).withColumn("event_date", F.lit(key).cast("date")).withColumn("source_file", F.lit(path.rsplit("/", 1)[-1]))
-            version = lake.replace_where(df, table, f"event_date = '{key}'")
-            df.unpersist()
-            rows = lake.rows_written(session, table)
+            version, rows = write_contract_csv_day(session, lake, table, key, path)
             rows_total += rows
             files.append(path.rsplit("/", 1)[-1])
             context.log.info(f"{table} {key}: {rows} rows from {path}")

@@ -8,10 +8,9 @@ and unique transaction_id per delivery) are the reference-data checks.
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 from dagster_pyspark import PySparkResource
-from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata
-from compliance_assets.reference_data import build_reference_checks, load_reference_csv
+from compliance_assets.reference_data import build_reference_checks, write_contract_csv_day
 from contracts.spark import struct_type
 from partitions import daily_partitions
 from resources.lake import LakeResource
@@ -33,24 +32,18 @@ TABLE = "transaction_outcomes"
 )
 def transaction_outcomes(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
-    schema = struct_type(TABLE)
     total, version, missing = 0, -1, []
     for key in context.partition_keys:
         path = lake.landing_path("outcomes", f"{key}.csv")
-        if lake.path_exists(session, path):
-            df = load_reference_csv(session, path, TABLE)
-        else:
+        delivered = lake.path_exists(session, path)
+        if not delivered:
             # investigators do not decide something every day: no file is an empty delivery
             context.log.warning(f"{TABLE} {key}: no file at {path}; the day has no outcomes")
-            df = session.createDataFrame([], schema)
             missing.append(key)
-        df = df.withColumn("event_date", F.lit(key).cast("date")).withColumn("source_file", F.lit(path.rsplit("/", 1)[-1]))
-        version = lake.replace_where(df, TABLE, f"event_date = '{key}'")
-        df.unpersist()
-        rows = lake.rows_written(session, TABLE)
+        version, rows = write_contract_csv_day(session, lake, TABLE, key, path, delivered)
         total += rows
         context.log.info(f"{TABLE} {key}: {rows} outcomes")
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, schema, days_without_file=", ".join(missing) or "none"))
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, struct_type(TABLE), days_without_file=", ".join(missing) or "none"))
 
 
 outcome_checks = build_reference_checks(TABLE)
