@@ -11,16 +11,27 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 from compliance_assets.ingest import bronze, checks, silver
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.jobs import daily_ingest_job
+from compliance_assets.jobs import daily_ingest_job, daily_scoring_job, promote_challenger, rollback_model_job, train_risk_model_job
+from compliance_assets.ml import alerts, features_training, gold
+from compliance_assets.ml.alerts import anomaly_alerts
+from compliance_assets.ml.features_training import ml_features_training
+from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
+from compliance_assets.ml.training import risk_model
 from compliance_assets.reference_data import reference_assets, reference_checks
 from resources import build_resources
 from sensors import all_schedules, all_sensors
 
 defs = Definitions(
-    assets=[*reference_assets, transactions_bronze, validate_transactions, transaction_outcomes],
-    asset_checks=[*reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks],
-    jobs=[daily_ingest_job],
+    assets=[
+        *reference_assets, transactions_bronze, validate_transactions,
+        transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts,
+    ],
+    asset_checks=[
+        *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,
+        *load_asset_checks_from_modules([features_training, gold, alerts]),
+    ],
+    jobs=[daily_ingest_job, daily_scoring_job, train_risk_model_job, promote_challenger, rollback_model_job],
     sensors=all_sensors,
     schedules=all_schedules,
     resources=build_resources(),

@@ -8,6 +8,7 @@ only changes configuration.
 from __future__ import annotations
 
 import os
+import sys
 from importlib.metadata import version
 
 from dagster_pyspark import PySparkResource
@@ -37,6 +38,10 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
     """Spark settings for a Delta-enabled session; SPARK_* environment variables override them."""
     packages = [delta_package(), *extra_packages]
     master = os.getenv("SPARK_MASTER", "local[*]")
+    if master.startswith("local"):
+        # Python workers (model scoring in mapInPandas) run this interpreter, so they see the same
+        # pinned packages; PySpark reads the worker interpreter from PYSPARK_PYTHON only
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = {
         "spark.master": master,
         "spark.app.name": os.getenv("SPARK_APP_NAME", "compliance-platform"),

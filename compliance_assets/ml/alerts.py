@@ -1,0 +1,93 @@
+"""anomaly_alerts: what investigators work on: HIGH-risk scores and hard-rule hits, with reasons.
+
+One alert per transaction at most, with every reason that applies; the alert id is derived from
+the transaction (stable across re-runs and rollbacks). The delivery day's alerts are replaced as a
+whole, so re-materialising is idempotent.
+"""
+
+import os
+
+from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
+from dagster_pyspark import PySparkResource
+from pyspark.sql import functions as F
+
+from compliance_assets.metadata import delta_metadata, markdown_table
+from compliance_assets.ml.features_training import SILVER, delivery_rows
+from compliance_assets.ml.gold import TABLE as GOLD
+from partitions import daily_partitions
+from resources.lake import LakeResource
+
+TABLE = "anomaly_alerts"
+MAX_ALERT_SHARE = float(os.getenv("ALERT_BUDGET_SHARE", "0.02"))
+HIGH_RISK, WATCHLIST, LIMIT = "HIGH_RISK_SCORE", "WATCHLIST_MATCH", "LIMIT_BREACH_SINGLE_TRANSACTION"
+
+
+@asset(
+    name=TABLE,
+    group_name="scoring",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[GOLD, SILVER],
+    kinds={"spark", "delta"},
+    description=(
+        "Alerts for investigation: transactions in the HIGH risk band, on a watchlist (sanctions or internal) or over "
+        "the account's single-transaction limit, with every reason that applies (e.g. HIGH_RISK_SCORE, "
+        "WATCHLIST_MATCH:OFAC_SDN) and the features behind the score. One stable alert_id per transaction."
+    ),
+    metadata={"partition_column": "event_date (Dagster partition = delivery day, ingest_date)", "key": "alert_id"},
+)
+def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
+    session = spark.spark_session
+    total, version, reasons = 0, -1, {}
+    for key in context.partition_keys:
+        gold = lake.read(session, GOLD).where(F.col("ingest_date") == F.lit(key).cast("date"))
+        rules = delivery_rows(session, lake, key).select("transaction_id", "event_time", "watchlist_hit", "watchlist_names", "exceeds_single_limit", "merchant_id", "amount_base")
+        joined = gold.join(rules, ["transaction_id", "event_time"])
+        watchlist = F.transform(F.coalesce("watchlist_names", F.array().cast("array<string>")), lambda n: F.concat(F.lit(WATCHLIST + ":"), n))
+        reason_codes = F.concat(
+            F.when(F.col("risk_band") == "HIGH", F.array(F.lit(HIGH_RISK))).otherwise(F.array().cast("array<string>")),
+            F.when(F.col("watchlist_hit"), watchlist).otherwise(F.array().cast("array<string>")),
+            F.when(F.coalesce("exceeds_single_limit", F.lit(False)), F.array(F.lit(LIMIT))).otherwise(F.array().cast("array<string>")),
+        )
+        alerts = (
+            joined.withColumn("reasons", reason_codes)
+            .where(F.size("reasons") > 0)
+            .select(
+                F.concat(F.lit("ALR-"), F.substring(F.sha2(F.concat_ws("|", "transaction_id", F.date_format("event_time", "yyyy-MM-dd'T'HH:mm:ss")), 256), 1, 24)).alias("alert_id"),
+                "transaction_id", "event_time", "account_id", "merchant_id", "amount_base",
+                F.col("reasons")[0].alias("primary_reason"), "reasons", "risk_score", "risk_band", "top_features",
+                "model_name", "model_version", "dq_status",
+                F.col("scored_at").alias("raised_at"), F.col("pipeline_run_id"), "event_date", "ingest_date",
+            )
+        )
+        version = lake.replace_where(alerts, TABLE, f"ingest_date = '{key}'")
+        n = lake.rows_written(session, TABLE)
+        total += n
+        for r in lake.read(session, TABLE).where(F.col("ingest_date") == F.lit(key).cast("date")).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
+            reasons[r["r"]] = reasons.get(r["r"], 0) + r["count"]
+        context.log.info(f"{TABLE} {key}: {n} alerts")
+    return MaterializeResult(
+        metadata=delta_metadata(
+            lake.table_path(TABLE), version, total, lake.read(session, TABLE).schema,
+            reasons=markdown_table([{"reason": k, "alerts": v} for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])]),
+        )
+    )
+
+
+@asset_check(
+    asset=TABLE,
+    partitions_def=daily_partitions,
+    additional_deps=[GOLD],
+    description=f"Alert volume within budget: at most {MAX_ALERT_SHARE:.0%} of the day's scored transactions (ALERT_BUDGET_SHARE); alert ids unique.",
+)
+def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    session = spark.spark_session
+    days = [F.lit(k).cast("date") for k in context.partition_keys]
+    alerts = lake.read(session, TABLE).where(F.col("ingest_date").isin(days))
+    scored = lake.read(session, GOLD).where(F.col("ingest_date").isin(days)).count()
+    n, distinct = alerts.count(), alerts.select("alert_id").distinct().count()
+    share = n / scored if scored else 0.0
+    return AssetCheckResult(
+        passed=share <= MAX_ALERT_SHARE and n == distinct,
+        metadata={"alerts": n, "scored_transactions": scored, "alert_share": round(share, 5), "budget_share": MAX_ALERT_SHARE, "duplicate_alert_ids": n - distinct},
+    )

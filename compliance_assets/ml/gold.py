@@ -1,0 +1,152 @@
+"""risk_scores_gold: every silver transaction of a delivery day scored by the champion model.
+
+MERGE upsert keyed on (transaction_id, event_time): a row changes only when its score, band,
+reasons, model or DQ status change, so re-materialising with the same champion leaves identical
+rows, and after a rollback exactly the rows of the re-scored range change. Run with
+`rollback_to_version` set (the rollback_model job), the step first points champion back at that
+version and records it in model_audit.
+"""
+
+import datetime as dt
+import os
+
+from dagster import AllPartitionMapping, AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, asset, asset_check
+from dagster_pyspark import PySparkResource
+from delta.tables import DeltaTable
+from pydantic import Field
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from compliance_assets.metadata import delta_metadata, markdown_table
+from compliance_assets.ml.features_training import OUTCOMES, SILVER, delivery_features, delivery_rows
+from compliance_assets.ml.registry import rollback_champion
+from compliance_assets.ml.scoring import score_frame, with_model_ids
+from contracts import load_contract
+from partitions import daily_partitions
+from resources.lake import LakeResource
+from resources.mlflow import ModelRegistryResource
+
+TABLE = "risk_scores_gold"
+GOLD_COLUMNS = tuple(load_contract("risk_scores")["properties"])
+COMPARED = ("risk_score", "risk_band", "model_name", "model_version", "model_run_id", "dq_status")
+MAX_HIGH_SHARE = float(os.getenv("RISK_MAX_HIGH_SHARE", "0.02"))
+MAX_ELEVATED_SHARE = float(os.getenv("RISK_MAX_ELEVATED_SHARE", "0.10"))
+
+
+class ScoringConfig(Config):
+    rollback_to_version: int | None = Field(default=None, description="Rollback: point champion at this earlier model version before scoring the selected partitions.")
+    requested_by: str = Field(default="", description="Rollback: who asks for it (recorded in model_audit).")
+    reason: str = Field(default="", description="Rollback: why (recorded in model_audit).")
+
+
+def merge_scores(scored: DataFrame, lake: LakeResource, day: str) -> int:
+    """Upsert a delivery's scores; rows of the delivery no longer in silver are removed. Returns the Delta version."""
+    spark = scored.sparkSession
+    path = lake.table_path(TABLE)
+    if not lake.table_exists(spark, TABLE):
+        scored.write.format("delta").partitionBy("event_date").save(path)
+        return lake.version(spark, TABLE)
+    dates = [r.event_date for r in scored.select("event_date").distinct().collect()] or [dt.date.fromisoformat(day)]
+    in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
+    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in COMPARED) + " OR NOT (to_json(t.top_features) <=> to_json(s.top_features))"
+    (
+        DeltaTable.forPath(spark, path).alias("t")
+        .merge(scored.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete(condition=f"t.ingest_date = DATE'{day}'")
+        .execute()
+    )
+    return lake.version(spark, TABLE)
+
+
+@asset(
+    name=TABLE,
+    group_name="scoring",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[SILVER, OUTCOMES, AssetDep("risk_model", partition_mapping=AllPartitionMapping())],
+    kinds={"spark", "delta", "mlflow"},
+    description=(
+        "Risk score of every validated transaction of the delivery day from the approved (champion) MLflow model: "
+        "risk_score 0-1, LOW/MEDIUM/HIGH band, the top features behind the score with their signed contributions, the "
+        "model name, version and MLflow run, the Dagster run and the row's data-quality status. Re-materialising a day "
+        "with the same model changes nothing; a rollback re-scores only the chosen days."
+    ),
+    metadata={"contract": "contracts/risk_scores.schema.json", "partition_column": "event_date (Dagster partition = delivery day, ingest_date)", "key": "transaction_id, event_time (MERGE)"},
+)
+def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spark: PySparkResource, lake: LakeResource, model_registry: ModelRegistryResource) -> MaterializeResult:
+    session = spark.spark_session
+    if config.rollback_to_version is not None:
+        rollback_champion(context, session, lake, model_registry, config.rollback_to_version, config.requested_by, config.reason)
+    version, model = model_registry.champion()  # fails clearly, before anything is written
+    scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    total, delta_version, bands = 0, -1, {}
+    for key in context.partition_keys:
+        features = delivery_features(session, lake, key, model.label_delay_days, ("dq_status",))
+        scored = with_model_ids(score_frame(features, model), model_registry.model_name, version.version, version.run_id, context.run_id, scored_at)
+        scored = scored.select(*GOLD_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = {r.risk_band: r["count"] for r in scored.groupBy("risk_band").count().collect()}
+            delta_version = merge_scores(scored, lake, key)
+        finally:
+            scored.unpersist()
+        n = sum(counts.values())
+        total += n
+        bands = {b: bands.get(b, 0) + counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}
+        context.log.info(f"{TABLE} {key}: {n} rows scored by {model_registry.model_name} v{version.version}: {counts}")
+    return MaterializeResult(
+        metadata=delta_metadata(
+            lake.table_path(TABLE), delta_version, total, lake.read(session, TABLE).schema,
+            model_name=model_registry.model_name, model_version=version.version, model_run_id=version.run_id,
+            bands=markdown_table([{"band": b, "rows": n, "share": f"{n / total:.4f}" if total else "0"} for b, n in bands.items()]),
+        )
+    )
+
+
+def _gold_rows(context, spark, lake):
+    days = [F.lit(k).cast("date") for k in context.partition_keys]
+    return lake.read(spark.spark_session, TABLE).where(F.col("ingest_date").isin(days))
+
+
+@asset_check(asset=TABLE, partitions_def=daily_partitions, blocking=True, additional_deps=[SILVER], description="Every silver row of the delivery day has exactly one score, and nothing else is scored.")
+def every_silver_row_scored_once(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    session = spark.spark_session
+    gold = _gold_rows(context, spark, lake).select("transaction_id", "event_time")
+    silver = None
+    for key in context.partition_keys:
+        rows = delivery_rows(session, lake, key).select("transaction_id", "event_time")
+        silver = rows if silver is None else silver.unionByName(rows)
+    n_silver, n_gold = silver.count(), gold.count()
+    unscored = silver.join(gold, ["transaction_id", "event_time"], "left_anti").count()
+    extra = gold.join(silver, ["transaction_id", "event_time"], "left_anti").count()
+    repeated = gold.groupBy("transaction_id", "event_time").count().where("count > 1").count()
+    return AssetCheckResult(
+        passed=unscored == 0 and extra == 0 and repeated == 0 and n_silver == n_gold,
+        metadata={"silver_rows": n_silver, "gold_rows": n_gold, "unscored": unscored, "scored_but_not_in_silver": extra, "scored_more_than_once": repeated},
+    )
+
+
+@asset_check(asset=TABLE, partitions_def=daily_partitions, blocking=True, description="Every risk_score is present and within [0, 1]; every band is LOW, MEDIUM or HIGH.")
+def scores_in_unit_interval(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    gold = _gold_rows(context, spark, lake)
+    bad = gold.where(F.col("risk_score").isNull() | (F.col("risk_score") < 0) | (F.col("risk_score") > 1) | ~F.col("risk_band").isin("LOW", "MEDIUM", "HIGH")).count()
+    return AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
+
+
+@asset_check(
+    asset=TABLE,
+    partitions_def=daily_partitions,
+    description=f"Band distribution within bounds: HIGH at most {MAX_HIGH_SHARE:.0%} and MEDIUM + HIGH at most {MAX_ELEVATED_SHARE:.0%} of the day (RISK_MAX_HIGH_SHARE, RISK_MAX_ELEVATED_SHARE). A breach suggests drift or a broken model.",
+)
+def band_distribution_within_bounds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    counts = {r.risk_band: r["count"] for r in _gold_rows(context, spark, lake).groupBy("risk_band").count().collect()}
+    total = sum(counts.values())
+    high = counts.get("HIGH", 0) / total if total else 0.0
+    elevated = (counts.get("HIGH", 0) + counts.get("MEDIUM", 0)) / total if total else 0.0
+    return AssetCheckResult(
+        passed=total > 0 and high <= MAX_HIGH_SHARE and elevated <= MAX_ELEVATED_SHARE,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"rows": total, "high_share": round(high, 5), "medium_or_high_share": round(elevated, 5), **{f"{b.lower()}_rows": counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}},
+    )

@@ -1,0 +1,125 @@
+"""Model promotion and rollback, each recorded in the model_audit Delta table.
+
+Promotion: the challenger becomes champion only when an approver is named and it beats the
+champion on the challenger's own holdout (re-read with Delta time travel at the version it was
+trained on). Rollback: champion points back at a named earlier version; the rollback_model job
+then re-scores the chosen partition range (see risk_scores_gold).
+"""
+
+import datetime as dt
+import json
+
+import pandas as pd
+
+from dagster import AssetMaterialization, Config, Failure, OpExecutionContext, job, op
+from dagster_pyspark import PySparkResource
+from delta.tables import DeltaTable
+from pydantic import Field
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from compliance_assets.ml.risk_model import evaluate
+from compliance_assets.ml.training import load_training_frame
+from resources.lake import LakeResource
+from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
+
+AUDIT_TABLE = "model_audit"
+AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("audit_id", T.StringType(), False),
+        T.StructField("action", T.StringType(), False),  # PROMOTED / PROMOTION_REJECTED / ROLLED_BACK
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("from_version", T.StringType()),
+        T.StructField("to_version", T.StringType()),
+        T.StructField("approver", T.StringType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("evidence", T.StringType()),  # JSON: metrics compared, partition range re-scored
+        T.StructField("dagster_run_id", T.StringType(), False),
+        T.StructField("decided_at", T.TimestampType(), False),
+        T.StructField("event_date", T.DateType(), False),
+    ]
+)
+
+
+def record_audit(spark: SparkSession, lake: LakeResource, action: str, model_name: str, from_version, to_version,
+                 approver: str, reason: str, evidence: dict, run_id: str) -> None:
+    """Append one decision (idempotent per run and action: a retried run does not add a second row)."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    versions = [None if v is None else str(v) for v in (from_version, to_version)]
+    row = (f"{run_id}:{action}", action, model_name, *versions, approver, reason, json.dumps(evidence, sort_keys=True, default=str), run_id, now, now.date())
+    df = spark.createDataFrame([row], AUDIT_SCHEMA)
+    path = lake.table_path(AUDIT_TABLE)
+    if not lake.table_exists(spark, AUDIT_TABLE):
+        df.write.format("delta").partitionBy("event_date").save(path)
+        return
+    DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.audit_id = s.audit_id").whenNotMatchedInsertAll().execute()
+
+
+def holdout_metrics(spark: SparkSession, lake: LakeResource, registry: ModelRegistryResource, candidate, models: dict) -> dict[str, dict]:
+    """Metrics of each model in `models` on the holdout `candidate` (a ModelVersion) was evaluated on."""
+    tags = candidate.tags
+    first, last = tags["training_window"].split("..")
+    frame, _ = load_training_frame(
+        spark, lake, dt.date.fromisoformat(first), dt.date.fromisoformat(last), dt.datetime.fromisoformat(tags["label_cutoff"]),
+        version=int(tags["training_delta_version"]),
+    )
+    holdout = frame[frame["event_time"] >= pd.Timestamp(tags["holdout_start"])]
+    return {name: evaluate(model, holdout) for name, model in models.items()}
+
+
+class PromotionConfig(Config):
+    approver: str = Field(description="Who approves the promotion (recorded on the model version and in model_audit).")
+    reason: str = Field(default="", description="Why (ticket, review notes).")
+    min_improvement: float = Field(default=0.0, description="Average precision the challenger must gain over the champion.")
+
+
+@op(description="Promote the challenger to champion if an approver is named and it beats the champion on the challenger's holdout.")
+def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, spark: PySparkResource, lake: LakeResource, model_registry: ModelRegistryResource) -> None:
+    session, name = spark.spark_session, model_registry.model_name
+    if not config.approver.strip():
+        raise Failure("Promotion needs an approver: set config approver to the name of the person approving it.")
+    challenger = model_registry.version_by_alias(CHALLENGER)
+    if challenger is None:
+        raise Failure(f"Model {name} has no '{CHALLENGER}': materialise risk_model first.")
+    champion = model_registry.version_by_alias(CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        raise Failure(f"{name} v{challenger.version} is already the champion.")
+    models = {"challenger": model_registry.load(challenger)}
+    if champion is not None:
+        models["champion"] = model_registry.load(champion)
+    metrics = holdout_metrics(session, lake, model_registry, challenger, models)
+    ap_new = metrics["challenger"]["average_precision"]
+    ap_old = metrics["champion"]["average_precision"] if champion is not None else None
+    evidence = {"holdout_of_version": challenger.version, "metrics": metrics, "min_improvement": config.min_improvement}
+    old = champion.version if champion is not None else None
+    if ap_old is not None and ap_new <= ap_old + config.min_improvement:
+        record_audit(session, lake, "PROMOTION_REJECTED", name, old, challenger.version, config.approver, config.reason, evidence, context.run_id)
+        raise Failure(
+            f"{name} v{challenger.version} does not beat champion v{old} on its holdout: average precision {ap_new:.4f} vs {ap_old:.4f} "
+            f"(needs +{config.min_improvement}). Champion unchanged; the decision is in {AUDIT_TABLE}."
+        )
+    model_registry.set_alias(CHAMPION, challenger.version)
+    client = model_registry.client()
+    for key, value in {"approved_by": config.approver, "approved_at": dt.datetime.now(dt.timezone.utc).isoformat(), "approval_reason": config.reason}.items():
+        client.set_model_version_tag(name, challenger.version, key, value)
+    record_audit(session, lake, "PROMOTED", name, old, challenger.version, config.approver, config.reason, evidence, context.run_id)
+    context.log.info(f"{name}: champion v{old} -> v{challenger.version} approved by {config.approver} (AP {ap_old} -> {ap_new:.4f})")
+    context.log_event(AssetMaterialization(AUDIT_TABLE, description="Model promotion", metadata={"action": "PROMOTED", "to_version": challenger.version, "approver": config.approver}))
+
+
+@job(description="Promote the MLflow challenger to champion: needs an approver; refuses a challenger that does not beat the champion on the same holdout.")
+def promote_challenger():
+    promote_challenger_op()
+
+
+def rollback_champion(context, spark: SparkSession, lake: LakeResource, registry: ModelRegistryResource, version: int, requested_by: str, reason: str) -> None:
+    """Point champion at an earlier registered version and record it (scoring the range follows)."""
+    if not requested_by.strip():
+        raise Failure("A rollback needs requested_by: the name of the person who asks for it.")
+    target = registry.version(version)
+    current = registry.version_by_alias(CHAMPION)
+    registry.set_alias(CHAMPION, target.version)
+    first, last = context.partition_key_range.start, context.partition_key_range.end
+    evidence = {"rescored_partitions": f"{first}..{last}", "target_run_id": target.run_id}
+    record_audit(spark, lake, "ROLLED_BACK", registry.model_name, current.version if current else None, target.version, requested_by, reason, evidence, context.run_id)
+    context.log.info(f"{registry.model_name}: champion v{current.version if current else None} -> v{target.version} (rollback by {requested_by}); re-scoring {first}..{last}")

@@ -1,0 +1,142 @@
+"""risk_model: trains the risk model on ml_features_training, logs it to MLflow (dagster-mlflow) and
+registers it as the `challenger`.
+
+Partition D = a model trained on the TRAINING_WINDOW_DAYS delivery days up to D, with the labels
+decided by the end of D: re-materialising D rebuilds the same training set. Promotion to
+`champion` is a separate, approved step (the promote_challenger job).
+"""
+
+import datetime as dt
+import json
+
+import mlflow.pyfunc
+import pandas as pd
+from dagster import AssetDep, AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, TimeWindowPartitionMapping, asset
+from mlflow.models import infer_signature
+from pydantic import Field
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from compliance_assets.ml.features_training import TABLE as FEATURES_TABLE
+from compliance_assets.ml.features_training import label_delay_days
+from compliance_assets.ml.model_features import MODEL_FEATURES
+from compliance_assets.ml.risk_model import TrainingDataError, TrainingParams, time_split, train
+from partitions import daily_partitions
+from resources.lake import LakeResource
+from resources.mlflow import CHALLENGER, ModelRegistryResource
+
+TRAINING_WINDOW_DAYS = 28
+MAX_UNLABELLED_ROWS = 200_000  # unlabelled rows (anomaly model, band thresholds) are sampled to this
+
+
+class TrainingConfig(Config):
+    num_trees: int = Field(default=TrainingParams.num_trees, description="Boosting rounds of the gradient-boosted trees.")
+    num_leaves: int = Field(default=TrainingParams.num_leaves)
+    max_depth: int = Field(default=TrainingParams.max_depth)
+    learning_rate: float = Field(default=TrainingParams.learning_rate)
+    alert_budget: float = Field(default=TrainingParams.alert_budget, description="Share of transactions that may be HIGH risk (raise an alert).")
+    review_budget: float = Field(default=TrainingParams.review_budget, description="Share of transactions that may be MEDIUM or HIGH risk.")
+    holdout_fraction: float = Field(default=TrainingParams.holdout_fraction, description="Latest share of the window (by event time) kept for evaluation.")
+
+    def params(self) -> TrainingParams:
+        return TrainingParams(
+            num_trees=self.num_trees, num_leaves=self.num_leaves, max_depth=self.max_depth, learning_rate=self.learning_rate,
+            alert_budget=self.alert_budget, review_budget=self.review_budget, holdout_fraction=self.holdout_fraction,
+        )
+
+
+def load_training_frame(
+    spark: SparkSession, lake: LakeResource, first_day: dt.date, last_day: dt.date, label_cutoff: dt.datetime, seed: int = 7, version: int | None = None
+) -> tuple[pd.DataFrame, int]:
+    """Feature rows of deliveries [first_day, last_day] as pandas, with the Delta version read
+    (the latest, or `version`: Delta time travel re-reads exactly what a model was trained on).
+
+    `label` keeps only outcomes decided before `label_cutoff`. Labelled rows are all kept;
+    unlabelled rows are sampled down to MAX_UNLABELLED_ROWS and carry weight = 1 / sampling rate.
+    """
+    version = lake.version(spark, FEATURES_TABLE) if version is None else version
+    df = spark.read.format("delta").option("versionAsOf", version).load(lake.table_path(FEATURES_TABLE))
+    df = df.where(F.col("ingest_date").between(F.lit(first_day), F.lit(last_day)))
+    known = F.col("label").isNotNull() & (F.col("label_decision_time") < F.lit(label_cutoff))
+    df = df.withColumn("label", F.when(known, F.col("label")))
+    n_unlabelled = df.where(F.col("label").isNull()).count()
+    rate = min(1.0, MAX_UNLABELLED_ROWS / n_unlabelled) if n_unlabelled else 1.0
+    # a deterministic hash sample: the same window and cut-off always give the same training set
+    keep = F.col("label").isNotNull() | ((F.abs(F.xxhash64("transaction_id", F.lit(seed))) % 1_000_000) < rate * 1_000_000)
+    weight = F.when(F.col("label").isNotNull(), F.lit(1.0)).otherwise(F.lit(1.0 / rate))
+    out = df.where(keep).select("transaction_id", "event_time", "label", *MODEL_FEATURES, weight.alias("weight")).toPandas()
+    return out, version
+
+
+@asset(
+    name="risk_model",
+    group_name="ml",
+    partitions_def=daily_partitions,
+    deps=[AssetDep(FEATURES_TABLE, partition_mapping=TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1)))],
+    required_resource_keys={"mlflow", "spark", "lake", "model_registry"},
+    kinds={"mlflow", "lightgbm"},
+    description=(
+        f"The transaction risk model trained on the {TRAINING_WINDOW_DAYS} delivery days up to the partition day, with the "
+        "outcomes decided by its end: gradient-boosted trees on confirmed outcomes plus an anomaly signal for never-seen "
+        "patterns, calibrated to a 0-1 risk score, with LOW/MEDIUM/HIGH thresholds set for the alert budget. Logged to "
+        "MLflow with its holdout metrics and registered as the 'challenger'; it scores nothing until approved as champion."
+    ),
+)
+def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> MaterializeResult:
+    # dagster-mlflow's tracking resource is a legacy resource, so every resource comes from context.resources
+    mlf, lake = context.resources.mlflow, context.resources.lake
+    model_registry: ModelRegistryResource = context.resources.model_registry
+    session = context.resources.spark.spark_session
+    last_day = dt.date.fromisoformat(context.partition_key)
+    first_day = last_day - dt.timedelta(days=TRAINING_WINDOW_DAYS - 1)
+    cutoff = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time())
+    delay = label_delay_days()
+    params = config.params()
+    try:
+        frame, delta_version = load_training_frame(session, lake, first_day, last_day, cutoff, params.seed)
+        context.log.info(f"training frame: {len(frame)} rows, {int(frame['label'].notna().sum())} confirmed outcomes")
+        model, metrics = train(frame, MODEL_FEATURES, params, delay)
+    except TrainingDataError as exc:
+        mlf.end_run(status="FAILED")
+        raise Failure(f"Cannot train on deliveries {first_day}..{last_day} (labels decided before {cutoff}): {exc}") from exc
+
+    holdout = time_split(frame, params)[2]
+    mlf.log_params(
+        {
+            **{k: v for k, v in params.__dict__.items()},
+            "training_first_day": first_day.isoformat(), "training_last_day": last_day.isoformat(),
+            "label_cutoff": cutoff.isoformat(), "label_delay_days": delay, "features": len(MODEL_FEATURES),
+            "training_table": FEATURES_TABLE, "training_delta_version": delta_version, "training_rows": len(frame),
+        }
+    )
+    mlf.log_metrics(metrics)
+    mlf.log_dict({"features": list(MODEL_FEATURES)}, "features.json")
+    example = frame.loc[:, list(MODEL_FEATURES)].head(5).astype("float64")
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=model,
+        signature=infer_signature(example, model.predict(None, example)),
+        input_example=example.fillna(0.0),
+        registered_model_name=model_registry.model_name,
+    )
+    version = str(info.registered_model_version)
+    client = model_registry.client()
+    tags = {
+        "training_delta_version": str(delta_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
+        "holdout_start": str(holdout["event_time"].min()), "dagster_run_id": context.run_id,
+        "average_precision": f"{metrics['average_precision']:.4f}",
+    }
+    for k, v in tags.items():
+        client.set_model_version_tag(model_registry.model_name, version, k, v)
+    model_registry.set_alias(CHALLENGER, version)
+    run_id = mlf.active_run().info.run_id
+    mlf.end_run()
+    context.log.info(f"registered {model_registry.model_name} v{version} as {CHALLENGER}: AP={metrics['average_precision']:.4f}")
+    return MaterializeResult(
+        metadata={
+            "model_name": model_registry.model_name, "model_version": version, "mlflow_run_id": run_id, "alias": CHALLENGER,
+            **{k: round(v, 4) for k, v in metrics.items()},
+            "thresholds": MetadataValue.json(model.thresholds), "features": MetadataValue.json(json.loads(json.dumps(list(MODEL_FEATURES)))),
+            "training_delta_version": delta_version,
+        }
+    )
