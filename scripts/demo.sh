@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# Command 1 of the README: install everything, generate two days of synthetic deliveries
-# (the day before yesterday and yesterday, UTC) and materialise the daily ingest for both
-# (reference data -> bronze -> silver / DLQ / dq_results, with all asset checks) into a local
-# Dagster instance, then print where the results are and how to open the UI.
-#   EVENTS=50000 (events per day), DAY=YYYY-MM-DD (last day), SEED=42, LAKE_ROOT, DAGSTER_HOME.
+# Command 1 of the README: install everything, generate DAYS days of synthetic deliveries ending
+# yesterday (UTC), then run the platform end to end into a local Dagster instance, MLflow (SQLite)
+# and Delta lake: the daily ingest (reference data -> bronze -> silver / DLQ / dq_results), the
+# confirmed outcomes and training features, the risk model (trained, logged to MLflow, registered
+# as challenger, promoted to champion by a named approver), then risk_scores_gold and
+# anomaly_alerts for every day, with all asset checks. Prints what it produced.
+#   EVENTS=20000 (events per day), DAYS=10, DAY=YYYY-MM-DD (last day), SEED=42, LAKE_ROOT, DAGSTER_HOME, MLFLOW_HOME.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 
 source scripts/env.sh
 DAY="${DAY:-$(.venv/bin/python -c 'from partitions import yesterday_utc; print(yesterday_utc())')}"
-START="$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$DAY') - d.timedelta(days=1))")"
+DAYS="${DAYS:-10}"
+START="$(.venv/bin/python -c "import datetime as d; print(d.date.fromisoformat('$DAY') - d.timedelta(days=$DAYS - 1))")"
+DAGSTER=(.venv/bin/dagster)
 
-echo "==> generating synthetic deliveries for $START and $DAY (${EVENTS:-50000} events/day) under $LAKE_ROOT/landing"
-.venv/bin/compliance-synth --landing-root "$LAKE_ROOT/landing" --start "$START" --days 2 \
-  --events-per-day "${EVENTS:-50000}" --seed "${SEED:-42}"
+echo "==> generating synthetic deliveries for $START...$DAY (${EVENTS:-20000} events/day) under $LAKE_ROOT/landing"
+.venv/bin/compliance-synth --landing-root "$LAKE_ROOT/landing" --start "$START" --days "$DAYS" \
+  --events-per-day "${EVENTS:-20000}" --seed "${SEED:-42}"
 
-echo "==> materialising the daily ingest for $START...$DAY (one run, one Spark session)"
-.venv/bin/dagster asset materialize -m compliance_assets.definitions \
-  --select 'group:reference_data,group:ingest' --partition-range "$START...$DAY"
+echo "==> daily ingest, confirmed outcomes and training features for $START...$DAY (one run, one Spark session)"
+"${DAGSTER[@]}" asset materialize -m compliance_assets.definitions \
+  --select 'group:reference_data,group:ingest,transaction_outcomes,ml_features_training' --partition-range "$START...$DAY"
+
+echo "==> training the risk model as of $DAY (outcomes decided by then), logged to MLflow at $MLFLOW_TRACKING_URI"
+"${DAGSTER[@]}" asset materialize -m compliance_assets.definitions --select risk_model --partition "$DAY"
+
+echo "==> promoting the challenger to champion (approver: demo) if it beats the current champion"
+cat > "$DAGSTER_HOME/promote_demo.yaml" <<'YAML'
+ops: {promote_challenger_op: {config: {approver: "demo (scripts/demo.sh)", reason: "demo run"}}}
+YAML
+if ! "${DAGSTER[@]}" job execute -m compliance_assets.definitions -j promote_challenger -c "$DAGSTER_HOME/promote_demo.yaml"; then
+  # on a re-run the retrained model is no better than the champion, so it stays challenger
+  .venv/bin/python -c 'import sys; from resources.mlflow import CHAMPION, registry_from_env; sys.exit(registry_from_env().version_by_alias(CHAMPION) is None)' \
+    || { echo "error: promotion failed and there is no champion to score with" >&2; exit 1; }
+  echo "    challenger not promoted: scoring with the current champion"
+fi
+
+echo "==> scoring every transaction of $START...$DAY with the champion and raising alerts"
+"${DAGSTER[@]}" asset materialize -m compliance_assets.definitions \
+  --select 'risk_scores_gold,anomaly_alerts' --partition-range "$START...$DAY"
 
 .venv/bin/python scripts/demo_summary.py "$START" "$DAY"

@@ -10,7 +10,9 @@ from deltalake import DeltaTable
 TABLES = [
     "kyc_profiles", "account_limits", "watchlists", "fx_rates", "merchant_profiles",
     "transactions_bronze", "transactions_silver", "transactions_dlq", "dq_results",
+    "transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts",
 ]
+RUNS = 4  # ingest, training, promotion, scoring
 
 
 def main(first: str, last: str) -> None:
@@ -26,15 +28,29 @@ def main(first: str, last: str) -> None:
             reasons = Counter(code for codes in in_range["reason_codes"] for code in codes)
             print("    DLQ reasons: " + ", ".join(f"{code} {n}" for code, n in reasons.most_common()))
 
+    gold = DeltaTable(f"{lake}/tables/risk_scores_gold").to_pandas(columns=["ingest_date", "risk_band", "model_name", "model_version"])
+    gold = gold[(gold["ingest_date"].astype(str) >= first) & (gold["ingest_date"].astype(str) <= last)]
+    print("\nRisk bands: " + ", ".join(f"{b} {n:,}" for b, n in gold["risk_band"].value_counts().items()))
+    print("Scored by: " + ", ".join(f"{m} v{v} ({n:,} rows)" for (m, v), n in gold.groupby(["model_name", "model_version"]).size().items()))
+    alerts = DeltaTable(f"{lake}/tables/anomaly_alerts").to_pandas(columns=["ingest_date", "reasons"])
+    alerts = alerts[(alerts["ingest_date"].astype(str) >= first) & (alerts["ingest_date"].astype(str) <= last)]
+    reasons = Counter(code.split(":")[0] for codes in alerts["reasons"] for code in codes)
+    print("Alert reasons: " + ", ".join(f"{code} {n}" for code, n in reasons.most_common()))
+    audit = DeltaTable(f"{lake}/tables/model_audit").to_pandas().sort_values("decided_at")
+    print("Model decisions (model_audit): " + "; ".join(f"{r.action} v{r.to_version} by {r.approver}" for r in audit.itertuples()))
+    print(f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}  (UI: .venv/bin/mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']})")
+
     instance = DagsterInstance.get()
-    print(f"\nAsset checks of this run (Dagster instance at {os.environ['DAGSTER_HOME']}):")
-    run = instance.get_runs(limit=1)[0]
-    for event in instance.all_logs(run.run_id):
-        data = event.dagster_event.event_specific_data if event.dagster_event else None
-        if event.dagster_event and event.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION":
-            state = "passed" if data.passed else f"FAILED ({data.severity.value})"
-            print(f"  {data.asset_key.to_user_string():<22} {data.check_name:<36} {data.partition or '':<10} {state}")
-    print(f"\nRun {run.run_id}: {run.status.value}")
+    print(f"\nAsset checks of the demo's runs (Dagster instance at {os.environ['DAGSTER_HOME']}):")
+    runs = list(reversed(instance.get_runs(limit=RUNS)))
+    for run in runs:
+        for event in instance.all_logs(run.run_id):
+            data = event.dagster_event.event_specific_data if event.dagster_event else None
+            if event.dagster_event and event.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION":
+                state = "passed" if data.passed else f"FAILED ({data.severity.value})"
+                print(f"  {data.asset_key.to_user_string():<22} {data.check_name:<36} {data.partition or '':<10} {state}")
+    for run in runs:
+        print(f"Run {run.run_id} ({run.job_name}): {run.status.value}")
     print("\nOpen the Dagster UI:  bash scripts/ui.sh   (then http://127.0.0.1:3000)")
 
 

@@ -87,27 +87,34 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         filled = np.where(np.isnan(X), self.fill_values, X)
         return -self.anomaly.score_samples(filled)
 
-    def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """(log-odds of the risk score, per-feature contributions incl. the anomaly signal, base)."""
+    def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log-odds of the risk score, per-feature contributions with the anomaly signal's last, the
+        anomaly signal). Contributions add up to the log-odds minus `base_log_odds`."""
         a, b = self.stack_coef
         phi = contributions(self.tables, X) * a
         signal = self.anomaly_signal(X)
         contrib = np.column_stack([phi, b * (signal - self.anomaly_mean)])
-        base = self.stack_intercept + a * self.tables.base_value + b * self.anomaly_mean
-        return base + contrib.sum(axis=1), contrib, base
+        return self.base_log_odds + contrib.sum(axis=1), contrib, signal
+
+    @property
+    def base_log_odds(self) -> float:
+        a, b = self.stack_coef
+        return self.stack_intercept + a * self.tables.base_value + b * self.anomaly_mean
 
     def band(self, score: np.ndarray) -> np.ndarray:
         return np.where(score >= self.thresholds["HIGH"], "HIGH", np.where(score >= self.thresholds["MEDIUM"], "MEDIUM", "LOW"))
 
     def score(self, frame: pd.DataFrame) -> ScoredBatch:
         X = self._matrix(frame)
-        logit, contrib, _ = self.attributions(X)
+        logit, contrib, signal = self.attributions(X)
         risk = 1.0 / (1.0 + np.exp(-logit))
         k = min(self.top_k, contrib.shape[1])
-        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
         rows = np.arange(len(X))[:, None]
+        magnitude = -np.abs(contrib)
+        top = np.argpartition(magnitude, k - 1, axis=1)[:, :k] if len(X) else np.zeros((0, k), dtype=np.int64)
+        order = np.take_along_axis(top, np.argsort(magnitude[rows, top], axis=1, kind="stable"), axis=1)
         names = np.asarray([*self.features, ANOMALY_FEATURE], dtype=object)
-        values = np.column_stack([X, self.anomaly_signal(X) if len(X) else np.zeros(0)])
+        values = np.column_stack([X, signal])
         return ScoredBatch(risk, self.band(risk), names[order], values[rows, order], contrib[rows, order])
 
     def predict(self, context, model_input, params=None):
@@ -121,13 +128,19 @@ class RiskModel(mlflow.pyfunc.PythonModel):
 
 # --- training ------------------------------------------------------------------------------
 def time_split(frame: pd.DataFrame, params: TrainingParams) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Train / calibration / holdout by event time: the model is always judged on later data."""
+    """Train / calibration / holdout by event time: the model is always judged on later data.
+
+    The cut points are quantiles of the confirmed outcomes' event times (the latest days have few
+    outcomes yet, since they arrive late); unlabelled rows fall into the period of their time.
+    """
     frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
-    weights = frame["weight"].to_numpy()
-    cum = np.cumsum(weights) / weights.sum()
-    train_end = 1 - params.calibration_fraction - params.holdout_fraction
-    cal_end = 1 - params.holdout_fraction
-    return frame[cum <= train_end], frame[(cum > train_end) & (cum <= cal_end)], frame[cum > cal_end]
+    times = frame.loc[frame["label"].notna(), "event_time"]
+    if times.empty:
+        raise TrainingDataError("the training window has no confirmed outcomes")
+    train_end = times.quantile(1 - params.calibration_fraction - params.holdout_fraction, interpolation="lower")
+    cal_end = times.quantile(1 - params.holdout_fraction, interpolation="lower")
+    t = frame["event_time"]
+    return frame[t <= train_end], frame[(t > train_end) & (t <= cal_end)], frame[t > cal_end]
 
 
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:

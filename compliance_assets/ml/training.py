@@ -36,7 +36,7 @@ class TrainingConfig(Config):
     learning_rate: float = Field(default=TrainingParams.learning_rate)
     alert_budget: float = Field(default=TrainingParams.alert_budget, description="Share of transactions that may be HIGH risk (raise an alert).")
     review_budget: float = Field(default=TrainingParams.review_budget, description="Share of transactions that may be MEDIUM or HIGH risk.")
-    holdout_fraction: float = Field(default=TrainingParams.holdout_fraction, description="Latest share of the window (by event time) kept for evaluation.")
+    holdout_fraction: float = Field(default=TrainingParams.holdout_fraction, description="Latest share of the confirmed outcomes (by event time) kept for evaluation.")
 
     def params(self) -> TrainingParams:
         return TrainingParams(

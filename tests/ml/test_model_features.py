@@ -1,0 +1,55 @@
+"""Point-in-time correctness of merchant risk: a transaction's features use only outcomes decided
+before its day, for transactions in windows that end the label delay before it."""
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from compliance_assets.ml.model_features import merchant_risk
+
+DAY = dt.date(2026, 3, 10)
+DELAY = 2
+# transaction_id, merchant, event_date: t1..t5 at merchant M in the 7-day window [03-01, 03-08)
+# (t6 is inside the delay, t7 at another merchant, t8 only in the 30-day window)
+HISTORY = [
+    ("t1", "M", "2026-03-05"), ("t2", "M", "2026-03-06"), ("t3", "M", "2026-03-02"), ("t4", "M", "2026-03-07"),
+    ("t5", "M", "2026-03-03"), ("t6", "M", "2026-03-09"), ("t7", "N", "2026-03-05"), ("t8", "M", "2026-02-20"),
+]
+
+
+def risk(spark, outcomes: list[tuple]) -> dict:
+    history = spark.createDataFrame(HISTORY, "transaction_id string, merchant_id string, event_date string").withColumn("event_date", F.to_date("event_date"))
+    target = spark.createDataFrame([("M", DAY)], "merchant_id string, event_date date")
+    labels = spark.createDataFrame(outcomes, "transaction_id string, label int, decision_time string").withColumn("decision_time", F.to_timestamp("decision_time"))
+    rows = merchant_risk(target, history, labels, DELAY).collect()
+    assert len(rows) == 1
+    return rows[0].asDict()
+
+
+@pytest.fixture
+def outcomes():
+    return [
+        ("t1", 1, "2026-03-09 10:00:00"),  # decided the day before: counts
+        ("t2", 1, "2026-03-10 08:00:00"),  # decided on the transaction's day: not yet known
+        ("t3", 0, "2026-03-04 00:00:00"),  # legitimate
+        ("t6", 1, "2026-03-09 12:00:00"),  # transaction inside the delay: outside every window
+        ("t7", 1, "2026-03-06 00:00:00"),  # another merchant
+        ("t8", 1, "2026-02-25 00:00:00"),  # 30-day window only
+    ]
+
+
+def test_only_outcomes_decided_before_the_day_count(spark, outcomes):
+    r = risk(spark, outcomes)
+    assert r["merchant_bad_count_7d"] == 1 and r["merchant_bad_share_7d"] == pytest.approx(1 / 5)  # t1 of t1..t5
+    assert r["merchant_bad_count_30d"] == 2 and r["merchant_bad_share_30d"] == pytest.approx(2 / 6)  # t1, t8 of t1..t5, t8
+
+
+def test_a_label_decided_after_the_transaction_never_influences_its_features(spark, outcomes):
+    base = risk(spark, outcomes)
+    # every remaining transaction confirmed bad, but decided on the transaction's day or later
+    later = [(t, 1, ts) for t, ts in (("t4", "2026-03-10 00:00:00"), ("t5", "2026-03-11 09:00:00"), ("t3", "2026-03-12 00:00:00"))]
+    assert risk(spark, [o for o in outcomes if o[0] != "t3"] + later) == {**base}
+    # the same labels decided a day earlier do count
+    earlier = [(t, 1, "2026-03-09 00:00:00") for t in ("t4", "t5")]
+    assert risk(spark, outcomes + earlier)["merchant_bad_count_7d"] == 3
