@@ -17,6 +17,7 @@ from compliance_assets.ml.alerts import anomaly_alerts
 from compliance_assets.ml.features_training import ml_features_training
 from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
+from compliance_assets.ml.registry import model_audit
 from compliance_assets.ml.training import risk_model
 from compliance_assets.reference_data import reference_assets, reference_checks
 from resources import build_resources
@@ -25,7 +26,7 @@ from sensors import all_schedules, all_sensors
 defs = Definitions(
     assets=[
         *reference_assets, transactions_bronze, validate_transactions,
-        transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts,
+        transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts, model_audit,
     ],
     asset_checks=[
         *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,

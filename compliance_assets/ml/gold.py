@@ -40,24 +40,34 @@ class ScoringConfig(Config):
     reason: str = Field(default="", description="Rollback: why (recorded in model_audit).")
 
 
-def merge_scores(scored: DataFrame, lake: LakeResource, day: str) -> int:
-    """Upsert a delivery's scores; rows of the delivery no longer in silver are removed. Returns the Delta version."""
+def write_scores(scored: DataFrame, lake: LakeResource, day: str) -> int:
+    """Write a delivery's scores; returns the Delta version.
+
+    A delivery scored for the first time is appended in one pass: silver holds each transaction in
+    one delivery only, so none of its keys can be in gold yet. Re-scoring MERGEs (update the rows
+    whose score, reasons, model or DQ status changed; delete rows of the delivery no longer in
+    silver; insert new ones) from a persisted frame, since MERGE reads its source twice.
+    """
     spark = scored.sparkSession
     path = lake.table_path(TABLE)
-    if not lake.table_exists(spark, TABLE):
-        scored.write.format("delta").partitionBy("event_date").save(path)
+    if not lake.table_exists(spark, TABLE) or lake.read(spark, TABLE).where(F.col("ingest_date") == F.lit(day).cast("date")).limit(1).count() == 0:
+        scored.write.format("delta").mode("append").partitionBy("event_date").save(path)
         return lake.version(spark, TABLE)
-    dates = [r.event_date for r in scored.select("event_date").distinct().collect()] or [dt.date.fromisoformat(day)]
-    in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
-    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in COMPARED) + " OR NOT (to_json(t.top_features) <=> to_json(s.top_features))"
-    (
-        DeltaTable.forPath(spark, path).alias("t")
-        .merge(scored.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete(condition=f"t.ingest_date = DATE'{day}'")
-        .execute()
-    )
+    source = scored.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        dates = [r.event_date for r in source.select("event_date").distinct().collect()] or [dt.date.fromisoformat(day)]
+        in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
+        changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in COMPARED) + " OR NOT (to_json(t.top_features) <=> to_json(s.top_features))"
+        (
+            DeltaTable.forPath(spark, path).alias("t")
+            .merge(source.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .whenNotMatchedBySourceDelete(condition=f"t.ingest_date = DATE'{day}'")
+            .execute()
+        )
+    finally:
+        source.unpersist()
     return lake.version(spark, TABLE)
 
 
@@ -86,12 +96,9 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
     for key in context.partition_keys:
         features = delivery_features(session, lake, key, model.label_delay_days, ("dq_status",))
         scored = with_model_ids(score_frame(features, model), model_registry.model_name, version.version, version.run_id, context.run_id, scored_at)
-        scored = scored.select(*GOLD_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            counts = {r.risk_band: r["count"] for r in scored.groupBy("risk_band").count().collect()}
-            delta_version = merge_scores(scored, lake, key)
-        finally:
-            scored.unpersist()
+        delta_version = write_scores(scored.select(*GOLD_COLUMNS), lake, key)
+        written = lake.read(session, TABLE).where(F.col("ingest_date") == F.lit(key).cast("date"))
+        counts = {r.risk_band: r["count"] for r in written.groupBy("risk_band").count().collect()}
         n = sum(counts.values())
         total += n
         bands = {b: bands.get(b, 0) + counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}

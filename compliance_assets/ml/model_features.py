@@ -121,7 +121,8 @@ def merchant_risk(targets: DataFrame, silver_history: DataFrame, outcomes: DataF
 def model_feature_frame(silver_rows: DataFrame, risk_by_merchant_day: DataFrame, extra_columns: tuple[str, ...] = ()) -> DataFrame:
     """Key columns, `extra_columns` and every model feature as a double (null = unknown)."""
     exprs = _silver_feature_exprs()
-    joined = silver_rows.join(risk_by_merchant_day, ["merchant_id", "event_date"], "left")
+    # one row per merchant and day: small, so broadcast instead of shuffling the day's transactions
+    joined = silver_rows.join(F.broadcast(risk_by_merchant_day), ["merchant_id", "event_date"], "left")
     merchant = [F.coalesce(F.col(c), F.lit(0.0)).alias(c) for c in MERCHANT_FEATURES]
     return joined.select(
         *KEY_COLUMNS,
@@ -134,7 +135,9 @@ def model_feature_frame(silver_rows: DataFrame, risk_by_merchant_day: DataFrame,
 def features_for(silver_rows: DataFrame, silver: DataFrame, outcomes: DataFrame, first_day: dt.date, last_day: dt.date, label_delay_days: int, extra_columns: tuple[str, ...] = ()) -> DataFrame:
     """Model features of `silver_rows` (event dates in [first_day, last_day]) with merchant risk
     from the `silver` table and the `outcomes` table."""
-    history = silver.where(F.col("event_date").between(F.lit(history_start(first_day, label_delay_days)), F.lit(last_day))).select(
+    # the windows end label_delay_days before the transaction's day: later days are never read
+    history_end = last_day - dt.timedelta(days=label_delay_days)
+    history = silver.where((F.col("event_date") >= F.lit(history_start(first_day, label_delay_days))) & (F.col("event_date") < F.lit(history_end))).select(
         "transaction_id", "merchant_id", "event_date"
     )
     risk = merchant_risk(silver_rows, history, outcomes, label_delay_days)

@@ -11,7 +11,7 @@ import json
 
 import pandas as pd
 
-from dagster import AssetMaterialization, Config, Failure, OpExecutionContext, job, op
+from dagster import AssetMaterialization, AssetSpec, Config, Failure, OpExecutionContext, job, op
 from dagster_pyspark import PySparkResource
 from delta.tables import DeltaTable
 from pydantic import Field
@@ -38,6 +38,18 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("decided_at", T.TimestampType(), False),
         T.StructField("event_date", T.DateType(), False),
     ]
+)
+
+model_audit = AssetSpec(
+    AUDIT_TABLE,
+    group_name="ml",
+    kinds={"delta"},
+    description=(
+        "Audit trail of model decisions: every promotion to champion (with approver and the holdout metrics "
+        "compared), every refused promotion and every rollback (who asked, why, which days were re-scored). "
+        "Written by the promote_challenger and rollback_model jobs; never rewritten."
+    ),
+    metadata={"partition_column": "event_date (decision day)", "key": "audit_id"},
 )
 
 
@@ -104,7 +116,7 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
         client.set_model_version_tag(name, challenger.version, key, value)
     record_audit(session, lake, "PROMOTED", name, old, challenger.version, config.approver, config.reason, evidence, context.run_id)
     context.log.info(f"{name}: champion v{old} -> v{challenger.version} approved by {config.approver} (AP {ap_old} -> {ap_new:.4f})")
-    context.log_event(AssetMaterialization(AUDIT_TABLE, description="Model promotion", metadata={"action": "PROMOTED", "to_version": challenger.version, "approver": config.approver}))
+    context.log_event(AssetMaterialization(AUDIT_TABLE, description="Model promotion", metadata={"action": "PROMOTED", "to_version": str(challenger.version), "approver": config.approver}))
 
 
 @job(description="Promote the MLflow challenger to champion: needs an approver; refuses a challenger that does not beat the champion on the same holdout.")
@@ -123,3 +135,4 @@ def rollback_champion(context, spark: SparkSession, lake: LakeResource, registry
     evidence = {"rescored_partitions": f"{first}..{last}", "target_run_id": target.run_id}
     record_audit(spark, lake, "ROLLED_BACK", registry.model_name, current.version if current else None, target.version, requested_by, reason, evidence, context.run_id)
     context.log.info(f"{registry.model_name}: champion v{current.version if current else None} -> v{target.version} (rollback by {requested_by}); re-scoring {first}..{last}")
+    context.log_event(AssetMaterialization(AUDIT_TABLE, description="Model rollback", metadata={"action": "ROLLED_BACK", "to_version": str(target.version), "requested_by": requested_by}))

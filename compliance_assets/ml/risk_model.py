@@ -29,10 +29,10 @@ MIN_POSITIVES = 5  # per split; fewer gives metrics and thresholds nobody should
 class TrainingParams:
     """Hyper-parameters and the alert budget; logged to MLflow as run parameters."""
 
-    num_trees: int = 150
+    num_trees: int = 100
     num_leaves: int = 15
     max_depth: int = 4
-    learning_rate: float = 0.05
+    learning_rate: float = 0.08
     min_data_in_leaf: int = 20
     anomaly_trees: int = 100
     alert_budget: float = 0.005  # share of transactions that may be HIGH (alerted)
@@ -53,7 +53,7 @@ class ScoredBatch:
 
     risk_score: np.ndarray
     risk_band: np.ndarray
-    top_features: np.ndarray  # (n, k) feature names, None where fewer than k
+    top_index: np.ndarray  # (n, k) positions in RiskModel.feature_names, largest |contribution| first
     top_values: np.ndarray  # (n, k) feature values
     top_contributions: np.ndarray  # (n, k)
 
@@ -113,9 +113,13 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         magnitude = -np.abs(contrib)
         top = np.argpartition(magnitude, k - 1, axis=1)[:, :k] if len(X) else np.zeros((0, k), dtype=np.int64)
         order = np.take_along_axis(top, np.argsort(magnitude[rows, top], axis=1, kind="stable"), axis=1)
-        names = np.asarray([*self.features, ANOMALY_FEATURE], dtype=object)
         values = np.column_stack([X, signal])
-        return ScoredBatch(risk, self.band(risk), names[order], values[rows, order], contrib[rows, order])
+        return ScoredBatch(risk, self.band(risk), order.astype(np.int32), values[rows, order], contrib[rows, order])
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """What the contribution columns stand for: the features, then the anomaly signal."""
+        return (*self.features, ANOMALY_FEATURE)
 
     def predict(self, context, model_input, params=None):
         """MLflow entry point: risk_score and risk_band per row."""

@@ -27,7 +27,7 @@ def _scored_schema(features: DataFrame, passthrough: tuple[str, ...], k: int) ->
     fields = [features.schema[c] for c in passthrough]
     fields += [T.StructField("risk_score", T.DoubleType()), T.StructField("risk_band", T.StringType())]
     for i in range(k):
-        fields += [T.StructField(f"_f{i}", T.StringType()), T.StructField(f"_v{i}", T.DoubleType()), T.StructField(f"_c{i}", T.DoubleType())]
+        fields += [T.StructField(f"_f{i}", T.IntegerType()), T.StructField(f"_v{i}", T.DoubleType()), T.StructField(f"_c{i}", T.DoubleType())]
     return T.StructType(fields)
 
 
@@ -44,13 +44,14 @@ def score_frame(features: DataFrame, model: RiskModel, passthrough: tuple[str, .
             out["risk_score"] = s.risk_score
             out["risk_band"] = s.risk_band
             for i in range(k):
-                out[f"_f{i}"] = s.top_features[:, i]
+                out[f"_f{i}"] = s.top_index[:, i]  # names are looked up in Spark: ints cross Arrow cheaply
                 out[f"_v{i}"] = s.top_values[:, i]  # NaN (unknown feature value) arrives in Spark as null
                 out[f"_c{i}"] = s.top_contributions[:, i]
             yield out
 
     scored = features.select(*cols, *model.features).mapInPandas(score_batches, _scored_schema(features, passthrough, k))
-    top = F.array(*[F.struct(F.col(f"_f{i}").alias("feature"), F.col(f"_v{i}").alias("value"), F.round(F.col(f"_c{i}"), 6).alias("contribution")) for i in range(k)])
+    names = F.array(*[F.lit(n) for n in model.feature_names])
+    top = F.array(*[F.struct(F.element_at(names, F.col(f"_f{i}") + 1).alias("feature"), F.col(f"_v{i}").alias("value"), F.round(F.col(f"_c{i}"), 6).alias("contribution")) for i in range(k)])
     return scored.select(
         *cols, F.round("risk_score", 6).alias("risk_score"), "risk_band", top.cast(TOP_FEATURE_TYPE).alias("top_features")
     )

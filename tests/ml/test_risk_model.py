@@ -56,10 +56,9 @@ def test_explanations_add_up_and_the_top_features_are_the_largest(trained):
     k = scored.top_contributions.shape[1]
     expected = -np.sort(-np.abs(contrib), axis=1)[:, :k]
     assert np.allclose(np.abs(scored.top_contributions), expected)
-    names = [*FEATURES, ANOMALY_FEATURE]
+    assert model.feature_names == (*FEATURES, ANOMALY_FEATURE)
     for row in range(20):
-        for name, value, c in zip(scored.top_features[row], scored.top_values[row], scored.top_contributions[row]):
-            i = names.index(name)
+        for i, value, c in zip(scored.top_index[row], scored.top_values[row], scored.top_contributions[row]):
             assert c == contrib[row, i]
             assert (np.isnan(value) and np.isnan(X[row, i])) or i == len(FEATURES) or value == X[row, i]
     predicted = model.predict(None, df)
