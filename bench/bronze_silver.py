@@ -22,18 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def jvm_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if b"java" in Path(f"/proc/{p}/cmdline").read_bytes()[:200]]
+from bench.memory import jvm_pids, peak_rss_mb  # noqa: E402
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,53 +44,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.memory import jvm_pids, peak_rss_mb, python_worker_pids, reset_peak_rss  # noqa: E402
+from resources import resources_for_lake  # noqa: E402
+
 TRAIN_PARTITION_OFFSET_DAYS = 10  # outcomes are decided 1-10 days after the transaction (synthetic writer)
 APPROVER = "benchmark"
-
-
-# --- process memory (as bench/bronze_silver.py) ---------------------------------------------
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a process, in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def jvm_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out if b"java" in Path(f"/proc/{p}/cmdline").read_bytes()[:200]]
-
-
-def descendants(pid: int) -> list[int]:
-    out = [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
-    return out + [d for p in out for d in descendants(p)]
-
-
-def python_worker_pids() -> list[int]:
-    """The JVM's Python workers (pyspark daemon and the workers it forks: where mapInPandas scores)."""
-    pids = []
-    for pid in (d for j in jvm_pids() for d in descendants(j)):
-        try:
-            if b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()[:300]:
-                pids.append(pid)
-        except OSError:
-            pass
-    return pids
-
-
-def reset_peak_rss(pids: list[int]) -> bool:
-    """Reset VmHWM to the current RSS (writing 5 to clear_refs); False where the kernel refuses."""
-    ok = True
-    for pid in pids:
-        try:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-        except OSError:
-            ok = False
-    return ok
 
 
 def memory_figures() -> dict:
@@ -105,24 +62,6 @@ def memory_figures() -> dict:
 
 
 # --- setup ----------------------------------------------------------------------------------
-def make_resources(lake_root: Path) -> dict:
-    """The production resource classes pointed at the benchmark lake (as tests/conftest.py): the
-    Spark resource reuses the session; MLflow is a SQLite store with its artifacts under <lake>/mlflow."""
-    from resources import LakeResource, PiiMaskingResource, build_spark_resource
-    from resources.mlflow import mlflow_tracking_from_env, registry_from_env
-
-    mlflow_home = Path(lake_root) / "mlflow"
-    mlflow_home.mkdir(parents=True, exist_ok=True)
-    tracking_uri = f"sqlite:///{mlflow_home}/mlflow.db"
-    return {
-        "spark": build_spark_resource(),
-        "lake": LakeResource(root=str(lake_root)),
-        "masking": PiiMaskingResource(salt="bench-salt"),
-        "mlflow": mlflow_tracking_from_env(tracking_uri, str(mlflow_home / "artifacts")),
-        "model_registry": registry_from_env(tracking_uri),
-    }
-
-
 def ensure_day(config, landing: Path, day: dt.date, keep: bool) -> tuple[float, bool]:
     """Generate a day's landing data unless --keep-landing and the same seed and size are there."""
     from compliance_assets.synthetic import generate_day
@@ -147,7 +86,7 @@ class Bench:
         self.args, self.spark = args, spark
         self.lake = Path(args.lake)
         self.instance = DagsterInstance.ephemeral()
-        self.resources = make_resources(self.lake)
+        self.resources = resources_for_lake(self.lake, salt="bench-salt")
         self.loggers = {} if args.verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
     def materialize(self, assets, day: str, selection=None, run_config=None):
@@ -292,7 +231,7 @@ def quality(bench: Bench) -> dict:
     # a fresh lake: Delta tables and the MLflow store (landing is kept for --keep-landing)
     shutil.rmtree(lake / "tables", ignore_errors=True)
     shutil.rmtree(lake / "mlflow", ignore_errors=True)
-    bench.resources = make_resources(lake)
+    bench.resources = resources_for_lake(lake, salt="bench-salt")
 
     t0, reused = time.perf_counter(), 0
     for d in days:

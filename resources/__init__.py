@@ -20,4 +20,21 @@ def build_resources() -> dict:
     }
 
 
-__all__ = ["LakeResource", "ModelRegistryResource", "PiiMaskingResource", "build_resources", "build_spark_resource", "spark_conf"]
+def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt") -> dict:
+    """The same resource classes pointed at a given lake folder, with MLflow (SQLite store and
+    artifacts) in <lake>/mlflow: for tests and benchmarks. The Spark resource reuses a live session."""
+    from pathlib import Path
+
+    mlflow_home = Path(lake_root) / "mlflow"
+    mlflow_home.mkdir(parents=True, exist_ok=True)
+    tracking_uri = f"sqlite:///{mlflow_home}/mlflow.db"
+    return {
+        "spark": build_spark_resource(),
+        "lake": LakeResource(root=str(lake_root), landing_root=str(landing_root) if landing_root else ""),
+        "masking": PiiMaskingResource(salt=salt),
+        "mlflow": mlflow_tracking_from_env(tracking_uri, str(mlflow_home / "artifacts")),
+        "model_registry": registry_from_env(tracking_uri),
+    }
+
+
+__all__ = ["LakeResource", "ModelRegistryResource", "PiiMaskingResource", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]

@@ -31,16 +31,6 @@ def spark():
 def make_resources(lake_root: Path, landing_root: Path | None = None) -> dict:
     """The production resource classes pointed at a test lake (the Spark resource reuses the session);
     MLflow is a SQLite store with its artifacts beside the lake."""
-    from resources import LakeResource, PiiMaskingResource, build_spark_resource
-    from resources.mlflow import mlflow_tracking_from_env, registry_from_env
+    from resources import resources_for_lake
 
-    mlflow_home = Path(lake_root) / "mlflow"
-    mlflow_home.mkdir(parents=True, exist_ok=True)
-    tracking_uri = f"sqlite:///{mlflow_home}/mlflow.db"
-    return {
-        "spark": build_spark_resource(),
-        "lake": LakeResource(root=str(lake_root), landing_root=str(landing_root) if landing_root else ""),
-        "masking": PiiMaskingResource(salt="test-salt"),
-        "mlflow": mlflow_tracking_from_env(tracking_uri, str(mlflow_home / "artifacts")),
-        "model_registry": registry_from_env(tracking_uri),
-    }
+    return resources_for_lake(lake_root, landing_root, salt="test-salt")

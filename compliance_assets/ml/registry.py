@@ -67,7 +67,7 @@ def record_audit(spark: SparkSession, lake: LakeResource, action: str, model_nam
     DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.audit_id = s.audit_id").whenNotMatchedInsertAll().execute()
 
 
-def holdout_metrics(spark: SparkSession, lake: LakeResource, registry: ModelRegistryResource, candidate, models: dict) -> dict[str, dict]:
+def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: dict) -> dict[str, dict]:
     """Metrics of each model in `models` on the holdout `candidate` (a ModelVersion) was evaluated on."""
     tags = candidate.tags
     first, last = tags["training_window"].split("..")
@@ -99,7 +99,7 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
     models = {"challenger": model_registry.load(challenger)}
     if champion is not None:
         models["champion"] = model_registry.load(champion)
-    metrics = holdout_metrics(session, lake, model_registry, challenger, models)
+    metrics = holdout_metrics(session, lake, challenger, models)
     ap_new = metrics["challenger"]["average_precision"]
     ap_old = metrics["champion"]["average_precision"] if champion is not None else None
     evidence = {"holdout_of_version": challenger.version, "metrics": metrics, "min_improvement": config.min_improvement}
