@@ -38,6 +38,23 @@ def read_outcomes(spark: SparkSession, lake: LakeResource) -> DataFrame:
     return lake.read_or_empty(spark, OUTCOMES, OUTCOME_SCHEMA).select("transaction_id", "label", "decision_time")
 
 
+def labels_as_of(spark: SparkSession, lake: LakeResource, cutoff: dt.datetime | None = None, version: int | None = None) -> DataFrame:
+    """transaction_id -> label, label_decision_time: each transaction's latest outcome decided
+    before `cutoff` (all when None), from the outcomes table (at Delta `version` when given)."""
+    if version is not None:
+        outcomes = spark.read.format("delta").option("versionAsOf", version).load(lake.table_path(OUTCOMES))
+    else:
+        outcomes = read_outcomes(spark, lake)
+    if cutoff is not None:
+        outcomes = outcomes.where(F.col("decision_time") < F.lit(cutoff))
+    latest = Window.partitionBy("transaction_id").orderBy(F.col("decision_time").desc())
+    return (
+        outcomes.withColumn("_rn", F.row_number().over(latest))
+        .where("_rn = 1")
+        .select("transaction_id", "label", F.col("decision_time").alias("label_decision_time"))
+    )
+
+
 def delivery_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
     """The silver rows of one delivery day (late arrivals included)."""
     d = dt.date.fromisoformat(day)
@@ -73,13 +90,7 @@ def delivery_features(spark: SparkSession, lake: LakeResource, day: str, delay_d
 def ml_features_training(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
     delay = label_delay_days()
-    latest = Window.partitionBy("transaction_id").orderBy(F.col("decision_time").desc())
-    labels = (
-        read_outcomes(session, lake)
-        .withColumn("_rn", F.row_number().over(latest))
-        .where("_rn = 1")
-        .select("transaction_id", F.col("label"), F.col("decision_time").alias("label_decision_time"))
-    )
+    labels = labels_as_of(session, lake)
     total, version = 0, -1
     for key in context.partition_keys:
         features = delivery_features(session, lake, key, delay).join(labels, "transaction_id", "left")

@@ -19,7 +19,7 @@ from compliance_assets.ml.features_training import features_cover_silver, ml_fea
 from compliance_assets.ml.gold import band_distribution_within_bounds, every_silver_row_scored_once, risk_scores_gold, scores_in_unit_interval
 from compliance_assets.ml.outcomes import transaction_outcomes
 from compliance_assets.ml.registry import AUDIT_TABLE, promote_challenger
-from compliance_assets.ml.training import risk_model
+from compliance_assets.ml.training import load_training_frame, risk_model
 from compliance_assets.synthetic import SynthConfig, generate_day
 from contracts import load_contract
 from resources.mlflow import CHALLENGER, CHAMPION
@@ -95,6 +95,21 @@ def test_training_registers_a_challenger_with_its_metrics(lake):
     mlmodel = mlflow.models.get_model_info(f"models:/{reg.model_name}/1")
     assert [c["name"] for c in mlmodel.signature.inputs.to_dict()] == list(reg.load(version).features)
     assert mlflow.MlflowClient(tracking_uri=reg.tracking_uri).get_run(version.run_id).info.status == "FINISHED"
+
+
+def test_training_labels_are_the_outcomes_decided_before_the_cutoff(lake, spark):
+    outcomes = read_delta(lake, "transaction_outcomes")
+    if outcomes["decision_time"].dt.tz is not None:
+        outcomes["decision_time"] = outcomes["decision_time"].dt.tz_convert(None)
+    rows = set(read_delta(lake, "transactions_silver")["transaction_id"])
+    first, last = dt.date.fromisoformat(DAYS[0]), dt.date.fromisoformat(DAYS[-1])
+    resources = make_resources(lake)
+    for cutoff in (dt.datetime(2026, 3, 5), dt.datetime(2026, 3, 21)):
+        frame, _, _ = load_training_frame(spark, resources["lake"], first, last, cutoff)
+        decided = outcomes[(outcomes["decision_time"] < pd.Timestamp(cutoff)) & outcomes["transaction_id"].isin(rows)]
+        labelled = frame[frame["label"].notna()]
+        assert 0 < len(labelled) == decided["transaction_id"].nunique()
+        assert dict(zip(labelled["transaction_id"], labelled["label"])) == dict(zip(decided["transaction_id"], decided["label"].astype(float)))
 
 
 def test_promotion_needs_an_approver_then_gold_follows_the_contract_and_is_stable(lake):
