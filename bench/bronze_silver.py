@@ -53,20 +53,15 @@ def main() -> None:
     lines = json.loads(manifest.read_text())["total_lines"]
 
     from dagster import AssetSelection, DagsterInstance, materialize
-    from pyspark.sql import SparkSession
 
     from compliance_assets.definitions import defs
     from compliance_assets.ingest.bronze import transactions_bronze
     from compliance_assets.ingest.silver import validate_transactions
     from compliance_assets.reference_data import reference_assets
-    from resources.spark import spark_conf
+    from resources.spark import start_session
 
     t0 = time.perf_counter()
-    builder = SparkSession.builder
-    for key, value in spark_conf().items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = start_session()
     jvm_start = time.perf_counter() - t0
 
     instance = DagsterInstance.ephemeral()

@@ -490,16 +490,10 @@ def main() -> None:
     score_day = dt.date.fromisoformat(args.score_day) if args.score_day else dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days)
     started = time.perf_counter()
 
-    from pyspark.sql import SparkSession
-
-    from resources.spark import spark_conf
+    from resources.spark import start_session
 
     t0 = time.perf_counter()
-    builder = SparkSession.builder
-    for key, value in spark_conf().items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = start_session()
     jvm_start = time.perf_counter() - t0
 
     print(f"config: {json.dumps({k: v for k, v in vars(args).items()})}, score_day={score_day}, spark.master={spark.conf.get('spark.master')}, "

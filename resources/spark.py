@@ -83,6 +83,19 @@ def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
     return conf
 
 
+def start_session():
+    """A SparkSession with `spark_conf()` (or the live one), for tests and benchmarks that start Spark
+    themselves; the PySparkResource then reuses it."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in spark_conf().items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
 def build_spark_resource() -> PySparkResource:
     """The PySparkResource every Spark asset receives."""
     return PySparkResource(spark_config=spark_conf())

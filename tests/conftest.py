@@ -15,15 +15,9 @@ os.environ["DELTA_SNAPSHOT_PARTITIONS"] = "1"
 
 @pytest.fixture(scope="session")
 def spark():
-    from pyspark.sql import SparkSession
+    from resources.spark import start_session
 
-    from resources.spark import spark_conf
-
-    builder = SparkSession.builder
-    for key, value in spark_conf().items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session = start_session()
     yield session
     session.stop()
 
