@@ -170,11 +170,11 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
 
 def evaluate(model: RiskModel, frame: pd.DataFrame) -> dict[str, float]:
     """Holdout metrics on confirmed outcomes; the alert threshold is the model's HIGH bound."""
-    labelled = _labelled(frame)
-    y = labelled["label"].to_numpy().astype(int)
-    score = model.score(labelled).risk_score
+    all_scores = model.score(frame).risk_score  # every row once; the labelled ones are a subset
+    known = frame["label"].notna().to_numpy()
+    y = frame["label"].to_numpy()[known].astype(int)
+    score = all_scores[known]
     alerted = score >= model.thresholds["HIGH"]
-    all_scores = model.score(frame).risk_score
     w = frame["weight"].to_numpy()
     return {
         "average_precision": float(average_precision_score(y, score)),
@@ -182,7 +182,7 @@ def evaluate(model: RiskModel, frame: pd.DataFrame) -> dict[str, float]:
         "recall_at_budget": float(alerted[y == 1].mean()),
         "precision_at_budget": float(y[alerted].mean()) if alerted.any() else 0.0,
         "alert_rate": float((w * (all_scores >= model.thresholds["HIGH"])).sum() / w.sum()),
-        "holdout_outcomes": float(len(labelled)),
+        "holdout_outcomes": float(known.sum()),
         "holdout_positives": float(y.sum()),
     }
 

@@ -39,10 +39,7 @@ class TrainingConfig(Config):
     holdout_fraction: float = Field(default=TrainingParams.holdout_fraction, description="Latest share of the confirmed outcomes (by event time) kept for evaluation.")
 
     def params(self) -> TrainingParams:
-        return TrainingParams(
-            num_trees=self.num_trees, num_leaves=self.num_leaves, max_depth=self.max_depth, learning_rate=self.learning_rate,
-            alert_budget=self.alert_budget, review_budget=self.review_budget, holdout_fraction=self.holdout_fraction,
-        )
+        return TrainingParams(**self.model_dump())
 
 
 def load_training_frame(
