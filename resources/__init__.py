@@ -1,8 +1,9 @@
-"""Resources injected into assets: Spark (with Delta), the lake, PII masking, MLflow tracking and the model
-registry. Built once, from the environment."""
+"""Resources injected into assets: Spark (with Delta), the lake, PII masking, MLflow tracking, the model
+registry and the Kafka topic. Built once, from the environment."""
 
 from __future__ import annotations
 
+from resources.kafka import KafkaResource, kafka_from_env
 from resources.lake import LakeResource, default_lake_root
 from resources.masking import PiiMaskingResource, masking_from_env
 from resources.mlflow import ModelRegistryResource, mlflow_tracking_from_env, registry_from_env
@@ -17,10 +18,11 @@ def build_resources() -> dict:
         "masking": masking_from_env(),
         "mlflow": mlflow_tracking_from_env(),
         "model_registry": registry_from_env(),
+        "kafka": kafka_from_env(),
     }
 
 
-def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt") -> dict:
+def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt", kafka: KafkaResource | None = None) -> dict:
     """The same resource classes pointed at a given lake folder, with MLflow (SQLite store and
     artifacts) in <lake>/mlflow: for tests and benchmarks. The Spark resource reuses a live session."""
     from pathlib import Path
@@ -34,7 +36,8 @@ def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt") ->
         "masking": PiiMaskingResource(salt=salt),
         "mlflow": mlflow_tracking_from_env(tracking_uri, str(mlflow_home / "artifacts")),
         "model_registry": registry_from_env(tracking_uri),
+        "kafka": kafka or kafka_from_env(),
     }
 
 
-__all__ = ["LakeResource", "ModelRegistryResource", "PiiMaskingResource", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]
+__all__ = ["KafkaResource", "LakeResource", "ModelRegistryResource", "PiiMaskingResource", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]

@@ -1,6 +1,6 @@
 """The Spark session resource: dagster-pyspark's PySparkResource with Delta Lake configured.
 
-JVM packages (Delta, later the Kafka connector) come from Maven Central through Ivy on first use
+JVM packages (Delta, the Kafka connector) come from Maven Central through Ivy on first use
 and are cached under ~/.ivy2.5.2. Settings come from environment variables so a cluster profile
 only changes configuration.
 """
@@ -34,9 +34,14 @@ def delta_package() -> str:
     return f"io.delta:delta-spark_{spark_major_minor}_{SCALA_BINARY}:{version('delta-spark')}"
 
 
+def kafka_package() -> str:
+    """Maven coordinates of Spark's Kafka source (also Event Hubs' Kafka endpoint) for the installed pyspark."""
+    return f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{version('pyspark')}"
+
+
 def spark_conf(extra_packages: tuple[str, ...] = ()) -> dict[str, str]:
-    """Spark settings for a Delta-enabled session; SPARK_* environment variables override them."""
-    packages = [delta_package(), *extra_packages]
+    """Spark settings for a Delta-enabled session with the Kafka source; SPARK_* environment variables override them."""
+    packages = [delta_package(), kafka_package(), *extra_packages]
     master = os.getenv("SPARK_MASTER", "local[*]")
     if master.startswith("local"):
         # Python workers (model scoring in mapInPandas) run this interpreter, so they see the same

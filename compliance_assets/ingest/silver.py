@@ -60,12 +60,20 @@ class SilverConfig(Config):
     lateness_days: int = Field(default=DEFAULT_LATENESS_DAYS, description="Records whose event date is more than this many days before the delivery go to the DLQ (ARRIVED_TOO_LATE).")
 
 
-def reference_frames(spark: SparkSession, lake: LakeResource, day: str, lateness_days: int) -> ReferenceFrames:
-    """The reference snapshots of the delivery day (FX for the whole lateness window)."""
+def reference_frames(spark: SparkSession, lake: LakeResource, day: str, lateness_days: int, latest_available: bool = False) -> ReferenceFrames:
+    """The reference snapshots of the delivery day (FX for the whole lateness window).
+
+    With `latest_available` (the stream, which cannot wait for the day's snapshots) each table's
+    newest snapshot up to the day is used instead.
+    """
     d = dt.date.fromisoformat(day)
 
     def snapshot(table: str):
-        return lake.read(spark, table).where(F.col("event_date") == F.lit(d))
+        rows = lake.read(spark, table)
+        if not latest_available:
+            return rows.where(F.col("event_date") == F.lit(d))
+        newest = rows.where(F.col("event_date") <= F.lit(d)).agg(F.max("event_date")).collect()[0][0]
+        return rows.where(F.col("event_date") == F.lit(newest or d))
 
     fx = lake.read(spark, "fx_rates").where(F.col("event_date").between(F.lit(d - dt.timedelta(days=lateness_days)), F.lit(d)))
     return ReferenceFrames(

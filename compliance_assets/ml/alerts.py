@@ -9,6 +9,7 @@ import os
 
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
@@ -20,6 +21,32 @@ from resources.lake import LakeResource
 TABLE = "anomaly_alerts"
 MAX_ALERT_SHARE = float(os.getenv("ALERT_BUDGET_SHARE", "0.02"))
 HIGH_RISK, WATCHLIST, LIMIT = "HIGH_RISK_SCORE", "WATCHLIST_MATCH", "LIMIT_BREACH_SINGLE_TRANSACTION"
+
+
+RULE_COLUMNS = ("transaction_id", "event_time", "watchlist_hit", "watchlist_names", "exceeds_single_limit", "merchant_id", "amount_base")
+
+
+def alert_rows(gold: DataFrame, rules: DataFrame) -> DataFrame:
+    """The alerts for scored rows (`gold`) given their silver rule columns (`rules`, RULE_COLUMNS):
+    one row per transaction with at least one reason. Used by the daily asset and the stream."""
+    joined = gold.join(rules.select(*RULE_COLUMNS), ["transaction_id", "event_time"])
+    watchlist = F.transform(F.coalesce("watchlist_names", F.array().cast("array<string>")), lambda n: F.concat(F.lit(WATCHLIST + ":"), n))
+    reason_codes = F.concat(
+        F.when(F.col("risk_band") == "HIGH", F.array(F.lit(HIGH_RISK))).otherwise(F.array().cast("array<string>")),
+        F.when(F.col("watchlist_hit"), watchlist).otherwise(F.array().cast("array<string>")),
+        F.when(F.coalesce("exceeds_single_limit", F.lit(False)), F.array(F.lit(LIMIT))).otherwise(F.array().cast("array<string>")),
+    )
+    return (
+        joined.withColumn("reasons", reason_codes)
+        .where(F.size("reasons") > 0)
+        .select(
+            F.concat(F.lit("ALR-"), F.substring(F.sha2(F.concat_ws("|", "transaction_id", F.date_format("event_time", "yyyy-MM-dd'T'HH:mm:ss")), 256), 1, 24)).alias("alert_id"),
+            "transaction_id", "event_time", "account_id", "merchant_id", "amount_base",
+            F.col("reasons")[0].alias("primary_reason"), "reasons", "risk_score", "risk_band", "top_features",
+            "model_name", "model_version", "dq_status",
+            F.col("scored_at").alias("raised_at"), F.col("pipeline_run_id"), "event_date", "ingest_date",
+        )
+    )
 
 
 @asset(
@@ -41,25 +68,8 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
     total, version, reasons = 0, -1, {}
     for key in context.partition_keys:
         gold = lake.read(session, GOLD).where(F.col("ingest_date") == F.lit(key).cast("date"))
-        rules = delivery_rows(session, lake, key).select("transaction_id", "event_time", "watchlist_hit", "watchlist_names", "exceeds_single_limit", "merchant_id", "amount_base")
-        joined = gold.join(rules, ["transaction_id", "event_time"])
-        watchlist = F.transform(F.coalesce("watchlist_names", F.array().cast("array<string>")), lambda n: F.concat(F.lit(WATCHLIST + ":"), n))
-        reason_codes = F.concat(
-            F.when(F.col("risk_band") == "HIGH", F.array(F.lit(HIGH_RISK))).otherwise(F.array().cast("array<string>")),
-            F.when(F.col("watchlist_hit"), watchlist).otherwise(F.array().cast("array<string>")),
-            F.when(F.coalesce("exceeds_single_limit", F.lit(False)), F.array(F.lit(LIMIT))).otherwise(F.array().cast("array<string>")),
-        )
-        alerts = (
-            joined.withColumn("reasons", reason_codes)
-            .where(F.size("reasons") > 0)
-            .select(
-                F.concat(F.lit("ALR-"), F.substring(F.sha2(F.concat_ws("|", "transaction_id", F.date_format("event_time", "yyyy-MM-dd'T'HH:mm:ss")), 256), 1, 24)).alias("alert_id"),
-                "transaction_id", "event_time", "account_id", "merchant_id", "amount_base",
-                F.col("reasons")[0].alias("primary_reason"), "reasons", "risk_score", "risk_band", "top_features",
-                "model_name", "model_version", "dq_status",
-                F.col("scored_at").alias("raised_at"), F.col("pipeline_run_id"), "event_date", "ingest_date",
-            )
-        )
+        rules = delivery_rows(session, lake, key).select(*RULE_COLUMNS)
+        alerts = alert_rows(gold, rules)
         version = lake.replace_where(alerts, TABLE, f"ingest_date = '{key}'")
         n = lake.rows_written(session, TABLE)
         total += n

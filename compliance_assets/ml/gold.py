@@ -71,6 +71,26 @@ def write_scores(scored: DataFrame, lake: LakeResource, day: str) -> int:
     return lake.version(spark, TABLE)
 
 
+def insert_new_scores(scored: DataFrame, lake: LakeResource) -> int:
+    """The stream's gold write: MERGE that inserts rows whose (transaction_id, event_time) is not in
+    gold yet, so a micro-batch replayed after a crash adds nothing twice. Returns the Delta version."""
+    spark = scored.sparkSession
+    if not lake.table_exists(spark, TABLE):
+        scored.write.format("delta").mode("append").partitionBy("event_date").save(lake.table_path(TABLE))
+        return lake.version(spark, TABLE)
+    dates = [r.event_date for r in scored.select("event_date").distinct().collect()]
+    if not dates:
+        return lake.version(spark, TABLE)
+    in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
+    (
+        DeltaTable.forPath(spark, lake.table_path(TABLE)).alias("t")
+        .merge(scored.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    return lake.version(spark, TABLE)
+
+
 @asset(
     name=TABLE,
     group_name="scoring",

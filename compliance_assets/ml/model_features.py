@@ -77,15 +77,19 @@ def merchant_risk(targets: DataFrame, silver_history: DataFrame, outcomes: DataF
     """(merchant_id, event_date) -> the share and count of confirmed-bad transactions at the merchant.
 
     For a transaction on day d and a window of W days: transactions at the merchant with event
-    dates in [d - delay - W, d - delay), counting a confirmed-bad outcome only when it was decided
-    before day d. `silver_history` needs transaction_id, merchant_id, event_date for those days.
+    dates in [d - delay - W, d - delay) that were delivered before day d, counting a confirmed-bad
+    outcome only when it was decided before day d. So the value is fixed before the day starts,
+    and the stream and the daily batch agree whenever late records arrive. `silver_history` needs
+    transaction_id, merchant_id, event_date and ingest_date for those days.
     """
     keys = targets.select("merchant_id", "event_date").where(F.col("merchant_id").isNotNull()).distinct()
-    hist = silver_history.where(F.col("merchant_id").isNotNull()).select("transaction_id", "merchant_id", F.col("event_date").alias("_txn_date"))
-    daily = hist.groupBy("merchant_id", "_txn_date").agg(F.count(F.lit(1)).alias("_txns"))
+    hist = silver_history.where(F.col("merchant_id").isNotNull()).select(
+        "transaction_id", "merchant_id", F.col("event_date").alias("_txn_date"), F.col("ingest_date").alias("_delivered")
+    )
+    daily = hist.groupBy("merchant_id", "_txn_date", "_delivered").agg(F.count(F.lit(1)).alias("_txns"))
     bad = (
         hist.join(outcomes.where(F.col("label") == 1).select("transaction_id", F.to_date("decision_time").alias("_decided")), "transaction_id")
-        .groupBy("merchant_id", "_txn_date", "_decided")
+        .groupBy("merchant_id", "_txn_date", "_delivered", "_decided")
         .agg(F.count(F.lit(1)).alias("_bad"))
     )
     out = keys
@@ -93,18 +97,19 @@ def merchant_risk(targets: DataFrame, silver_history: DataFrame, outcomes: DataF
         lo = F.date_sub(F.col("k.event_date"), label_delay_days + days)
         hi = F.date_sub(F.col("k.event_date"), label_delay_days)
 
-        def in_window(date_col: Column) -> Column:
-            return (date_col >= lo) & (date_col < hi)
+        def in_window(h: str) -> Column:
+            date_col = F.col(f"{h}._txn_date")
+            return (date_col >= lo) & (date_col < hi) & (F.col(f"{h}._delivered") < F.col("k.event_date"))
 
         txns = (
             keys.alias("k")
-            .join(daily.alias("h"), (F.col("k.merchant_id") == F.col("h.merchant_id")) & in_window(F.col("h._txn_date")))
+            .join(daily.alias("h"), (F.col("k.merchant_id") == F.col("h.merchant_id")) & in_window("h"))
             .groupBy("k.merchant_id", "k.event_date")
             .agg(F.sum("_txns").alias("_n"))
         )
         bads = (
             keys.alias("k")
-            .join(bad.alias("b"), (F.col("k.merchant_id") == F.col("b.merchant_id")) & in_window(F.col("b._txn_date")) & (F.col("b._decided") < F.col("k.event_date")))
+            .join(bad.alias("b"), (F.col("k.merchant_id") == F.col("b.merchant_id")) & in_window("b") & (F.col("b._decided") < F.col("k.event_date")))
             .groupBy("k.merchant_id", "k.event_date")
             .agg(F.sum("_bad").alias("_b"))
         )
@@ -138,7 +143,7 @@ def features_for(silver_rows: DataFrame, silver: DataFrame, outcomes: DataFrame,
     # the windows end label_delay_days before the transaction's day: later days are never read
     history_end = last_day - dt.timedelta(days=label_delay_days)
     history = silver.where((F.col("event_date") >= F.lit(history_start(first_day, label_delay_days))) & (F.col("event_date") < F.lit(history_end))).select(
-        "transaction_id", "merchant_id", "event_date"
+        "transaction_id", "merchant_id", "event_date", "ingest_date"
     )
     risk = merchant_risk(silver_rows, history, outcomes, label_delay_days)
     return model_feature_frame(silver_rows, risk, extra_columns)

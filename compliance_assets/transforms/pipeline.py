@@ -103,20 +103,20 @@ def check_batch(bronze: DataFrame, refs: ReferenceFrames, delivery_date: str, la
     return CheckedBatch(rows, [(contract, REJECT), (rejecting, REJECT), (flagging, FLAG)], delivery_date)
 
 
-def duplicate_ingest_ids(batch: CheckedBatch, prior_silver: DataFrame) -> DataFrame:
+def duplicate_ingest_ids(batch: CheckedBatch, seen: DataFrame, late_only: bool = True) -> DataFrame:
     """Ingest ids of valid records whose transaction_id was already delivered.
 
-    Within the delivery the first copy (by source, file, line) is kept; a late record whose
-    transaction_id is already in silver from an earlier delivery is a duplicate too.
+    Within the delivery the first copy (by source, file, line) is kept; a record whose
+    transaction_id is in `seen` (earlier silver rows: earlier deliveries, or earlier micro-batches
+    of a streamed day) is a duplicate too. A daily delivery checks only its late records, since an
+    earlier delivery cannot hold a later event date; a micro-batch checks all of them.
     """
     valid = batch.valid().select("transaction_id", "event_date", "source", "source_file", "source_line")
     key = ingest_id(F.col("source"), F.col("source_file"), F.col("source_line")).alias("ingest_id")
     first = Window.partitionBy("transaction_id").orderBy("source", "source_file", "source_line")
     in_batch = valid.withColumn("_rn", F.row_number().over(first)).where("_rn > 1").select(key)
-    day = dt.date.fromisoformat(batch.delivery_date)
-    late = valid.where(F.col("event_date") < F.lit(day))
-    seen = prior_silver.where(F.col("ingest_date") < F.lit(day)).select("transaction_id").distinct()
-    across = late.join(seen, "transaction_id", "left_semi").select(key)
+    candidates = valid.where(F.col("event_date") < F.lit(dt.date.fromisoformat(batch.delivery_date))) if late_only else valid
+    across = candidates.join(seen.select("transaction_id").distinct(), "transaction_id", "left_semi").select(key)
     return in_batch.unionByName(across).distinct()
 
 

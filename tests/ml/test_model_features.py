@@ -11,15 +11,19 @@ from compliance_assets.ml.model_features import merchant_risk
 DAY = dt.date(2026, 3, 10)
 DELAY = 2
 # transaction_id, merchant, event_date: t1..t5 at merchant M in the 7-day window [03-01, 03-08)
-# (t6 is inside the delay, t7 at another merchant, t8 only in the 30-day window)
+# (t6 is inside the delay, t7 at another merchant, t8 only in the 30-day window); each delivered
+# the day after it happened
 HISTORY = [
     ("t1", "M", "2026-03-05"), ("t2", "M", "2026-03-06"), ("t3", "M", "2026-03-02"), ("t4", "M", "2026-03-07"),
     ("t5", "M", "2026-03-03"), ("t6", "M", "2026-03-09"), ("t7", "N", "2026-03-05"), ("t8", "M", "2026-02-20"),
 ]
 
 
-def risk(spark, outcomes: list[tuple]) -> dict:
-    history = spark.createDataFrame(HISTORY, "transaction_id string, merchant_id string, event_date string").withColumn("event_date", F.to_date("event_date"))
+def risk(spark, outcomes: list[tuple], history_rows: list[tuple] | None = None) -> dict:
+    rows = [(*r, str(dt.date.fromisoformat(r[2]) + dt.timedelta(days=1))) if len(r) == 3 else r for r in history_rows or HISTORY]
+    history = spark.createDataFrame(rows, "transaction_id string, merchant_id string, event_date string, ingest_date string").select(
+        "transaction_id", "merchant_id", F.to_date("event_date").alias("event_date"), F.to_date("ingest_date").alias("ingest_date")
+    )
     target = spark.createDataFrame([("M", DAY)], "merchant_id string, event_date date")
     labels = spark.createDataFrame(outcomes, "transaction_id string, label int, decision_time string").withColumn("decision_time", F.to_timestamp("decision_time"))
     rows = merchant_risk(target, history, labels, DELAY).collect()
@@ -53,3 +57,13 @@ def test_a_label_decided_after_the_transaction_never_influences_its_features(spa
     # the same labels decided a day earlier do count
     earlier = [(t, 1, "2026-03-09 00:00:00") for t in ("t4", "t5")]
     assert risk(spark, outcomes + earlier)["merchant_bad_count_7d"] == 3
+
+
+def test_transactions_delivered_on_or_after_the_day_never_count(spark, outcomes):
+    """A late record arriving on the transaction's day (or later) is not yet known at scoring time."""
+    base = risk(spark, outcomes)
+    late = [("t9", "M", "2026-03-04", "2026-03-10"), ("t10", "M", "2026-03-04", "2026-03-12")]
+    assert risk(spark, outcomes + [("t9", 1, "2026-03-09 00:00:00")], HISTORY + late) == base
+    on_time = [("t9", "M", "2026-03-04", "2026-03-09")]
+    r = risk(spark, outcomes + [("t9", 1, "2026-03-09 00:00:00")], HISTORY + on_time)
+    assert r["merchant_bad_count_7d"] == 2 and r["merchant_bad_share_7d"] == pytest.approx(2 / 6)

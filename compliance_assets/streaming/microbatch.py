@@ -1,0 +1,296 @@
+"""One streaming micro-batch, end to end: bronze, DLQ, silver, scores, gold and alerts.
+
+Every step calls the batch path's functions (validation and reference checks, deduplication,
+behaviour features, model features, scoring, alert rules), so a streamed transaction gets what the
+daily assets would give it. Per-account windows see every earlier micro-batch through the silver
+table. Exactly once: appends carry Delta's idempotent-write ids (txnAppId = stream and delivery day,
+txnVersion = micro-batch id) and gold is an insert-only MERGE, so a micro-batch replayed after a
+crash writes nothing twice; the history it reads excludes its own records for the same reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER, reference_frames
+from compliance_assets.ml.alerts import RULE_COLUMNS, alert_rows
+from compliance_assets.ml.alerts import TABLE as ALERTS
+from compliance_assets.ml.features_training import read_outcomes
+from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
+from compliance_assets.ml.gold import TABLE as GOLD
+from compliance_assets.ml.model_features import history_start, merchant_risk, model_feature_frame
+from compliance_assets.ml.risk_model import RiskModel
+from compliance_assets.ml.scoring import PASSTHROUGH, score_frame, with_model_ids
+from compliance_assets.transforms.features import HISTORY_COLUMNS
+from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, bronze_rows
+from compliance_assets.transforms.pipeline import ReferenceFrames, check_batch, dlq_frame, duplicate_ingest_ids, history_window, silver_frame
+from resources.lake import LakeResource
+
+BRONZE = "transactions_bronze"
+PROGRESS = "stream_batches"
+PRIOR_SCHEMA = T.StructType([*HISTORY_SCHEMA.fields, T.StructField("ingest_id", T.StringType())])
+PROGRESS_SCHEMA = T.StructType(
+    [
+        T.StructField("stream", T.StringType()),
+        T.StructField("batch_id", T.LongType()),
+        T.StructField("event_date", T.DateType()),
+        T.StructField("ingest_date", T.DateType()),
+        T.StructField("scored_rows", T.LongType()),
+        T.StructField("late_rows", T.LongType()),
+        T.StructField("alerts", T.LongType()),
+        T.StructField("latency_p50_ms", T.DoubleType()),
+        T.StructField("latency_p95_ms", T.DoubleType()),
+        T.StructField("latency_max_ms", T.DoubleType()),
+        T.StructField("batch_records", T.LongType()),
+        T.StructField("batch_dlq_rows", T.LongType()),
+        T.StructField("batch_duplicates", T.LongType()),
+        T.StructField("batch_seconds", T.DoubleType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("dagster_run_id", T.StringType()),
+        T.StructField("processed_at", T.TimestampType()),
+    ]
+)
+
+
+@dataclass
+class PartitionStats:
+    """What one micro-batch did to one event-date partition."""
+
+    event_date: str
+    ingest_date: str
+    scored_rows: int
+    late_rows: int
+    alerts: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_max_ms: float | None
+
+
+@dataclass
+class BatchReport:
+    """One micro-batch: its records, where they went and how long they took."""
+
+    batch_id: int
+    records: int = 0
+    dlq_rows: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    delivery_dates: list[str] = field(default_factory=list)
+    partitions: list[PartitionStats] = field(default_factory=list)
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    visible_p95_ms: float | None = None  # p95 from arrival until the gold commit made the row readable
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, to see where a batch's time goes
+
+    def mark(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - since, 3)
+        return now
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StreamModel:
+    """The champion the stream scores with (loaded once per run)."""
+
+    name: str
+    version: str
+    run_id: str | None
+    model: RiskModel
+
+
+class MicroBatchProcessor:
+    """The foreachBatch function of the transaction stream."""
+
+    def __init__(
+        self,
+        lake: LakeResource,
+        model: StreamModel,
+        stream: str,
+        pii_salt: str,
+        run_id: str | None,
+        lateness_days: int,
+        source: str,
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ):
+        self.lake, self.model, self.stream, self.salt, self.run_id = lake, model, stream, pii_salt, run_id
+        self.source = source
+        self.lateness_days = lateness_days
+        self.on_batch = on_batch
+        self._refs: dict[str, ReferenceFrames] = {}
+        self._merchant_risk: dict[tuple[str, int], DataFrame] = {}
+
+    # ---- cached per delivery day ------------------------------------------------------------
+    def references(self, spark: SparkSession, day: str) -> ReferenceFrames:
+        """The day's reference snapshots (the newest available), read once and cached."""
+        if day not in self._refs:
+            for old in self._refs.values():
+                for frame in (old.kyc, old.limits, old.fx, old.merchants, old.watchlists):
+                    frame.unpersist()
+            self._refs.clear()
+            refs = reference_frames(spark, self.lake, day, self.lateness_days, latest_available=True)
+            self._refs[day] = ReferenceFrames(*(f.cache() for f in (refs.kyc, refs.limits, refs.fx, refs.merchants, refs.watchlists)))
+        return self._refs[day]
+
+    def merchant_risk(self, spark: SparkSession, day: str, merchants: DataFrame) -> DataFrame:
+        """Merchant risk for every merchant and event date a delivery on `day` can carry. It only
+        depends on deliveries and decisions before each date, so it is computed once per day and
+        outcomes version (a new outcome delivery recomputes it)."""
+        outcomes_version = self.lake.version(spark, "transaction_outcomes") if self.lake.table_exists(spark, "transaction_outcomes") else -1
+        key = (day, outcomes_version)
+        if key not in self._merchant_risk:
+            for old in self._merchant_risk.values():
+                old.unpersist()
+            self._merchant_risk.clear()
+            last_day = dt.date.fromisoformat(day)
+            first_scored = last_day - dt.timedelta(days=self.lateness_days)
+            dates = spark.range(1).select(F.explode(F.sequence(F.lit(first_scored), F.lit(last_day))).alias("event_date"))
+            targets = merchants.select("merchant_id").distinct().crossJoin(dates)
+            delay = self.model.model.label_delay_days
+            history = (
+                self.lake.read(spark, SILVER)
+                .where((F.col("event_date") >= F.lit(history_start(first_scored, delay))) & (F.col("event_date") < F.lit(last_day - dt.timedelta(days=delay))))
+                .select("transaction_id", "merchant_id", "event_date", "ingest_date")
+            ) if self.lake.table_exists(spark, SILVER) else spark.createDataFrame([], "transaction_id string, merchant_id string, event_date date, ingest_date date")
+            self._merchant_risk[key] = merchant_risk(targets, history, read_outcomes(spark, self.lake), delay).cache()
+        return self._merchant_risk[key]
+
+    # ---- writes --------------------------------------------------------------------------------
+    def _append(self, df: DataFrame, table: str, day: str, batch_id: int, partition_by: str = "event_date") -> None:
+        """Append once per (stream, day, micro-batch): Delta skips a txnVersion it has already seen."""
+        (
+            df.write.format("delta").mode("append")
+            .option("txnAppId", f"{self.stream}:{table}:{day}")
+            .option("txnVersion", batch_id)
+            .partitionBy(partition_by)
+            .save(self.lake.table_path(table))
+        )
+
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
+        report = self.process(records, batch_id)
+        if self.on_batch is not None and report.records:
+            self.on_batch(report)
+
+    def process(self, records: DataFrame, batch_id: int) -> BatchReport:
+        """Run every step for the micro-batch's records (RECORD_COLUMNS of sources.py)."""
+        started = time.perf_counter()
+        spark = records.sparkSession
+        report = BatchReport(batch_id=batch_id)
+        bronze = bronze_rows(records, self.source, F.col("delivery_date"), self.run_id, ingested_at=F.col("arrived_at"))
+        bronze = bronze.select(*BRONZE_SCHEMA.fieldNames()).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            report.delivery_dates = sorted(str(r.event_date) for r in bronze.select("event_date").distinct().collect())
+            for day in report.delivery_dates:
+                self._process_delivery(spark, bronze.where(F.col("event_date") == F.lit(day).cast("date")), day, batch_id, report)
+        finally:
+            bronze.unpersist()
+        report.seconds = round(time.perf_counter() - started, 3)
+        self._record_progress(spark, report)
+        return report
+
+    def _process_delivery(self, spark: SparkSession, bronze: DataFrame, day: str, batch_id: int, report: BatchReport) -> None:
+        t = time.perf_counter()
+        self._append(bronze, BRONZE, day, batch_id)
+        t = report.mark("bronze", t)
+        refs = self.references(spark, day)
+        batch = check_batch(bronze, refs, day, self.lateness_days)
+        silver = duplicates = scored = None
+        try:
+            n_records = batch.rows.count()
+            t = report.mark("validate", t)
+            first_day, _ = history_window(day, self.lateness_days)
+            # earlier silver rows (earlier deliveries and micro-batches), without this batch's own
+            # records in case a crash left them written before the batch was committed
+            prior = (
+                self.lake.read_or_empty(spark, SILVER, PRIOR_SCHEMA)
+                .where(F.col("event_date") >= F.lit(first_day))
+                .select(*HISTORY_COLUMNS, "ingest_id")
+                .join(batch.rows.select("ingest_id"), "ingest_id", "left_anti")
+            )
+            duplicates = duplicate_ingest_ids(batch, prior, late_only=False).cache()
+            n_dup = duplicates.count()
+            t = report.mark("duplicates", t)
+            dlq = dlq_frame(batch, self.run_id)
+            self._append(dlq, DLQ, day, batch_id)
+            n_dlq = batch.rows.where(F.col("_rejected")).count()
+            t = report.mark("dlq", t)
+
+            silver = silver_frame(batch, refs, duplicates, prior.select(*HISTORY_COLUMNS), self.salt, self.run_id).persist(StorageLevel.MEMORY_AND_DISK)
+            self._append(silver, SILVER, day, batch_id)
+            t = report.mark("silver", t)
+
+            risk = self.merchant_risk(spark, day, refs.merchants)
+            t = report.mark("merchant_risk", t)
+            features = model_feature_frame(silver, risk, ("ingest_date", "dq_status", "ingest_id"))
+            scored = score_frame(features, self.model.model, (*PASSTHROUGH, "ingest_id")).persist(StorageLevel.MEMORY_AND_DISK)
+            scored.count()  # the scores exist from here: that is the row's scoring time
+            scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            t = report.mark("score", t)
+            arrival = bronze.select("ingest_id", F.col("ingested_at").alias("_arrived_at"))
+            gold = (
+                with_model_ids(scored, self.model.name, self.model.version, self.model.run_id, self.run_id or "", scored_at)
+                .join(arrival, "ingest_id")
+                .withColumn("latency_ms", (F.unix_micros("scored_at") - F.unix_micros("_arrived_at")) / 1000.0)
+            )
+            insert_new_scores(gold.select(*GOLD_COLUMNS), self.lake)
+            visible_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            t = report.mark("gold", t)
+            alerts = alert_rows(gold.select(*GOLD_COLUMNS), silver.select(*RULE_COLUMNS))
+            self._append(alerts, ALERTS, day, batch_id)
+            t = report.mark("alerts", t)
+
+            stats = (
+                gold.join(silver.select("transaction_id", "event_time", "is_late_arrival"), ["transaction_id", "event_time"])
+                .groupBy("event_date")
+                .agg(
+                    F.count(F.lit(1)).alias("rows"),
+                    F.sum(F.col("is_late_arrival").cast("long")).alias("late"),
+                    F.sum((F.col("risk_band") == "HIGH").cast("long")).alias("high"),
+                    F.percentile_approx("latency_ms", [0.5, 0.95], 1000).alias("q"),
+                    F.max("latency_ms").alias("max_ms"),
+                )
+                .collect()
+            )
+            alert_counts = {r.event_date: r["count"] for r in alerts.groupBy("event_date").count().collect()}
+            overall = gold.agg(F.percentile_approx("latency_ms", [0.5, 0.95], 1000).alias("q")).collect()[0].q
+            report.mark("stats", t)
+        finally:
+            for frame in (scored, silver, duplicates):
+                if frame is not None:
+                    frame.unpersist()
+            batch.unpersist()
+        for r in sorted(stats, key=lambda r: r.event_date):
+            report.partitions.append(
+                PartitionStats(str(r.event_date), day, r.rows, r.late or 0, alert_counts.get(r.event_date, 0), r.q[0], r.q[1], r.max_ms)
+            )
+        report.records += n_records
+        report.dlq_rows += n_dlq
+        report.duplicates += n_dup
+        if overall:
+            report.latency_p50_ms, report.latency_p95_ms = overall
+            report.visible_p95_ms = overall[1] + (visible_at - scored_at).total_seconds() * 1000
+
+    def _record_progress(self, spark: SparkSession, report: BatchReport) -> None:
+        """One stream_batches row per event-date partition the micro-batch touched."""
+        if not report.partitions:
+            return
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        rows = [
+            (
+                self.stream, report.batch_id, dt.date.fromisoformat(p.event_date), dt.date.fromisoformat(p.ingest_date), p.scored_rows, p.late_rows,
+                p.alerts, p.latency_p50_ms, p.latency_p95_ms, p.latency_max_ms, report.records, report.dlq_rows, report.duplicates,
+                report.seconds, self.model.version, self.run_id, now,
+            )
+            for p in report.partitions
+        ]
+        self._append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, "all", report.batch_id)

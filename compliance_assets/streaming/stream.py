@@ -1,0 +1,101 @@
+"""The transaction stream: a Spark Structured Streaming query whose micro-batches run the batch path.
+
+`run_stream` starts the query with its checkpoint in the lake (lake/checkpoints/<stream>), waits
+until it ends (available-now), is stopped (a Dagster termination, `stop_after_seconds`) or fails, and
+stops it cleanly. The Dagster job and the command line both call it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from pyspark.sql import SparkSession
+
+from compliance_assets.streaming.microbatch import BatchReport, MicroBatchProcessor, StreamModel
+from compliance_assets.streaming.sources import KAFKA_SOURCE, kafka_records, landing_records
+from compliance_assets.transforms.ingestion import LANDING_SOURCE
+from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
+from resources.kafka import KafkaResource
+from resources.lake import LakeResource
+from resources.mlflow import ModelRegistryResource
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the stream runs (the Dagster job's config and the command line's flags)."""
+
+    source: str = "files"  # "files" (landing folder) or "kafka"
+    trigger_seconds: float = 1.0
+    available_now: bool = False  # process what is there, then stop (replays, tests)
+    stop_after_seconds: float = 0.0  # 0 = until stopped
+    max_files_per_trigger: int = 1
+    max_offsets_per_trigger: int = 0  # 0 = everything available
+    delivery_date: str = ""  # Kafka only: a fixed delivery day to replay a historical day; "" = arrival date
+    days_glob: str = "*"  # files only: which landing days to watch
+    lateness_days: int = DEFAULT_LATENESS_DAYS
+    shuffle_partitions: int = 2
+
+
+def stream_name(options: StreamOptions, kafka: KafkaResource) -> str:
+    """The stream's identity: names its checkpoint folder and its idempotent-write ids."""
+    return f"transactions_kafka_{kafka.topic}" if options.source == "kafka" else "transactions_landing"
+
+
+def checkpoint_path(lake: LakeResource, name: str) -> str:
+    return f"{lake.root}/checkpoints/{name}"
+
+
+def run_stream(
+    spark: SparkSession,
+    lake: LakeResource,
+    model_registry: ModelRegistryResource,
+    kafka: KafkaResource,
+    pii_salt: str,
+    run_id: str | None,
+    options: StreamOptions,
+    on_batch: Callable[[BatchReport], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Run the stream until it ends; returns the number of micro-batches processed."""
+    if options.source not in ("files", "kafka"):
+        raise ValueError(f"unknown stream source {options.source!r}: use 'files' or 'kafka'")
+    version, model = model_registry.champion()  # fails clearly before anything is read
+    name = stream_name(options, kafka)
+    batches = 0
+
+    def report(r: BatchReport) -> None:
+        nonlocal batches
+        batches += 1
+        if on_batch is not None:
+            on_batch(r)
+
+    processor = MicroBatchProcessor(
+        lake, StreamModel(model_registry.model_name, str(version.version), version.run_id, model), name, pii_salt, run_id,
+        options.lateness_days, KAFKA_SOURCE if options.source == "kafka" else LANDING_SOURCE, report,
+    )
+    spark.conf.set("spark.sql.shuffle.partitions", str(options.shuffle_partitions))
+    if options.source == "kafka":
+        records = kafka_records(spark, kafka, options.delivery_date, options.max_offsets_per_trigger)
+        log(f"stream {name}: reading {kafka.describe()}")
+    else:
+        records = landing_records(spark, lake, options.max_files_per_trigger, options.days_glob)
+        log(f"stream {name}: watching {lake.landing_path('transactions')}")
+    writer = records.writeStream.queryName(name).foreachBatch(processor).option("checkpointLocation", checkpoint_path(lake, name))
+    writer = writer.trigger(availableNow=True) if options.available_now else writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
+    query = writer.start()
+    log(f"stream {name}: started with champion {model_registry.model_name} v{version.version}, checkpoint {checkpoint_path(lake, name)}")
+    deadline = time.monotonic() + options.stop_after_seconds if options.stop_after_seconds else None
+    try:
+        while not query.awaitTermination(2):
+            if deadline is not None and time.monotonic() >= deadline:
+                log(f"stream {name}: stopping after {options.stop_after_seconds:.0f} s")
+                break
+    finally:
+        # a Dagster termination (or any error) stops the query between or within micro-batches;
+        # the checkpoint makes the next run resume from the last committed one
+        if query.isActive:
+            query.stop()
+    query.awaitTermination()  # re-raises the query's failure, if any
+    return batches
