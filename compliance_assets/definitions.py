@@ -1,4 +1,5 @@
-"""The Definitions object: every asset, check, job, sensor and resource, assembled in one place.
+"""The Definitions object: every asset, check, job, sensor and resource, assembled in one place
+(including the streaming job transaction_stream, its stream_batches table and its supervisor sensor).
 
 Spark jobs use the in-process executor so all steps of a run share one SparkSession (one JVM
 start per run instead of one per step).
@@ -20,6 +21,7 @@ from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
 from compliance_assets.ml.registry import model_audit
 from compliance_assets.ml.training import risk_model
 from compliance_assets.reference_data import reference_assets, reference_checks
+from compliance_assets.streaming.job import stream_batches, transaction_stream_job
 from resources import build_resources
 from sensors import all_schedules, all_sensors
 
@@ -27,12 +29,13 @@ defs = Definitions(
     assets=[
         *reference_assets, transactions_bronze, validate_transactions,
         transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts, model_audit,
+        stream_batches,
     ],
     asset_checks=[
         *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,
         *load_asset_checks_from_modules([features_training, gold, alerts]),
     ],
-    jobs=[daily_ingest_job, daily_scoring_job, train_risk_model_job, promote_challenger, rollback_model_job],
+    jobs=[daily_ingest_job, daily_scoring_job, train_risk_model_job, promote_challenger, rollback_model_job, transaction_stream_job],
     sensors=all_sensors,
     schedules=all_schedules,
     resources=build_resources(),
