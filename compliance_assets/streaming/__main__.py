@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from compliance_assets.streaming.stream import StreamOptions, run_stream
@@ -48,12 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     spark = start_session()
 
+    def stop(signum, frame):  # SIGTERM (a supervisor stopping us): stop the query between batches
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
     def on_batch(report) -> None:
         print(json.dumps({"micro_batch": report.batch_id, "records": report.records, "dlq": report.dlq_rows, "duplicates": report.duplicates,
                           "seconds": report.seconds, "p50_ms": report.latency_p50_ms, "p95_ms": report.latency_p95_ms,
                           "partitions": [p.event_date for p in report.partitions]}), flush=True)
 
-    batches = run_stream(spark, resources["lake"], resources["model_registry"], resources["kafka"], resources["masking"].salt, None, options, on_batch)
+    try:
+        batches = run_stream(spark, resources["lake"], resources["model_registry"], resources["kafka"], resources["masking"].salt, None, options, on_batch)
+    except KeyboardInterrupt:
+        print(json.dumps({"stopped": "signal"}), flush=True)
+        return 0
     print(json.dumps({"micro_batches": batches}), flush=True)
     return 0
 

@@ -45,6 +45,7 @@ class StreamConfig(Config):
     max_files_per_trigger: int = Field(default=1, description="files: delivery files per micro-batch.")
     max_offsets_per_trigger: int = Field(default=0, description="kafka: records per micro-batch at most (0 = all available).")
     delivery_date: str = Field(default="", description="kafka: replay as this delivery day (YYYY-MM-DD); empty = each record's arrival date.")
+    days_glob: str = Field(default="*", description="files: which landing/transactions/event_date=<day> folders to watch (a glob on YYYY-MM-DD).")
     lateness_days: int = Field(default=DEFAULT_LATENESS_DAYS, description="Records older than this many days go to the DLQ (ARRIVED_TOO_LATE).")
 
 
@@ -90,7 +91,8 @@ def run_transaction_stream(
     options = StreamOptions(
         source=config.source, trigger_seconds=config.trigger_seconds, available_now=config.available_now,
         stop_after_seconds=config.stop_after_seconds, max_files_per_trigger=config.max_files_per_trigger,
-        max_offsets_per_trigger=config.max_offsets_per_trigger, delivery_date=config.delivery_date, lateness_days=config.lateness_days,
+        max_offsets_per_trigger=config.max_offsets_per_trigger, delivery_date=config.delivery_date, days_glob=config.days_glob,
+        lateness_days=config.lateness_days,
     )
 
     def on_batch(report: BatchReport) -> None:

@@ -176,7 +176,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--day", type=dt.date.fromisoformat, help="Generate this synthetic day (YYYY-MM-DD) first, then publish it.")
     p.add_argument("--events", type=int, default=SynthConfig.events_per_day, help="With --day: stream lines of the day.")
     p.add_argument("--seed", type=int, default=SynthConfig.seed, help="With --day: random seed.")
-    p.add_argument("--landing-root", type=Path, default=None, help="With --day: landing folder (default as compliance-synth).")
+    p.add_argument("--population-events", type=int, default=SynthConfig.events_per_day, help="With --day: events per day of the lake's synthetic days (their population size; default: the demo's).")
+    p.add_argument("--landing-root", type=Path, default=None, help="With --day: where to generate it (default as compliance-synth; use a scratch folder to keep it out of the landing area).")
     args = p.parse_args(argv)
     if args.loop and args.duration is None:
         p.error("--loop needs --duration")
@@ -191,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         from compliance_assets.synthetic.config import SynthConfig
         from compliance_assets.synthetic.writer import generate_day
 
-        generate_day(SynthConfig(seed=args.seed, events_per_day=args.events), args.landing_root, args.day)
+        # the population (accounts, merchants) of the lake's days, so reference lookups succeed
+        population = SynthConfig(seed=args.seed, events_per_day=args.population_events)
+        config = SynthConfig(seed=args.seed, events_per_day=args.events, n_accounts=population.accounts, n_merchants=population.merchants)
+        generate_day(config, args.landing_root, args.day)
         folder = args.landing_root / "transactions" / f"event_date={args.day.isoformat()}"
     else:
         folder = args.folder

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import asdict, dataclass, field
+from functools import reduce
 from typing import Callable
 
 from pyspark import StorageLevel
@@ -37,6 +38,8 @@ from resources.lake import LakeResource
 BRONZE = "transactions_bronze"
 PROGRESS = "stream_batches"
 PRIOR_SCHEMA = T.StructType([*HISTORY_SCHEMA.fields, T.StructField("ingest_id", T.StringType())])
+PRIOR_COLUMNS = (*HISTORY_COLUMNS, "ingest_id")
+HISTORY_COMPACT_EVERY = 20  # micro-batches of history kept as separate in-memory pieces before one merge
 PROGRESS_SCHEMA = T.StructType(
     [
         T.StructField("stream", T.StringType()),
@@ -129,6 +132,8 @@ class MicroBatchProcessor:
         self.on_batch = on_batch
         self._refs: dict[str, ReferenceFrames] = {}
         self._merchant_risk: dict[tuple[str, int], DataFrame] = {}
+        self._history_parts: list[DataFrame] = []
+        self._history_key: tuple[str, int] | None = None
 
     # ---- cached per delivery day ------------------------------------------------------------
     def references(self, spark: SparkSession, day: str) -> ReferenceFrames:
@@ -149,8 +154,6 @@ class MicroBatchProcessor:
         outcomes_version = self.lake.version(spark, "transaction_outcomes") if self.lake.table_exists(spark, "transaction_outcomes") else -1
         key = (day, outcomes_version)
         if key not in self._merchant_risk:
-            for old in self._merchant_risk.values():
-                old.unpersist()
             self._merchant_risk.clear()
             last_day = dt.date.fromisoformat(day)
             first_scored = last_day - dt.timedelta(days=self.lateness_days)
@@ -162,8 +165,32 @@ class MicroBatchProcessor:
                 .where((F.col("event_date") >= F.lit(history_start(first_scored, delay))) & (F.col("event_date") < F.lit(last_day - dt.timedelta(days=delay))))
                 .select("transaction_id", "merchant_id", "event_date", "ingest_date")
             ) if self.lake.table_exists(spark, SILVER) else spark.createDataFrame([], "transaction_id string, merchant_id string, event_date date, ingest_date date")
-            self._merchant_risk[key] = merchant_risk(targets, history, read_outcomes(spark, self.lake), delay).cache()
+            # checkpointed, not cached: a cached plan that reads silver is recomputed after every silver write
+            self._merchant_risk[key] = merchant_risk(targets, history, read_outcomes(spark, self.lake), delay).localCheckpoint(eager=True)
         return self._merchant_risk[key]
+
+    def history(self, spark: SparkSession, day: str) -> DataFrame:
+        """Silver rows the features and duplicate checks of a delivery on `day` look back on, kept
+        in memory between micro-batches (read from Delta again when the day changes or another
+        writer changed silver) instead of re-reading the table every batch."""
+        version = self.lake.version(spark, SILVER) if self.lake.table_exists(spark, SILVER) else -1
+        if self._history_key != (day, version):
+            first_day, _ = history_window(day, self.lateness_days)
+            rows = self.lake.read_or_empty(spark, SILVER, PRIOR_SCHEMA).where(F.col("event_date") >= F.lit(first_day)).select(*PRIOR_COLUMNS)
+            self._history_parts = [rows.localCheckpoint(eager=True)]
+            self._history_key = (day, version)
+        if len(self._history_parts) > HISTORY_COMPACT_EVERY:
+            self._history_parts = [reduce(DataFrame.unionByName, self._history_parts).localCheckpoint(eager=True)]
+        return reduce(DataFrame.unionByName, self._history_parts)
+
+    def _remember(self, spark: SparkSession, silver: DataFrame) -> None:
+        """Add a micro-batch's silver rows to the in-memory history (its write made the new version)."""
+        if self._history_key is None:
+            return
+        version = self.lake.version(spark, SILVER)
+        if version != self._history_key[1]:  # unchanged = a replayed batch whose rows were already there
+            self._history_parts.append(silver.select(*PRIOR_COLUMNS).localCheckpoint(eager=True))
+            self._history_key = (self._history_key[0], version)
 
     # ---- writes --------------------------------------------------------------------------------
     def _append(self, df: DataFrame, table: str, day: str, batch_id: int, partition_by: str = "event_date") -> None:
@@ -204,20 +231,19 @@ class MicroBatchProcessor:
         t = report.mark("bronze", t)
         refs = self.references(spark, day)
         batch = check_batch(bronze, refs, day, self.lateness_days)
-        silver = duplicates = scored = None
+        scored = gold = None
         try:
             n_records = batch.rows.count()
             t = report.mark("validate", t)
-            first_day, _ = history_window(day, self.lateness_days)
             # earlier silver rows (earlier deliveries and micro-batches), without this batch's own
-            # records in case a crash left them written before the batch was committed
-            prior = (
-                self.lake.read_or_empty(spark, SILVER, PRIOR_SCHEMA)
-                .where(F.col("event_date") >= F.lit(first_day))
-                .select(*HISTORY_COLUMNS, "ingest_id")
-                .join(batch.rows.select("ingest_id"), "ingest_id", "left_anti")
-            )
-            duplicates = duplicate_ingest_ids(batch, prior, late_only=False).cache()
+            # records in case a crash left them written before the batch was committed; only the
+            # accounts and transactions of this batch, since the rest cannot change its features
+            batch_keys = batch.valid().select("account_id", "transaction_id", "ingest_id")
+            own = F.broadcast(batch_keys.select("ingest_id"))
+            history = self.history(spark, day)
+            seen = history.join(F.broadcast(batch_keys.select("transaction_id")), "transaction_id", "left_semi").join(own, "ingest_id", "left_anti")
+            prior = history.join(F.broadcast(batch_keys.select("account_id").distinct()), "account_id", "left_semi").join(own, "ingest_id", "left_anti")
+            duplicates = duplicate_ingest_ids(batch, seen, late_only=False).localCheckpoint(eager=True)
             n_dup = duplicates.count()
             t = report.mark("duplicates", t)
             dlq = dlq_frame(batch, self.run_id)
@@ -225,13 +251,17 @@ class MicroBatchProcessor:
             n_dlq = batch.rows.where(F.col("_rejected")).count()
             t = report.mark("dlq", t)
 
-            silver = silver_frame(batch, refs, duplicates, prior.select(*HISTORY_COLUMNS), self.salt, self.run_id).persist(StorageLevel.MEMORY_AND_DISK)
+            silver = silver_frame(batch, refs, duplicates, prior.select(*HISTORY_COLUMNS), self.salt, self.run_id).localCheckpoint(eager=True)
+            t = report.mark("features", t)
             self._append(silver, SILVER, day, batch_id)
+            self._remember(spark, silver)
             t = report.mark("silver", t)
 
             risk = self.merchant_risk(spark, day, refs.merchants)
             t = report.mark("merchant_risk", t)
             features = model_feature_frame(silver, risk, ("ingest_date", "dq_status", "ingest_id"))
+            features = features.localCheckpoint(eager=True)
+            t = report.mark("model_features", t)
             scored = score_frame(features, self.model.model, (*PASSTHROUGH, "ingest_id")).persist(StorageLevel.MEMORY_AND_DISK)
             scored.count()  # the scores exist from here: that is the row's scoring time
             scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -241,7 +271,10 @@ class MicroBatchProcessor:
                 with_model_ids(scored, self.model.name, self.model.version, self.model.run_id, self.run_id or "", scored_at)
                 .join(arrival, "ingest_id")
                 .withColumn("latency_ms", (F.unix_micros("scored_at") - F.unix_micros("_arrived_at")) / 1000.0)
+                .persist(StorageLevel.MEMORY_AND_DISK)
             )
+            gold.count()
+            t = report.mark("latency", t)
             insert_new_scores(gold.select(*GOLD_COLUMNS), self.lake)
             visible_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
             t = report.mark("gold", t)
@@ -265,7 +298,7 @@ class MicroBatchProcessor:
             overall = gold.agg(F.percentile_approx("latency_ms", [0.5, 0.95], 1000).alias("q")).collect()[0].q
             report.mark("stats", t)
         finally:
-            for frame in (scored, silver, duplicates):
+            for frame in (gold, scored):
                 if frame is not None:
                     frame.unpersist()
             batch.unpersist()

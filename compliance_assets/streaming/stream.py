@@ -75,7 +75,12 @@ def run_stream(
         lake, StreamModel(model_registry.model_name, str(version.version), version.run_id, model), name, pii_salt, run_id,
         options.lateness_days, KAFKA_SOURCE if options.source == "kafka" else LANDING_SOURCE, report,
     )
-    spark.conf.set("spark.sql.shuffle.partitions", str(options.shuffle_partitions))
+    # micro-batches are small: few shuffle partitions, and no adaptive re-planning (its extra
+    # planning round per stage costs more than it saves at this size)
+    stream_conf = {"spark.sql.shuffle.partitions": str(options.shuffle_partitions), "spark.sql.adaptive.enabled": "false"}
+    saved = {key: spark.conf.get(key) for key in stream_conf}
+    for key, value in stream_conf.items():
+        spark.conf.set(key, value)
     if options.source == "kafka":
         records = kafka_records(spark, kafka, options.delivery_date, options.max_offsets_per_trigger)
         log(f"stream {name}: reading {kafka.describe()}")
@@ -97,5 +102,7 @@ def run_stream(
         # the checkpoint makes the next run resume from the last committed one
         if query.isActive:
             query.stop()
+        for key, value in saved.items():  # the session may be shared (tests): leave it as it was
+            spark.conf.set(key, value)
     query.awaitTermination()  # re-raises the query's failure, if any
     return batches
