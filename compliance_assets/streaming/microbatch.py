@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import reduce
 from typing import Callable
@@ -226,15 +227,20 @@ class MicroBatchProcessor:
         return report
 
     def _process_delivery(self, spark: SparkSession, bronze: DataFrame, day: str, batch_id: int, report: BatchReport) -> None:
+        # Delta writes run on background threads while the next step computes: a commit is mostly
+        # driver-side waiting (log listing, commit, checkpoint), which would otherwise leave the
+        # executors idle. Every write has finished before the micro-batch returns.
+        writes = _Writes(report)
+        writes.submit("write_bronze", self._append, bronze, BRONZE, day, batch_id)
         t = time.perf_counter()
-        self._append(bronze, BRONZE, day, batch_id)
-        t = report.mark("bronze", t)
         refs = self.references(spark, day)
         batch = check_batch(bronze, refs, day, self.lateness_days)
         scored = gold = None
         try:
-            n_records = batch.rows.count()
+            counts = {bool(r["_rejected"]): r["count"] for r in batch.rows.groupBy("_rejected").count().collect()}
+            n_records, n_dlq = sum(counts.values()), counts.get(True, 0)
             t = report.mark("validate", t)
+            writes.submit("write_dlq", self._append, dlq_frame(batch, self.run_id), DLQ, day, batch_id)
             # earlier silver rows (earlier deliveries and micro-batches), without this batch's own
             # records in case a crash left them written before the batch was committed; only the
             # accounts and transactions of this batch, since the rest cannot change its features
@@ -246,21 +252,13 @@ class MicroBatchProcessor:
             duplicates = duplicate_ingest_ids(batch, seen, late_only=False).localCheckpoint(eager=True)
             n_dup = duplicates.count()
             t = report.mark("duplicates", t)
-            dlq = dlq_frame(batch, self.run_id)
-            self._append(dlq, DLQ, day, batch_id)
-            n_dlq = batch.rows.where(F.col("_rejected")).count()
-            t = report.mark("dlq", t)
 
             silver = silver_frame(batch, refs, duplicates, prior.select(*HISTORY_COLUMNS), self.salt, self.run_id).localCheckpoint(eager=True)
             t = report.mark("features", t)
-            self._append(silver, SILVER, day, batch_id)
-            self._remember(spark, silver)
-            t = report.mark("silver", t)
+            writes.submit("write_silver", self._write_silver, spark, silver, day, batch_id)
 
             risk = self.merchant_risk(spark, day, refs.merchants)
-            t = report.mark("merchant_risk", t)
-            features = model_feature_frame(silver, risk, ("ingest_date", "dq_status", "ingest_id"))
-            features = features.localCheckpoint(eager=True)
+            features = model_feature_frame(silver, risk, ("ingest_date", "dq_status", "ingest_id")).localCheckpoint(eager=True)
             t = report.mark("model_features", t)
             scored = score_frame(features, self.model.model, (*PASSTHROUGH, "ingest_id")).persist(StorageLevel.MEMORY_AND_DISK)
             scored.count()  # the scores exist from here: that is the row's scoring time
@@ -271,15 +269,12 @@ class MicroBatchProcessor:
                 with_model_ids(scored, self.model.name, self.model.version, self.model.run_id, self.run_id or "", scored_at)
                 .join(arrival, "ingest_id")
                 .withColumn("latency_ms", (F.unix_micros("scored_at") - F.unix_micros("_arrived_at")) / 1000.0)
-                .persist(StorageLevel.MEMORY_AND_DISK)
+                .select(*GOLD_COLUMNS)
+                .localCheckpoint(eager=True)
             )
-            gold.count()
-            t = report.mark("latency", t)
-            insert_new_scores(gold.select(*GOLD_COLUMNS), self.lake)
-            visible_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-            t = report.mark("gold", t)
-            alerts = alert_rows(gold.select(*GOLD_COLUMNS), silver.select(*RULE_COLUMNS))
-            self._append(alerts, ALERTS, day, batch_id)
+            gold_write = writes.submit("write_gold", self._write_gold, gold)
+            alerts = alert_rows(gold, silver.select(*RULE_COLUMNS)).localCheckpoint(eager=True)
+            writes.submit("write_alerts", self._append, alerts, ALERTS, day, batch_id)
             t = report.mark("alerts", t)
 
             stats = (
@@ -288,7 +283,6 @@ class MicroBatchProcessor:
                 .agg(
                     F.count(F.lit(1)).alias("rows"),
                     F.sum(F.col("is_late_arrival").cast("long")).alias("late"),
-                    F.sum((F.col("risk_band") == "HIGH").cast("long")).alias("high"),
                     F.percentile_approx("latency_ms", [0.5, 0.95], 1000).alias("q"),
                     F.max("latency_ms").alias("max_ms"),
                 )
@@ -297,10 +291,12 @@ class MicroBatchProcessor:
             alert_counts = {r.event_date: r["count"] for r in alerts.groupBy("event_date").count().collect()}
             overall = gold.agg(F.percentile_approx("latency_ms", [0.5, 0.95], 1000).alias("q")).collect()[0].q
             report.mark("stats", t)
+            writes.wait()
+            visible_at = gold_write.result()
         finally:
-            for frame in (gold, scored):
-                if frame is not None:
-                    frame.unpersist()
+            writes.wait(raise_errors=False)
+            if scored is not None:
+                scored.unpersist()
             batch.unpersist()
         for r in sorted(stats, key=lambda r: r.event_date):
             report.partitions.append(
@@ -312,6 +308,15 @@ class MicroBatchProcessor:
         if overall:
             report.latency_p50_ms, report.latency_p95_ms = overall
             report.visible_p95_ms = overall[1] + (visible_at - scored_at).total_seconds() * 1000
+
+    def _write_silver(self, spark: SparkSession, silver: DataFrame, day: str, batch_id: int) -> None:
+        self._append(silver, SILVER, day, batch_id)
+        self._remember(spark, silver)
+
+    def _write_gold(self, gold: DataFrame) -> dt.datetime:
+        """MERGE the scores; returns when they became readable."""
+        insert_new_scores(gold, self.lake)
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
     def _record_progress(self, spark: SparkSession, report: BatchReport) -> None:
         """One stream_batches row per event-date partition the micro-batch touched."""
@@ -327,3 +332,34 @@ class MicroBatchProcessor:
             for p in report.partitions
         ]
         self._append(spark.createDataFrame(rows, PROGRESS_SCHEMA), PROGRESS, "all", report.batch_id)
+
+
+class _Writes:
+    """Background Delta writes of one micro-batch, each timed into the report."""
+
+    def __init__(self, report: BatchReport):
+        self.report = report
+        self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="stream-write")
+        self.futures: list[Future] = []
+
+    def submit(self, name: str, fn: Callable, *args) -> Future:
+        def timed():
+            started = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.report.mark(name, started)
+
+        future = self.pool.submit(timed)
+        self.futures.append(future)
+        return future
+
+    def wait(self, raise_errors: bool = True) -> None:
+        """Block until every write has finished; the first failure is raised (the batch then fails
+        and is replayed from the checkpoint)."""
+        for future in self.futures:
+            exc = future.exception()
+            if exc is not None and raise_errors:
+                self.pool.shutdown(wait=True)
+                raise exc
+        self.pool.shutdown(wait=True)
