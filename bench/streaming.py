@@ -37,6 +37,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +62,12 @@ def table(lake: Path, name: str, day: str):
     path = lake / "tables" / name
     if not (path / "_delta_log").exists():
         return None
-    df = DeltaTable(str(path)).to_pandas(filters=[("event_date" if name == "transactions_bronze" else "ingest_date", "=", day)])
+    column = "event_date" if name == "transactions_bronze" else "ingest_date"
+    try:
+        dataset = DeltaTable(str(path)).to_pyarrow_dataset()
+    except Exception:  # the first commit is being written
+        return None
+    df = dataset.to_table(filter=pads.field(column) == pa.scalar(dt.date.fromisoformat(day))).to_pandas()
     for column in df.columns:
         if getattr(df[column].dtype, "tz", None) is not None:
             df[column] = df[column].dt.tz_convert(None)

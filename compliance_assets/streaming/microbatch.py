@@ -27,7 +27,6 @@ from compliance_assets.ml.alerts import RULE_COLUMNS, alert_rows
 from compliance_assets.ml.alerts import TABLE as ALERTS
 from compliance_assets.ml.features_training import read_outcomes
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
-from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.ml.model_features import history_start, merchant_risk, model_feature_frame
 from compliance_assets.ml.risk_model import RiskModel
 from compliance_assets.ml.scoring import PASSTHROUGH, score_frame, with_model_ids
