@@ -137,13 +137,19 @@ def model_feature_frame(silver_rows: DataFrame, risk_by_merchant_day: DataFrame,
     )
 
 
-def features_for(silver_rows: DataFrame, silver: DataFrame, outcomes: DataFrame, first_day: dt.date, last_day: dt.date, label_delay_days: int, extra_columns: tuple[str, ...] = ()) -> DataFrame:
-    """Model features of `silver_rows` (event dates in [first_day, last_day]) with merchant risk
-    from the `silver` table and the `outcomes` table."""
+def merchant_risk_between(targets: DataFrame, silver: DataFrame, outcomes: DataFrame, first_day: dt.date, last_day: dt.date, label_delay_days: int) -> DataFrame:
+    """`merchant_risk` for targets with event dates in [first_day, last_day], reading only the
+    silver days its windows can reach."""
     # the windows end label_delay_days before the transaction's day: later days are never read
     history_end = last_day - dt.timedelta(days=label_delay_days)
     history = silver.where((F.col("event_date") >= F.lit(history_start(first_day, label_delay_days))) & (F.col("event_date") < F.lit(history_end))).select(
         "transaction_id", "merchant_id", "event_date", "ingest_date"
     )
-    risk = merchant_risk(silver_rows, history, outcomes, label_delay_days)
+    return merchant_risk(targets, history, outcomes, label_delay_days)
+
+
+def features_for(silver_rows: DataFrame, silver: DataFrame, outcomes: DataFrame, first_day: dt.date, last_day: dt.date, label_delay_days: int, extra_columns: tuple[str, ...] = ()) -> DataFrame:
+    """Model features of `silver_rows` (event dates in [first_day, last_day]) with merchant risk
+    from the `silver` table and the `outcomes` table."""
+    risk = merchant_risk_between(silver_rows, silver, outcomes, first_day, last_day, label_delay_days)
     return model_feature_frame(silver_rows, risk, extra_columns)

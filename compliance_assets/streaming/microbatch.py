@@ -27,7 +27,7 @@ from compliance_assets.ml.alerts import RULE_COLUMNS, alert_rows
 from compliance_assets.ml.alerts import TABLE as ALERTS
 from compliance_assets.ml.features_training import read_outcomes
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
-from compliance_assets.ml.model_features import history_start, merchant_risk, model_feature_frame
+from compliance_assets.ml.model_features import merchant_risk_between, model_feature_frame
 from compliance_assets.ml.risk_model import RiskModel
 from compliance_assets.ml.scoring import PASSTHROUGH, score_frame, with_model_ids
 from compliance_assets.transforms.features import HISTORY_COLUMNS
@@ -159,14 +159,10 @@ class MicroBatchProcessor:
             first_scored = last_day - dt.timedelta(days=self.lateness_days)
             dates = spark.range(1).select(F.explode(F.sequence(F.lit(first_scored), F.lit(last_day))).alias("event_date"))
             targets = merchants.select("merchant_id").distinct().crossJoin(dates)
-            delay = self.model.model.label_delay_days
-            history = (
-                self.lake.read(spark, SILVER)
-                .where((F.col("event_date") >= F.lit(history_start(first_scored, delay))) & (F.col("event_date") < F.lit(last_day - dt.timedelta(days=delay))))
-                .select("transaction_id", "merchant_id", "event_date", "ingest_date")
-            ) if self.lake.table_exists(spark, SILVER) else spark.createDataFrame([], "transaction_id string, merchant_id string, event_date date, ingest_date date")
+            silver = self.lake.read_or_empty(spark, SILVER, "transaction_id string, merchant_id string, event_date date, ingest_date date")
             # checkpointed, not cached: a cached plan that reads silver is recomputed after every silver write
-            self._merchant_risk[key] = merchant_risk(targets, history, read_outcomes(spark, self.lake), delay).localCheckpoint(eager=True)
+            risk = merchant_risk_between(targets, silver, read_outcomes(spark, self.lake), first_scored, last_day, self.model.model.label_delay_days)
+            self._merchant_risk[key] = risk.localCheckpoint(eager=True)
         return self._merchant_risk[key]
 
     def history(self, spark: SparkSession, day: str) -> DataFrame:
