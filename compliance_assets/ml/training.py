@@ -115,6 +115,9 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     mlf.log_metrics(metrics)
     mlf.log_dict({"features": list(MODEL_FEATURES)}, "features.json")
     example = frame.loc[:, list(MODEL_FEATURES)].head(5).astype("float64")
+    # log_model registers through MLflow's process-wide registry URI: point it at this resource's
+    # registry (another step in the process may have pointed it elsewhere)
+    mlflow.set_registry_uri(model_registry.tracking_uri)
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=model,
