@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Callable
 
@@ -90,16 +90,12 @@ class BatchReport:
     partitions: list[PartitionStats] = field(default_factory=list)
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
-    visible_p95_ms: float | None = None  # p95 from arrival until the gold commit made the row readable
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step, to see where a batch's time goes
 
     def mark(self, phase: str, since: float) -> float:
         now = time.perf_counter()
         self.phases[phase] = round(self.phases.get(phase, 0.0) + now - since, 3)
         return now
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -267,7 +263,7 @@ class MicroBatchProcessor:
                 .select(*GOLD_COLUMNS)
                 .localCheckpoint(eager=True)
             )
-            gold_write = writes.submit("write_gold", self._write_gold, gold)
+            writes.submit("write_gold", insert_new_scores, gold, self.lake)
             alerts = alert_rows(gold, silver.select(*RULE_COLUMNS)).localCheckpoint(eager=True)
             writes.submit("write_alerts", self._append, alerts, ALERTS, day, batch_id)
             t = report.mark("alerts", t)
@@ -287,7 +283,6 @@ class MicroBatchProcessor:
             overall = gold.agg(F.percentile_approx("latency_ms", [0.5, 0.95], 1000).alias("q")).collect()[0].q
             report.mark("stats", t)
             writes.wait()
-            visible_at = gold_write.result()
         finally:
             writes.wait(raise_errors=False)
             if scored is not None:
@@ -302,16 +297,10 @@ class MicroBatchProcessor:
         report.duplicates += n_dup
         if overall:
             report.latency_p50_ms, report.latency_p95_ms = overall
-            report.visible_p95_ms = overall[1] + (visible_at - scored_at).total_seconds() * 1000
 
     def _write_silver(self, spark: SparkSession, silver: DataFrame, day: str, batch_id: int) -> None:
         self._append(silver, SILVER, day, batch_id)
         self._remember(spark, silver)
-
-    def _write_gold(self, gold: DataFrame) -> dt.datetime:
-        """MERGE the scores; returns when they became readable."""
-        insert_new_scores(gold, self.lake)
-        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
     def _record_progress(self, spark: SparkSession, report: BatchReport) -> None:
         """One stream_batches row per event-date partition the micro-batch touched."""
