@@ -1,5 +1,6 @@
-"""The Definitions object: every asset, check, job, sensor and resource, assembled in one place
-(including the streaming job transaction_stream, its stream_batches table and its supervisor sensor).
+"""The Definitions object: every asset, check, job, sensor, schedule and resource, assembled in one place
+(including the streaming job transaction_stream, its stream_batches table and its supervisor sensor, the
+reporting assets (reconciliation, regulatory snapshots), compaction and the operations audit).
 
 Spark jobs use the in-process executor so all steps of a run share one SparkSession (one JVM
 start per run instead of one per step).
@@ -12,7 +13,9 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 from compliance_assets.ingest import bronze, checks, silver
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.jobs import daily_ingest_job, daily_scoring_job, promote_challenger, rollback_model_job, train_risk_model_job
+from compliance_assets.jobs import (
+    daily_ingest_job, daily_pipeline_job, daily_scoring_job, monthly_snapshot_job, promote_challenger, replay_job, rollback_model_job, train_risk_model_job,
+)
 from compliance_assets.ml import alerts, features_training, gold
 from compliance_assets.ml.alerts import anomaly_alerts
 from compliance_assets.ml.features_training import ml_features_training
@@ -20,7 +23,12 @@ from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
 from compliance_assets.ml.registry import model_audit
 from compliance_assets.ml.training import risk_model
+from compliance_assets.ops.audit import operations_audit
+from compliance_assets.ops.compaction import compaction_job, compaction_log
 from compliance_assets.reference_data import reference_assets, reference_checks
+from compliance_assets.reporting import reconciliation, snapshots
+from compliance_assets.reporting.reconciliation import reconcile_with_ledger
+from compliance_assets.reporting.snapshots import regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest
 from compliance_assets.streaming.job import stream_batches, transaction_stream_job
 from resources import build_resources
 from sensors import all_schedules, all_sensors
@@ -29,13 +37,17 @@ defs = Definitions(
     assets=[
         *reference_assets, transactions_bronze, validate_transactions,
         transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts, model_audit,
-        stream_batches,
+        stream_batches, reconcile_with_ledger, regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest,
+        operations_audit, compaction_log,
     ],
     asset_checks=[
         *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,
-        *load_asset_checks_from_modules([features_training, gold, alerts]),
+        *load_asset_checks_from_modules([features_training, gold, alerts]), *load_asset_checks_from_modules([reconciliation, snapshots]),
     ],
-    jobs=[daily_ingest_job, daily_scoring_job, train_risk_model_job, promote_challenger, rollback_model_job, transaction_stream_job],
+    jobs=[
+        daily_pipeline_job, daily_ingest_job, daily_scoring_job, monthly_snapshot_job, replay_job, train_risk_model_job, promote_challenger,
+        rollback_model_job, transaction_stream_job, compaction_job,
+    ],
     sensors=all_sensors,
     schedules=all_schedules,
     resources=build_resources(),

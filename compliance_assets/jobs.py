@@ -1,4 +1,4 @@
-"""Jobs: daily ingest, daily scoring, model training, promotion and rollback."""
+"""Jobs: the daily pipeline, daily ingest and scoring, monthly snapshots, replay, model training, promotion and rollback."""
 
 from __future__ import annotations
 
@@ -35,4 +35,39 @@ rollback_model_job = define_asset_job(
     ),
 )
 
-__all__ = ["daily_ingest_job", "daily_scoring_job", "promote_challenger", "rollback_model_job", "train_risk_model_job"]
+DAILY_GRAPH = (
+    AssetSelection.groups("reference_data", "ingest", "reporting")
+    | AssetSelection.assets("transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts")
+) - AssetSelection.assets("regulatory_snapshots_monthly", "regulatory_snapshot_manifest")
+
+daily_pipeline_job = define_asset_job(
+    "daily_pipeline",
+    selection=DAILY_GRAPH,
+    description=(
+        "The whole daily graph for a delivery day (or a range, in one run): reference data, bronze, silver, DLQ and "
+        "dq_results, outcomes and training features, scores and alerts, reconciliation with the ledger and the daily "
+        "regulatory snapshot. Model training and promotion stay separate, approved steps."
+    ),
+)
+
+monthly_snapshot_job = define_asset_job(
+    "monthly_snapshot",
+    selection=AssetSelection.assets("regulatory_snapshots_monthly"),
+    description="The month's write-once regulatory snapshot (run after the month's last daily snapshot).",
+)
+
+replay_job = define_asset_job(
+    "replay",
+    selection=AssetSelection.assets(
+        "transactions_silver", "transactions_dlq", "dq_results", "risk_scores_gold", "anomaly_alerts",
+        "reconciliation_report", "reconciliation_breaks", "regulatory_snapshots",
+    ),
+    description=(
+        "Replay: re-derive silver, the DLQ, dq_results, scores, alerts, reconciliation and the daily snapshots of a "
+        "partition range from bronze (launch a backfill of this job over the range). Required run tags: requested_by "
+        "and incident_id (reason optional); the new snapshot versions supersede the old ones citing the incident, and "
+        "the replay is written to operations_audit."
+    ),
+)
+
+__all__ = ["daily_ingest_job", "daily_pipeline_job", "monthly_snapshot_job", "replay_job", "daily_scoring_job", "promote_challenger", "rollback_model_job", "train_risk_model_job"]

@@ -1,21 +1,29 @@
-"""Schedules: the daily materialisation of yesterday's partition (ingest at 02:00, scoring at 03:00 UTC)."""
+"""Schedules: the whole daily graph for yesterday (02:00 UTC, reconciliation well before the 06:00 deadline),
+the monthly snapshot (the 1st at 07:00 UTC, for the previous month) and weekly compaction (Sunday 04:00 UTC)."""
 
 from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
 
-from compliance_assets.jobs import daily_ingest_job, daily_scoring_job
+from compliance_assets.jobs import daily_pipeline_job, monthly_snapshot_job
+from compliance_assets.ops.compaction import weekly_compaction_schedule
 
-daily_ingest_schedule = build_schedule_from_partitioned_job(
-    daily_ingest_job,
+daily_pipeline_schedule = build_schedule_from_partitioned_job(
+    daily_pipeline_job,
     hour_of_day=2,
     minute_of_hour=0,
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Every day at 02:00 UTC, ingest yesterday's delivery (reference data, bronze, silver, DLQ, dq_results). Turn it on in the UI; the landing sensor is the event-driven alternative.",
+    description=(
+        "Every day at 02:00 UTC, materialise yesterday's partition of the whole daily graph: ingest, scoring, "
+        "reconciliation (due 06:00 UTC) and the daily regulatory snapshot. Turn it on in the UI."
+    ),
 )
 
-daily_scoring_schedule = build_schedule_from_partitioned_job(
-    daily_scoring_job,
-    hour_of_day=3,
+monthly_snapshot_schedule = build_schedule_from_partitioned_job(
+    monthly_snapshot_job,
+    day_of_month=1,
+    hour_of_day=7,
     minute_of_hour=0,
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Every day at 03:00 UTC, score yesterday's delivery with the champion model and raise alerts (after the ingest).",
+    description="On the 1st of each month at 07:00 UTC, write the previous month's regulatory snapshot.",
 )
+
+__all__ = ["daily_pipeline_schedule", "monthly_snapshot_schedule", "weekly_compaction_schedule"]

@@ -28,3 +28,46 @@ def make_resources(lake_root: Path, landing_root: Path | None = None) -> dict:
     from resources import resources_for_lake
 
     return resources_for_lake(lake_root, landing_root, salt="test-salt")
+
+
+@pytest.fixture(scope="session")
+def champion_lake(spark, tmp_path_factory):
+    """Five batch-ingested days (CHAMPION_DAYS) with a trained and promoted champion, and the reference
+    data of STREAM_DAY (its transactions are in stream_day/, not landed). Built once per session and
+    shared read-only: tests copy it before changing anything."""
+    import datetime as dt
+    import shutil
+
+    from dagster import DagsterInstance, materialize
+
+    from compliance_assets.ml.features_training import ml_features_training
+    from compliance_assets.ml.outcomes import transaction_outcomes
+    from compliance_assets.ml.registry import promote_challenger
+    from compliance_assets.ml.training import risk_model
+    from compliance_assets.reference_data import reference_assets
+    from compliance_assets.synthetic.writer import generate_day
+    from tests.helpers import CHAMPION_CONFIG, CHAMPION_DAYS, INGEST_ASSETS, STREAM_CONFIG, STREAM_DAY, TRAIN_PARTITION
+
+    root = tmp_path_factory.mktemp("champion_lake")
+
+    def run(assets, key):
+        result = materialize(assets, partition_key=key, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True)
+        assert result.success
+
+    for day in CHAMPION_DAYS:
+        generate_day(CHAMPION_CONFIG, root / "landing", dt.date.fromisoformat(day))
+        run([*INGEST_ASSETS, transaction_outcomes], day)
+        run([ml_features_training], day)
+    # the stream day's reference snapshots are loaded by the daily job; its transactions are not
+    generate_day(STREAM_CONFIG, root / "stream_day", dt.date.fromisoformat(STREAM_DAY))
+    shutil.copytree(root / "stream_day" / "reference", root / "landing" / "reference", dirs_exist_ok=True)
+    run(reference_assets, STREAM_DAY)
+    run([risk_model], TRAIN_PARTITION)
+    resources = make_resources(root)
+    promoted = promote_challenger.execute_in_process(
+        run_config={"ops": {"promote_challenger_op": {"config": {"approver": "test-session", "reason": "test", "min_improvement": 0.0}}}},
+        resources={k: resources[k] for k in ("spark", "lake", "model_registry")},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert promoted.success
+    return root

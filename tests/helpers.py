@@ -1,4 +1,7 @@
-"""Test helpers: the ingest asset selection, Delta read-back with an independent reader (delta-rs)."""
+"""Test helpers: the ingest asset selection, the shared champion lake's days and generator settings, Delta
+read-back with an independent reader (delta-rs)."""
+
+import dataclasses
 
 import pandas as pd
 from dagster import AssetChecksDefinition, load_asset_checks_from_modules
@@ -8,11 +11,22 @@ from compliance_assets.ingest import bronze, checks, silver
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
 from compliance_assets.reference_data import reference_assets, reference_checks
+from compliance_assets.synthetic.config import SynthConfig
 
 VOLATILE = {"ingested_at", "processed_at", "rejected_at", "dagster_run_id"}
 
 INGEST_ASSETS = [*reference_assets, transactions_bronze, validate_transactions]
 INGEST_CHECKS: list[AssetChecksDefinition] = [*reference_checks, *load_asset_checks_from_modules([bronze, checks, silver])]
+
+# the session's shared champion lake (tests/conftest.py `champion_lake`): five batch-ingested days and a
+# trained, promoted champion, plus the reference data of the day after them (the streaming tests' day)
+CHAMPION_DAYS = [f"2026-04-0{i}" for i in range(1, 6)]
+STREAM_DAY = "2026-04-06"
+TRAIN_PARTITION = "2026-04-20"
+CHAMPION_CONFIG = SynthConfig(seed=23, events_per_day=3000, anomaly_rate=0.03, outcome_sample_rate=0.05, rows_per_file=500)
+# the stream day: fewer events, one file per micro-batch, no late arrivals (a late event arriving
+# after later events of its account were scored changes their batch features but not their scores)
+STREAM_CONFIG = dataclasses.replace(CHAMPION_CONFIG, events_per_day=1500, late_arrival=0.0)
 
 
 def read_delta(lake_root, table: str, **filters) -> pd.DataFrame:

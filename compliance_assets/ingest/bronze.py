@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from compliance_assets.metadata import delta_metadata
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_delivery
 from compliance_assets.transforms.source_mapping import load_mapping, read_mapped_delivery
+from compliance_assets.ops.audit import record_operation
 from partitions import daily_partitions
 from resources.lake import LakeResource
 
@@ -23,7 +24,7 @@ TABLE = "transactions_bronze"
 class BronzeConfig(Config):
     source_mapping: str = Field(
         default="",
-        description="Path of a YAML source mapping for foreign historical files; empty = the native JSON-lines landing folder.",
+        description="Path of a YAML source mapping for foreign historical files; empty = the run tag source_mapping if set (UI backfills), else the native JSON-lines landing folder.",
     )
 
 
@@ -42,7 +43,8 @@ class BronzeConfig(Config):
 )
 def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
-    mapping = load_mapping(config.source_mapping) if config.source_mapping else None
+    mapping_path = config.source_mapping or context.run.tags.get("source_mapping", "")
+    mapping = load_mapping(mapping_path) if mapping_path else None
     source = mapping.name if mapping else LANDING_SOURCE
     total, version = 0, -1
     for key in context.partition_keys:
@@ -54,6 +56,7 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
         count = lake.rows_written(session, TABLE)
         context.log.info(f"bronze {key} ({source}): {count} records")
         total += count
+    record_operation(context, session, lake, TABLE)
     return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=source))
 
 

@@ -35,6 +35,7 @@ from compliance_assets.transforms.pipeline import (
 )
 from compliance_assets.transforms.quality import DQ_RESULTS_SCHEMA, dq_result_rows
 from contracts import REFERENCE_TABLES
+from compliance_assets.ops.audit import record_operation, require_replay_tags
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource
@@ -130,6 +131,7 @@ def validate_transactions(
     masking: PiiMaskingResource,
 ):
     session = spark.spark_session
+    require_replay_tags(context)
     totals = {SILVER: 0, DLQ: 0, DQ: 0}
     versions: dict[str, int] = {}
     last = {}
@@ -187,6 +189,8 @@ def validate_transactions(
         }
         context.log.info(f"{key}: silver={n_silver} dlq={n_dlq} duplicates={n_dup}")
 
+    for table in (SILVER, DLQ, DQ):
+        record_operation(context, session, lake, table)
     silver_schema = lake.read(session, SILVER).schema
     yield MaterializeResult(
         asset_key=SILVER,

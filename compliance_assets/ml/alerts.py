@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import SILVER, delivery_rows
 from compliance_assets.ml.gold import TABLE as GOLD
+from compliance_assets.ops.audit import record_operation
 from partitions import daily_partitions
 from resources.lake import LakeResource
 
@@ -76,6 +77,7 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
         for r in lake.read(session, TABLE).where(F.col("ingest_date") == F.lit(key).cast("date")).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
             reasons[r["r"]] = reasons.get(r["r"], 0) + r["count"]
         context.log.info(f"{TABLE} {key}: {n} alerts")
+    record_operation(context, session, lake, TABLE)
     return MaterializeResult(
         metadata=delta_metadata(
             lake.table_path(TABLE), version, total, lake.read(session, TABLE).schema,

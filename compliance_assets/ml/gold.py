@@ -23,6 +23,7 @@ from compliance_assets.ml.features_training import OUTCOMES, SILVER, delivery_fe
 from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
+from compliance_assets.ops.audit import record_operation, require_replay_tags
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
@@ -108,6 +109,7 @@ def insert_new_scores(scored: DataFrame, lake: LakeResource) -> int:
 )
 def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spark: PySparkResource, lake: LakeResource, model_registry: ModelRegistryResource) -> MaterializeResult:
     session = spark.spark_session
+    require_replay_tags(context)
     if config.rollback_to_version is not None:
         rollback_champion(context, session, lake, model_registry, config.rollback_to_version, config.requested_by, config.reason)
     version, model = model_registry.champion()  # fails clearly, before anything is written
@@ -123,6 +125,7 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
         total += n
         bands = {b: bands.get(b, 0) + counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}
         context.log.info(f"{TABLE} {key}: {n} rows scored by {model_registry.model_name} v{version.version}: {counts}")
+    record_operation(context, session, lake, TABLE, rollback=config.rollback_to_version is not None)
     return MaterializeResult(
         metadata=delta_metadata(
             lake.table_path(TABLE), delta_version, total, lake.read(session, TABLE).schema,

@@ -23,29 +23,16 @@ from dagster import DagsterInstance, materialize
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
 from compliance_assets.ml.alerts import HIGH_RISK, anomaly_alerts
-from compliance_assets.ml.features_training import ml_features_training
 from compliance_assets.ml.gold import risk_scores_gold
-from compliance_assets.ml.outcomes import transaction_outcomes
-from compliance_assets.ml.registry import promote_challenger
-from compliance_assets.ml.training import risk_model
-from compliance_assets.reference_data import reference_assets
 from compliance_assets.streaming.job import transaction_stream_job
 from compliance_assets.streaming.loadgen import create_topic, delivery_lines, publish
 from compliance_assets.streaming.stream import StreamOptions, run_stream
-from compliance_assets.synthetic.config import SynthConfig
 from compliance_assets.synthetic.writer import generate_day
 from resources.kafka import KafkaResource
 from tests.conftest import make_resources
-from tests.helpers import INGEST_ASSETS, read_delta
+from tests.helpers import STREAM_CONFIG, STREAM_DAY, read_delta
 
 REPO = Path(__file__).resolve().parents[2]
-DAYS = [f"2026-04-0{i}" for i in range(1, 6)]
-STREAM_DAY = "2026-04-06"
-TRAIN_PARTITION = "2026-04-20"
-CONFIG = SynthConfig(seed=23, events_per_day=3000, anomaly_rate=0.03, outcome_sample_rate=0.05, rows_per_file=500)
-# the stream day: fewer events, one file per micro-batch, no late arrivals (a late event arriving
-# after later events of its account were scored changes their batch features but not their scores)
-STREAM_CONFIG = dataclasses.replace(CONFIG, events_per_day=1500, late_arrival=0.0)
 GOLD_CONTENT = ["transaction_id", "event_time", "event_date", "risk_score", "risk_band", "top_features", "model_version", "dq_status"]
 
 
@@ -54,25 +41,9 @@ def run(lake, assets, partition_key, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def base_lake(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("stream_base")
-    for day in DAYS:
-        generate_day(CONFIG, root / "landing", dt.date.fromisoformat(day))
-        assert run(root, [*INGEST_ASSETS, transaction_outcomes], day, raise_on_error=True).success
-        assert run(root, [ml_features_training], day, raise_on_error=True).success
-    # the stream day's reference snapshots are loaded by the daily job; its transactions are not
-    generate_day(STREAM_CONFIG, root / "stream_day", dt.date.fromisoformat(STREAM_DAY))
-    shutil.copytree(root / "stream_day" / "reference", root / "landing" / "reference", dirs_exist_ok=True)
-    assert run(root, reference_assets, STREAM_DAY, raise_on_error=True).success
-    assert run(root, [risk_model], TRAIN_PARTITION, raise_on_error=True).success
-    resources = make_resources(root)
-    promoted = promote_challenger.execute_in_process(
-        run_config={"ops": {"promote_challenger_op": {"config": {"approver": "stream-test", "reason": "test", "min_improvement": 0.0}}}},
-        resources={k: resources[k] for k in ("spark", "lake", "model_registry")},
-        instance=DagsterInstance.ephemeral(),
-    )
-    assert promoted.success
-    return root
+def base_lake(champion_lake):
+    """The shared lake with five ingested days and a champion (tests/conftest.py)."""
+    return champion_lake
 
 
 def copy_lake(base: Path, dst: Path, with_stream_day_files: bool = False) -> Path:

@@ -1,0 +1,1 @@
+"""Operations on the lake: compaction, the operations audit."""

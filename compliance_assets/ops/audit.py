@@ -1,0 +1,99 @@
+"""The operations audit: every backfill, replay and rollback that rewrote a table, with who asked and why.
+
+Each partitioned Spark asset calls `record_operation` when it runs; runs that are neither a backfill,
+a replay nor a rollback are not recorded (their provenance is the run id on every row). A replay
+must say who asked for it and the incident it belongs to (run tags `requested_by`, `incident_id`),
+or it fails before writing anything.
+"""
+
+import datetime as dt
+
+from dagster import AssetExecutionContext, AssetSpec, Failure
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from resources.lake import LakeResource
+
+TABLE = "operations_audit"
+REPLAY_JOB = "replay"
+ROLLBACK_JOB = "rollback_model"
+REQUESTED_BY, INCIDENT_ID, REASON = "requested_by", "incident_id", "reason"
+BACKFILL, REPLAY, ROLLBACK = "BACKFILL", "REPLAY", "ROLLBACK"
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("audit_id", T.StringType(), False),
+        T.StructField("operation", T.StringType(), False),
+        T.StructField("asset", T.StringType(), False),
+        T.StructField("partition_start", T.StringType()),
+        T.StructField("partition_end", T.StringType()),
+        T.StructField("partitions", T.LongType()),
+        T.StructField("requested_by", T.StringType()),
+        T.StructField("incident_id", T.StringType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("job_name", T.StringType()),
+        T.StructField("backfill_id", T.StringType()),
+        T.StructField("dagster_run_id", T.StringType(), False),
+        T.StructField("recorded_at", T.TimestampType(), False),
+        T.StructField("event_date", T.DateType(), False),
+    ]
+)
+
+operations_audit = AssetSpec(
+    TABLE,
+    group_name="operations",
+    kinds={"delta"},
+    description=(
+        "Audit trail of every backfill, replay and model rollback: which table and partition range was rewritten, "
+        "by which Dagster run and backfill, who asked for it, the incident id and the reason (from the run's tags)."
+    ),
+    metadata={"partition_column": "event_date (day recorded)", "key": "audit_id (run id and asset)"},
+)
+
+
+def operation_of(job_name: str, tags: dict[str, str], rollback: bool = False) -> str | None:
+    """REPLAY, ROLLBACK or BACKFILL for the run, None for ordinary (scheduled, sensor, manual) runs."""
+    if job_name == REPLAY_JOB:
+        return REPLAY
+    if rollback or job_name == ROLLBACK_JOB:
+        return ROLLBACK
+    if "dagster/backfill" in tags:
+        return BACKFILL
+    return None
+
+
+def require_replay_tags(context: AssetExecutionContext) -> None:
+    """A replay without `requested_by` and `incident_id` run tags fails before anything is written."""
+    if context.run.job_name != REPLAY_JOB:
+        return
+    missing = [t for t in (REQUESTED_BY, INCIDENT_ID) if not context.run.tags.get(t, "").strip()]
+    if missing:
+        raise Failure(
+            f"A replay must say who asked for it and why: add the run tags {', '.join(missing)} "
+            f"(and optionally {REASON}) when launching the replay job or its backfill."
+        )
+
+
+def record_operation(context: AssetExecutionContext, spark: SparkSession, lake: LakeResource, asset: str, rollback: bool = False) -> str | None:
+    """Write the run's operation on `asset` for its partition range to operations_audit (once per run
+    and asset: a retried step does not add a second row). Returns the operation, or None."""
+    tags = dict(context.run.tags)
+    operation = operation_of(context.run.job_name, tags, rollback)
+    if operation is None:
+        return None
+    keys = context.partition_keys if context.has_partition_key or context.has_partition_key_range else []
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    row = (
+        f"{context.run_id}:{asset}", operation, asset, keys[0] if keys else None, keys[-1] if keys else None, len(keys),
+        tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), tags.get(REASON), context.run.job_name, tags.get("dagster/backfill"),
+        context.run_id, now, now.date(),
+    )
+    df = spark.createDataFrame([row], SCHEMA)
+    path = lake.table_path(TABLE)
+    if not lake.table_exists(spark, TABLE):
+        df.write.format("delta").mode("append").partitionBy("event_date").save(path)
+    else:
+        DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.audit_id = s.audit_id").whenNotMatchedInsertAll().execute()
+    context.log.info(f"{TABLE}: {operation} of {asset} {row[3]}..{row[4]} requested by {row[6] or 'unknown'} (incident {row[7] or '-'})")
+    return operation

@@ -1,0 +1,326 @@
+"""Delta compaction: OPTIMIZE (with Z-ORDER on the columns analysts filter by) then VACUUM, per lake table.
+
+Daily partition writes and micro-batches leave many small files; compacting them keeps reads fast and
+VACUUM removes the replaced files once Delta's retention (7 days by default) has passed. Every run records
+file counts and sizes before and after in the compaction_log Delta table.
+"""
+
+import datetime as dt
+import logging
+import os
+import time
+from contextlib import contextmanager
+
+from dagster import (
+    AssetMaterialization,
+    AssetSpec,
+    Config,
+    DefaultScheduleStatus,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    ScheduleDefinition,
+    in_process_executor,
+    job,
+    op,
+)
+from dagster_pyspark import PySparkResource
+from delta.tables import DeltaTable
+from pydantic import Field
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from compliance_assets.metadata import markdown_table
+from resources.lake import LakeResource
+
+# table -> the columns analysts filter by, clustered together with Z-ORDER (never partition columns)
+ZORDER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "transactions_bronze": (),
+    "transactions_silver": ("account_id", "merchant_id"),
+    "transactions_dlq": ("primary_reason",),
+    "risk_scores_gold": ("account_id", "risk_band"),
+    "anomaly_alerts": ("account_id",),
+    "dq_results": (),
+    "regulatory_snapshots": (),  # write-once: bin-packing only, never a weekly rewrite of every snapshot
+    "regulatory_snapshots_monthly": (),
+    "reconciliation_report": (),
+    "reconciliation_breaks": ("category",),
+    "stream_batches": (),
+}
+
+MIN_RETENTION_HOURS = 168  # Delta's own default: readers and time travel within 7 days keep working
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"  # VACUUM's file listing tasks
+DATE_PARTITION_COLUMNS = ("event_date", "ingest_date")
+
+LOG_TABLE = "compaction_log"
+LOG_SCHEMA = T.StructType(
+    [
+        T.StructField("compaction_id", T.StringType(), False),
+        T.StructField("table", T.StringType(), False),
+        T.StructField("zorder_by", T.StringType()),
+        T.StructField("files_before", T.LongType()),
+        T.StructField("bytes_before", T.LongType()),
+        T.StructField("files_after", T.LongType()),
+        T.StructField("bytes_after", T.LongType()),
+        T.StructField("files_removed_by_vacuum", T.LongType()),
+        T.StructField("delta_version_after", T.LongType()),
+        T.StructField("retention_hours", T.LongType()),
+        T.StructField("seconds", T.DoubleType()),
+        T.StructField("dagster_run_id", T.StringType(), False),
+        T.StructField("compacted_at", T.TimestampType(), False),
+        T.StructField("event_date", T.DateType(), False),
+    ]
+)
+
+_log = logging.getLogger(__name__)
+
+compaction_log = AssetSpec(
+    LOG_TABLE,
+    group_name="operations",
+    kinds={"delta"},
+    description=(
+        "One row per table per compaction run: files and bytes of the current snapshot before and after "
+        "OPTIMIZE/Z-ORDER, data files deleted by VACUUM and the resulting Delta version. Evidence that storage "
+        "housekeeping ran and what it changed; written by the lake_compaction job."
+    ),
+    metadata={"partition_column": "event_date (UTC day of the run)", "key": "compaction_id"},
+)
+
+
+def check_retention(retention_hours: int, allow_short_retention: bool = False) -> None:
+    """Refuse a VACUUM retention under Delta's 7 days unless explicitly allowed: shorter breaks time travel and running readers."""
+    if retention_hours < 0:
+        raise ValueError(f"VACUUM retention must not be negative (got {retention_hours} hours).")
+    if retention_hours < MIN_RETENTION_HOURS and not allow_short_retention:
+        raise ValueError(
+            f"VACUUM retention of {retention_hours} hours is below the safe minimum of {MIN_RETENTION_HOURS} hours (7 days): "
+            "it can delete files that running queries and time travel still need. Set allow_short_retention=True to force it."
+        )
+
+
+def _snapshot_size(spark: SparkSession, path: str) -> tuple[int, int]:
+    """(number of files, total bytes) of the table's current snapshot, from Delta's table detail."""
+    row = DeltaTable.forPath(spark, path).detail().select("numFiles", "sizeInBytes").collect()[0]
+    return int(row["numFiles"] or 0), int(row["sizeInBytes"] or 0)
+
+
+def _is_data_file(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith((".", "_"))
+
+
+def data_files_on_disk(spark: SparkSession, path: str) -> int | None:
+    """Parquet data files under the table folder (live or not, _delta_log excluded); None when it cannot be listed."""
+    local = path[len("file:"):] if path.startswith("file:") else path
+    if "://" not in local:
+        count = 0
+        for folder, dirs, files in os.walk(local):
+            dirs[:] = [d for d in dirs if d != "_delta_log"]
+            count += sum(1 for f in files if _is_data_file(f))
+        return count
+    try:
+        jvm = spark._jvm
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
+        files, count = fs.listFiles(hadoop_path, True), 0
+        while files.hasNext():
+            status = files.next()
+            if "/_delta_log/" not in status.getPath().toString() and _is_data_file(status.getPath().getName()):
+                count += 1
+        return count
+    except Exception as exc:  # listing is informational: never fail a compaction over it
+        _log.warning(f"Could not list data files under {path}: {exc}")
+        return None
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: dict[str, str]):
+    """Set Spark SQL settings for the duration of a block, then restore the previous values (or unset them)."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def vacuum_settings(spark: SparkSession, retention_hours: int) -> dict[str, str]:
+    """Settings for one VACUUM: the listing job capped at 4 tasks per core (Delta's default of 10,000
+    tasks costs about a minute per table on a local session) and the retention check off below 168 h."""
+    current = int(spark.conf.get(LISTING_PARALLELISM, None) or 10000)
+    settings = {LISTING_PARALLELISM: str(min(current, 4 * spark.sparkContext.defaultParallelism))}
+    if retention_hours < MIN_RETENTION_HOURS:
+        settings[RETENTION_CHECK] = "false"
+    return settings
+
+
+def usable_zorder_columns(spark: SparkSession, path: str, table: str, zorder_by, log=None) -> list[str]:
+    """The Z-ORDER columns that exist in the table and are not partition columns (others are skipped with a log line)."""
+    log = log or _log
+    detail = DeltaTable.forPath(spark, path).detail().select("partitionColumns").collect()[0]
+    partitions = set(detail["partitionColumns"] or [])
+    columns = set(spark.read.format("delta").load(path).columns)
+    usable = []
+    for column in zorder_by:
+        if column not in columns:
+            log.warning(f"{table}: Z-ORDER column {column!r} is not in the table schema; skipped.")
+        elif column in partitions:
+            log.warning(f"{table}: Z-ORDER column {column!r} is a partition column; skipped.")
+        else:
+            usable.append(column)
+    return usable
+
+
+def compact_table(spark: SparkSession, lake: LakeResource, table: str, zorder_by, retention_hours: int, partition_filter: str | None = None,
+                  allow_short_retention: bool = False, log=None) -> dict:
+    """OPTIMIZE (Z-ORDER when columns are given) then VACUUM one table, with file counts and bytes before and after."""
+    check_retention(retention_hours, allow_short_retention)
+    log = log or _log
+    started = time.monotonic()
+    path = lake.table_path(table)
+    files_before, bytes_before = _snapshot_size(spark, path)
+    columns = usable_zorder_columns(spark, path, table, zorder_by, log)
+
+    optimizer = DeltaTable.forPath(spark, path).optimize()
+    if partition_filter:
+        optimizer = optimizer.where(partition_filter)
+    if columns:
+        optimizer.executeZOrderBy(*columns)
+    else:
+        optimizer.executeCompaction()
+
+    on_disk_before = data_files_on_disk(spark, path)
+    with session_conf(spark, vacuum_settings(spark, retention_hours)):
+        DeltaTable.forPath(spark, path).vacuum(float(retention_hours))
+    on_disk_after = data_files_on_disk(spark, path)
+
+    files_after, bytes_after = _snapshot_size(spark, path)
+    result = {
+        "table": table,
+        "zorder_by": ",".join(columns),
+        "files_before": files_before,
+        "bytes_before": bytes_before,
+        "files_after": files_after,
+        "bytes_after": bytes_after,
+        "files_removed_by_vacuum": None if on_disk_before is None or on_disk_after is None else on_disk_before - on_disk_after,
+        "delta_version_after": lake.version(spark, table),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    log.info(
+        f"{table}: {files_before} -> {files_after} files, {bytes_before} -> {bytes_after} bytes"
+        f"{' (Z-ORDER ' + result['zorder_by'] + ')' if columns else ''}; VACUUM {retention_hours} h removed "
+        f"{result['files_removed_by_vacuum']} data files; now v{result['delta_version_after']} ({result['seconds']} s)"
+    )
+    return result
+
+
+def partition_filter_for_days(spark: SparkSession, lake: LakeResource, table: str, days: int, today: dt.date) -> str | None:
+    """A predicate on the table's date partition column for the last `days` days (today included); None for all partitions."""
+    if days <= 0:
+        return None
+    detail = DeltaTable.forPath(spark, lake.table_path(table)).detail().select("partitionColumns").collect()[0]
+    partitions = [c for c in (detail["partitionColumns"] or []) if c in DATE_PARTITION_COLUMNS]
+    if not partitions:
+        return None
+    return f"{partitions[0]} >= '{(today - dt.timedelta(days=days - 1)).isoformat()}'"
+
+
+def record_compactions(spark: SparkSession, lake: LakeResource, results: list[dict], retention_hours: int, run_id: str, now: dt.datetime) -> int:
+    """Append the run's rows to compaction_log (a retried run does not add them twice); returns the log's Delta version."""
+    rows = [
+        (f"{run_id}:{r['table']}", r["table"], r["zorder_by"], r["files_before"], r["bytes_before"], r["files_after"], r["bytes_after"],
+         r["files_removed_by_vacuum"], r["delta_version_after"], retention_hours, float(r["seconds"]), run_id, now, now.date())
+        for r in results
+    ]
+    df = spark.createDataFrame(rows, LOG_SCHEMA)
+    path = lake.table_path(LOG_TABLE)
+    if not lake.table_exists(spark, LOG_TABLE):
+        df.write.format("delta").partitionBy("event_date").save(path)
+    else:
+        DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.compaction_id = s.compaction_id").whenNotMatchedInsertAll().execute()
+    return lake.version(spark, LOG_TABLE)
+
+
+class CompactionConfig(Config):
+    tables: list[str] = Field(default=list(ZORDER_COLUMNS), description="Tables to compact; those not written yet are skipped.")
+    retention_hours: int = Field(default=MIN_RETENTION_HOURS, description="VACUUM retention: replaced files older than this are deleted (minimum 168 h).")
+    allow_short_retention: bool = Field(default=False, description="Allow a retention under 168 h (breaks time travel to older versions; tests only).")
+    days: int = Field(default=0, description="0 compacts every partition; N only the last N days (today included) of the date partition column.")
+
+
+@op(description="OPTIMIZE (Z-ORDER on analysts' filter columns) and VACUUM each lake table, recording files and bytes before and after in compaction_log.")
+def compact_lake(context: OpExecutionContext, config: CompactionConfig, spark: PySparkResource, lake: LakeResource) -> None:
+    check_retention(config.retention_hours, config.allow_short_retention)
+    session = spark.spark_session
+    now = dt.datetime.now(dt.timezone.utc)
+    results, skipped, failed = [], [], {}
+    for table in config.tables:
+        if not lake.table_exists(session, table):
+            context.log.info(f"{table}: no Delta table at {lake.table_path(table)} yet; skipped.")
+            skipped.append(table)
+            continue
+        try:  # one failing table must not keep the others from being compacted and logged
+            partition_filter = partition_filter_for_days(session, lake, table, config.days, now.date())
+            if config.days > 0 and partition_filter is None:
+                context.log.warning(f"{table}: no event_date/ingest_date partition column; days={config.days} ignored, all files compacted.")
+            results.append(compact_table(session, lake, table, ZORDER_COLUMNS.get(table, ()), config.retention_hours, partition_filter,
+                                         allow_short_retention=config.allow_short_retention, log=context.log))
+        except Exception as exc:
+            context.log.error(f"{table}: compaction failed: {exc}")
+            failed[table] = exc
+    metadata = {
+        "tables_compacted": len(results),
+        "tables_skipped": ", ".join(skipped) or "none",
+        "tables_failed": ", ".join(failed) or "none",
+        "files_before": sum(r["files_before"] for r in results),
+        "files_after": sum(r["files_after"] for r in results),
+        "bytes_before": sum(r["bytes_before"] for r in results),
+        "bytes_after": sum(r["bytes_after"] for r in results),
+        "files_removed_by_vacuum": sum(r["files_removed_by_vacuum"] or 0 for r in results),
+        "retention_hours": config.retention_hours,
+        "tables": markdown_table([
+            {k: r[k] for k in ("table", "zorder_by", "files_before", "files_after", "bytes_before", "bytes_after", "files_removed_by_vacuum", "seconds")}
+            for r in results
+        ]),
+    }
+    if results:
+        version = record_compactions(session, lake, results, config.retention_hours, context.run_id, now)
+        metadata.update({"delta_path": MetadataValue.path(lake.table_path(LOG_TABLE)), "delta_version": version})
+    context.log_event(AssetMaterialization(compaction_log.key, description="Lake compaction", metadata=metadata))
+    if failed:
+        raise Failure(
+            f"Compaction failed for {', '.join(failed)} (the other tables were compacted and logged): "
+            + "; ".join(f"{t}: {e}" for t, e in failed.items())
+        ) from next(iter(failed.values()))
+
+
+@job(
+    name="lake_compaction",
+    executor_def=in_process_executor,
+    description=(
+        "Compact the lake's Delta tables: OPTIMIZE small files (Z-ORDER on the columns analysts filter by), then VACUUM "
+        "replaced files older than the retention (7 days by default). Before/after file counts go to compaction_log."
+    ),
+)
+def compaction_job():
+    compact_lake()
+
+
+WEEKLY_DAYS = 8  # the week's partitions (and the day before): older ones were compacted by earlier runs
+
+weekly_compaction_schedule = ScheduleDefinition(
+    name="weekly_compaction_schedule",
+    job=compaction_job,
+    cron_schedule="0 4 * * 0",
+    run_config={"ops": {"compact_lake": {"config": {"days": WEEKLY_DAYS}}}},
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Sunday 04:00 UTC: compact the last 8 days' partitions of every lake table and VACUUM files replaced more than 7 days ago, outside the daily ingest window.",
+)
+
+__all__ = ["ZORDER_COLUMNS", "compact_table", "compaction_job", "compaction_log", "weekly_compaction_schedule"]

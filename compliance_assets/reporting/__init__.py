@@ -1,0 +1,1 @@
+"""Reporting for compliance and audit: reconciliation with the ledger and regulatory snapshots."""

@@ -1,0 +1,316 @@
+"""reconciliation_report and reconciliation_breaks: the core ledger's booked transactions against the pipeline.
+
+For a delivery day D, the system-of-record file (landing/system_of_record/D.csv) lists every
+transaction booked for delivery on D. Each is matched by transaction_id with silver (delivered on
+D), gold (scored) and the DLQ (rejected on D). Every difference is a break row with a category;
+explained ones (rejected into the DLQ, a dropped duplicate copy, delivered on an earlier day) are
+kept for the record, unexplained ones (missing, extra, amount mismatch, not scored) fail the check.
+The report holds counts and amount totals per currency and category.
+"""
+
+import datetime as dt
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    asset_check,
+    multi_asset,
+)
+from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from compliance_assets.metadata import delta_metadata, markdown_table
+from compliance_assets.ml.features_training import delivery_rows
+from compliance_assets.ml.gold import TABLE as GOLD
+from compliance_assets.ops.audit import record_operation, require_replay_tags
+from compliance_assets.reference_data import load_reference_csv
+from compliance_assets.ingest.silver import DLQ, SILVER
+from partitions import daily_partitions
+from resources.lake import LakeResource
+
+REPORT, BREAKS = "reconciliation_report", "reconciliation_breaks"
+DEADLINE_HOUR_UTC = 6  # T+1 06:00 UTC (runbook: reconciliation completed before T+1 06:00)
+
+# categories: (explained?, what it means)
+MATCHED, LATE = "MATCHED", "LATE_ARRIVAL"
+LEDGER, SILVER_TOTAL, GOLD_TOTAL = "LEDGER", "SILVER", "GOLD"
+CATEGORIES = {
+    "MISSING": (False, "booked in the ledger, not delivered (not in bronze, silver or the DLQ)"),
+    "EXTRA": (False, "in silver but not booked in the ledger for this day"),
+    "AMOUNT_MISMATCH": (False, "amount or currency in silver differs from the ledger"),
+    "NOT_SCORED": (False, "in silver but has no risk score in gold"),
+    "SCORED_NOT_IN_SILVER": (False, "a gold row of the day with no silver row"),
+    "REJECTED": (True, "delivered but rejected into the DLQ (reason in detail)"),
+    "DELIVERED_EARLIER": (True, "already delivered and validated on an earlier day"),
+    "DUPLICATE_DROPPED": (True, "an extra copy of a delivered transaction, dropped by deduplication"),
+    "REJECTED_NOT_IN_LEDGER": (True, "a DLQ record whose transaction is not booked for this day (or has no readable id)"),
+}
+
+BREAKS_SCHEMA = T.StructType(
+    [
+        T.StructField("event_date", T.DateType(), False),
+        T.StructField("transaction_id", T.StringType()),
+        T.StructField("category", T.StringType(), False),
+        T.StructField("explained", T.BooleanType(), False),
+        T.StructField("detail", T.StringType()),
+        T.StructField("currency", T.StringType()),
+        T.StructField("ledger_amount", T.DecimalType(18, 2)),
+        T.StructField("silver_amount", T.DecimalType(18, 2)),
+        T.StructField("copies", T.LongType()),
+        T.StructField("dagster_run_id", T.StringType()),
+        T.StructField("reconciled_at", T.TimestampType()),
+    ]
+)
+REPORT_SCHEMA = T.StructType(
+    [
+        T.StructField("event_date", T.DateType(), False),
+        T.StructField("currency", T.StringType()),
+        T.StructField("category", T.StringType(), False),
+        T.StructField("explained", T.BooleanType()),
+        T.StructField("transactions", T.LongType(), False),
+        T.StructField("amount", T.DecimalType(28, 2)),
+        T.StructField("first_reconciled_at", T.TimestampType(), False),
+        T.StructField("deadline", T.TimestampType(), False),
+        T.StructField("dagster_run_id", T.StringType()),
+        T.StructField("reconciled_at", T.TimestampType(), False),
+    ]
+)
+ID_IN_PAYLOAD = r'"transaction_id"\s*:\s*"([^"]+)"'
+
+
+def deadline_for(day: str) -> dt.datetime:
+    """When day D's reconciliation must be complete: D+1 06:00 UTC (naive UTC)."""
+    return dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(DEADLINE_HOUR_UTC))
+
+
+def ledger_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
+    """The day's system-of-record file, typed by contracts/reference/system_of_record.schema.json."""
+    path = lake.landing_path("system_of_record", f"{day}.csv")
+    if not lake.path_exists(spark, path):
+        raise FileNotFoundError(f"No system-of-record file for {day}: expected {path}")
+    return load_reference_csv(spark, path, "system_of_record")
+
+
+def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | None) -> tuple[DataFrame, DataFrame]:
+    """(breaks, report) for delivery day `day`; both persisted, the caller unpersists them."""
+    d = F.lit(day).cast("date")
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    ledger = ledger_rows(spark, lake, day).select("transaction_id", F.col("amount").alias("ledger_amount"), F.col("currency").alias("ledger_currency"))
+    silver = delivery_rows(spark, lake, day).select("transaction_id", "event_date", F.col("amount").alias("silver_amount"), F.col("currency").alias("silver_currency"))
+    gold = lake.read(spark, GOLD).where(F.col("ingest_date") == d).select("transaction_id", F.lit(True).alias("_scored"))
+    earlier = lake.read(spark, SILVER).where(F.col("ingest_date") < d).where(F.col("event_date") >= F.date_sub(d, 40)).select("transaction_id", F.lit(True).alias("_earlier")).distinct()
+    dlq = (
+        lake.read(spark, DLQ).where(F.col("event_date") == d)
+        .select(F.coalesce("transaction_id", F.nullif(F.regexp_extract("payload", ID_IN_PAYLOAD, 1), F.lit(""))).alias("transaction_id"), "primary_reason")
+    )
+    rejected = dlq.where(F.col("transaction_id").isNotNull()).groupBy("transaction_id").agg(F.array_sort(F.collect_set("primary_reason")).alias("_reasons"))
+    bronze_ids = (
+        lake.read(spark, "transactions_bronze").where(F.col("event_date") == d)
+        .select(F.get_json_object("payload", "$.transaction_id").alias("transaction_id"))
+        .where(F.col("transaction_id").isNotNull())
+        .groupBy("transaction_id").agg(F.count(F.lit(1)).alias("_copies"))
+    )
+
+    joined = (
+        ledger.join(silver, "transaction_id", "full_outer")
+        .join(gold, "transaction_id", "full_outer")
+        .join(rejected, "transaction_id", "left")
+        .join(earlier, "transaction_id", "left")
+        .join(bronze_ids, "transaction_id", "left")
+        .withColumn("_in_ledger", F.col("ledger_amount").isNotNull())
+        .withColumn("_in_silver", F.col("silver_amount").isNotNull())
+        .withColumn("_scored", F.coalesce("_scored", F.lit(False)))
+        .persist()
+    )
+    detail_reasons = F.concat(F.lit("DLQ: "), F.array_join("_reasons", ", "))
+    status = (
+        F.when(F.col("_in_ledger") & F.col("_in_silver") & ((F.col("ledger_amount") != F.col("silver_amount")) | (F.col("ledger_currency") != F.col("silver_currency"))), "AMOUNT_MISMATCH")
+        .when(F.col("_in_ledger") & F.col("_in_silver"), MATCHED)
+        .when(F.col("_in_ledger") & F.col("_reasons").isNotNull(), "REJECTED")
+        .when(F.col("_in_ledger") & F.coalesce("_earlier", F.lit(False)), "DELIVERED_EARLIER")
+        .when(F.col("_in_ledger"), "MISSING")
+        .when(F.col("_in_silver"), "EXTRA")
+        .when(F.coalesce("_earlier", F.lit(False)) & F.col("_copies").isNotNull() & F.col("_reasons").isNull(), "DELIVERED_EARLIER")
+        .when(F.col("_reasons").isNotNull(), "REJECTED_NOT_IN_LEDGER")
+    )
+    classified = joined.withColumn("category", status)
+    explained = F.create_map(*[x for k, (e, _) in CATEGORIES.items() for x in (F.lit(k), F.lit(e))])
+    base = F.struct(
+        d.alias("event_date"), "transaction_id", F.col("category"), explained[F.col("category")].alias("explained"),
+    )
+    per_txn = classified.where(F.col("category").isNotNull() & (F.col("category") != MATCHED)).select(
+        base.alias("b"),
+        F.when(F.col("category") == "AMOUNT_MISMATCH", F.format_string("ledger %s %s, silver %s %s", "ledger_amount", "ledger_currency", "silver_amount", "silver_currency"))
+        .when(F.col("category").isin("REJECTED", "REJECTED_NOT_IN_LEDGER"), detail_reasons)
+        .otherwise(F.lit(None)).alias("detail"),
+        F.coalesce("ledger_currency", "silver_currency").alias("currency"), "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
+    )
+    not_scored = classified.where(F.col("_in_silver") & ~F.col("_scored")).select(
+        F.struct(d.alias("event_date"), "transaction_id", F.lit("NOT_SCORED").alias("category"), F.lit(False).alias("explained")).alias("b"),
+        F.lit(None).cast("string").alias("detail"), F.col("silver_currency").alias("currency"), "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
+    )
+    scored_extra = classified.where(F.col("_scored") & ~F.col("_in_silver")).select(
+        F.struct(d.alias("event_date"), "transaction_id", F.lit("SCORED_NOT_IN_SILVER").alias("category"), F.lit(False).alias("explained")).alias("b"),
+        F.lit(None).cast("string").alias("detail"), F.lit(None).cast("string").alias("currency"), "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
+    )
+    duplicates = classified.where(F.col("_copies") > 1).select(
+        F.struct(d.alias("event_date"), "transaction_id", F.lit("DUPLICATE_DROPPED").alias("category"), F.lit(True).alias("explained")).alias("b"),
+        F.format_string("%d copies delivered, 1 kept", "_copies").alias("detail"), F.coalesce("ledger_currency", "silver_currency").alias("currency"),
+        "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
+    )
+    unreadable = dlq.where(F.col("transaction_id").isNull()).select(
+        F.struct(d.alias("event_date"), F.lit(None).cast("string").alias("transaction_id"), F.lit("REJECTED_NOT_IN_LEDGER").alias("category"), F.lit(True).alias("explained")).alias("b"),
+        F.concat(F.lit("DLQ: "), F.col("primary_reason"), F.lit(" (no readable transaction_id)")).alias("detail"), F.lit(None).cast("string").alias("currency"),
+        F.lit(None).cast("decimal(18,2)").alias("ledger_amount"), F.lit(None).cast("decimal(18,2)").alias("silver_amount"), F.lit(None).cast("long").alias("copies"),
+    )
+    breaks = (
+        per_txn.unionByName(not_scored).unionByName(scored_extra).unionByName(duplicates).unionByName(unreadable)
+        .select("b.*", "detail", "currency", "ledger_amount", "silver_amount", "copies")
+        .withColumn("dagster_run_id", F.lit(run_id))
+        .withColumn("reconciled_at", F.lit(now))
+        .select(*BREAKS_SCHEMA.fieldNames())
+        .persist()
+    )
+
+    def totals(df: DataFrame, category: str, currency: str, amount: str, explained) -> DataFrame:
+        return df.groupBy(F.col(currency).alias("currency")).agg(F.count(F.lit(1)).alias("transactions"), F.sum(amount).cast("decimal(28,2)").alias("amount")).select(
+            F.lit(category).alias("category"), F.lit(explained).cast("boolean").alias("explained"), "currency", "transactions", "amount"
+        )
+
+    report = (
+        totals(classified.where("_in_ledger"), LEDGER, "ledger_currency", "ledger_amount", None)
+        .unionByName(totals(classified.where("_in_silver"), SILVER_TOTAL, "silver_currency", "silver_amount", None))
+        .unionByName(totals(classified.where(F.col("_in_silver") & F.col("_scored")), GOLD_TOTAL, "silver_currency", "silver_amount", None))
+        .unionByName(totals(classified.where(F.col("category") == MATCHED), MATCHED, "ledger_currency", "ledger_amount", True))
+        .unionByName(totals(classified.where((F.col("category") == MATCHED) & (F.col("event_date") < d)), LATE, "ledger_currency", "ledger_amount", True))
+        .unionByName(
+            breaks.groupBy("currency", "category", "explained").agg(
+                F.count(F.lit(1)).alias("transactions"), F.sum(F.coalesce("ledger_amount", "silver_amount")).cast("decimal(28,2)").alias("amount")
+            )
+        )
+        .withColumn("event_date", d)
+        .withColumn("deadline", F.lit(deadline_for(day)))
+        .withColumn("first_reconciled_at", F.lit(now))
+        .withColumn("dagster_run_id", F.lit(run_id))
+        .withColumn("reconciled_at", F.lit(now))
+    )
+    if lake.table_exists(spark, REPORT):  # a re-run keeps when the day was first reconciled (the deadline is about that)
+        first = lake.read(spark, REPORT).where(F.col("event_date") == d).agg(F.min("first_reconciled_at")).collect()[0][0]
+        if first is not None:
+            report = report.withColumn("first_reconciled_at", F.lit(first))
+    report = report.select(*REPORT_SCHEMA.fieldNames()).persist()
+    joined.unpersist()
+    return breaks, report
+
+
+@multi_asset(
+    name="reconcile_with_ledger",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    specs=[
+        AssetSpec(
+            REPORT,
+            deps=["transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
+            group_name="reporting",
+            kinds={"spark", "delta"},
+            description=(
+                "Daily reconciliation of the core ledger (system-of-record file) with what the pipeline validated and scored: "
+                "transaction counts and amount totals per currency for the ledger, silver and gold, and for each kind of "
+                "difference (missing, extra, amount mismatch, not scored, rejected, duplicate, delivered earlier, late). "
+                "Due before T+1 06:00 UTC."
+            ),
+            metadata={"partition_column": "event_date (delivery day)", "key": "event_date, currency, category"},
+        ),
+        AssetSpec(
+            BREAKS,
+            deps=["transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
+            group_name="reporting",
+            kinds={"spark", "delta"},
+            description=(
+                "One row per reconciliation difference of the delivery day: the transaction, the category, whether it is "
+                "explained (e.g. rejected into the DLQ with its reason, a dropped duplicate) and the ledger and silver amounts."
+            ),
+            metadata={"partition_column": "event_date (delivery day)", "key": "event_date, transaction_id, category"},
+        ),
+    ],
+)
+def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource):
+    session = spark.spark_session
+    require_replay_tags(context)
+    totals: dict[str, int] = {}
+    unexplained_total = 0
+    versions = {}
+    for key in context.partition_keys:
+        breaks, report = reconcile(session, lake, key, context.run_id)
+        try:
+            versions[BREAKS] = lake.replace_where(breaks, BREAKS, f"event_date = '{key}'")
+            versions[REPORT] = lake.replace_where(report, REPORT, f"event_date = '{key}'")
+            for r in report.groupBy("category").agg(F.sum("transactions").alias("n")).collect():
+                totals[r.category] = totals.get(r.category, 0) + r.n
+            unexplained = breaks.where(~F.col("explained")).count()
+            unexplained_total += unexplained
+            context.log.info(f"reconciliation {key}: {unexplained} unexplained differences")
+        finally:
+            breaks.unpersist()
+            report.unpersist()
+    for asset in (REPORT, BREAKS):
+        record_operation(context, session, lake, asset)
+    summary = markdown_table([{"category": k, "transactions": v, "explained": "" if k in (LEDGER, SILVER_TOTAL, GOLD_TOTAL) else CATEGORIES.get(k, (True,))[0]} for k, v in sorted(totals.items())])
+    yield MaterializeResult(
+        asset_key=REPORT,
+        metadata=delta_metadata(lake.table_path(REPORT), versions[REPORT], sum(1 for _ in totals), REPORT_SCHEMA, categories=summary, unexplained_differences=unexplained_total),
+    )
+    yield MaterializeResult(asset_key=BREAKS, metadata=delta_metadata(lake.table_path(BREAKS), versions[BREAKS], lake.rows_written(session, BREAKS), BREAKS_SCHEMA))
+
+
+def _days(context) -> list:
+    return [F.lit(k).cast("date") for k in context.partition_keys]
+
+
+@asset_check(
+    asset=REPORT,
+    partitions_def=daily_partitions,
+    additional_deps=[BREAKS],
+    description="Every difference between the ledger and silver/gold is explained (rejected with a reason, a dropped duplicate, delivered earlier); missing, extra, mismatched or unscored transactions fail it.",
+)
+def reconciliation_differences_explained(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    breaks = lake.read(spark.spark_session, BREAKS).where(F.col("event_date").isin(_days(context)))
+    unexplained = breaks.where(~F.col("explained"))
+    counts = {r.category: r["count"] for r in unexplained.groupBy("category").count().collect()}
+    examples = [r.transaction_id for r in unexplained.orderBy("category", "transaction_id").limit(10).collect()]
+    explained = {r.category: r["count"] for r in breaks.where(F.col("explained")).groupBy("category").count().collect()}
+    return AssetCheckResult(
+        passed=not counts,
+        metadata={
+            "unexplained": markdown_table([{"category": k, "transactions": v, "meaning": CATEGORIES[k][1]} for k, v in sorted(counts.items())]),
+            "explained": markdown_table([{"category": k, "transactions": v} for k, v in sorted(explained.items())]),
+            "examples": ", ".join(examples) or "-",
+        },
+    )
+
+
+@asset_check(
+    asset=REPORT,
+    partitions_def=daily_partitions,
+    description=f"The day was first reconciled before T+1 {DEADLINE_HOUR_UTC:02d}:00 UTC (runbook SLO). Reported as a warning for days first reconciled by a backfill.",
+)
+def reconciliation_before_deadline(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    rows = lake.read(spark.spark_session, REPORT).where(F.col("event_date").isin(_days(context))).groupBy("event_date").agg(
+        F.min("first_reconciled_at").alias("first"), F.min("deadline").alias("deadline")
+    ).collect()
+    late = [r for r in rows if r.first > r.deadline]
+    backfill = "dagster/backfill" in context.run.tags
+    return AssetCheckResult(
+        passed=not late and len(rows) == len(context.partition_keys),
+        severity=AssetCheckSeverity.WARN if backfill else AssetCheckSeverity.ERROR,
+        metadata={
+            "days": markdown_table([{"day": str(r.event_date), "first_reconciled_at": f"{r.first:%Y-%m-%d %H:%M:%S}", "deadline": f"{r.deadline:%Y-%m-%d %H:%M}", "on_time": r.first <= r.deadline} for r in sorted(rows, key=lambda r: r.event_date)]),
+            "missed": len(late),
+        },
+    )

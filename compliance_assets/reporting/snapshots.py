@@ -1,0 +1,278 @@
+"""regulatory_snapshots (daily) and regulatory_snapshots_monthly: write-once, verifiable records of scores and alert decisions.
+
+A snapshot of a period holds, for every transaction delivered in it, its amount, risk score and
+band, the model version and the alert decision. It is written once: materialising an existing
+period again is refused unless a supersede reason is given (config `supersede_reason` or the run
+tag `supersede_reason`; a replay uses its incident id), and then it becomes version N+1 beside
+version N, which stays readable (snapshot_version column, and Delta time travel). Every version's
+row count, amount totals per currency and SHA-256 (over the rows' canonical JSON, ordered by
+transaction_id and event_time) go to regulatory_snapshot_manifest; a check recomputes them from
+the stored rows, so any later change to a snapshot is detected.
+"""
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    Config,
+    Failure,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
+from dagster_pyspark import PySparkResource
+from pydantic import Field
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from compliance_assets.metadata import delta_metadata, markdown_table
+from compliance_assets.ml.alerts import TABLE as ALERTS
+from compliance_assets.ml.gold import TABLE as GOLD
+from compliance_assets.ingest.silver import SILVER
+from compliance_assets.ops.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, record_operation, require_replay_tags
+from partitions import daily_partitions, monthly_partitions
+from resources.lake import LakeResource
+
+DAILY, MONTHLY, MANIFEST = "regulatory_snapshots", "regulatory_snapshots_monthly", "regulatory_snapshot_manifest"
+SUPERSEDE_TAG = "supersede_reason"
+# the snapshot's content, in hash order: a row's hash is SHA-256 of to_json(struct(these columns))
+CONTENT_COLUMNS = (
+    "transaction_id", "event_time", "event_date", "ingest_date", "account_id", "amount", "currency", "amount_base",
+    "risk_score", "risk_band", "model_name", "model_version", "alerted", "alert_id", "alert_reasons",
+)
+MANIFEST_SCHEMA = T.StructType(
+    [
+        T.StructField("snapshot_table", T.StringType(), False),
+        T.StructField("period", T.StringType(), False),
+        T.StructField("snapshot_version", T.IntegerType(), False),
+        T.StructField("row_count", T.LongType(), False),
+        T.StructField("amount_totals", T.StringType(), False),  # JSON {currency: "total"}, exact decimals as strings
+        T.StructField("amount_base_total", T.StringType(), False),
+        T.StructField("alerts", T.LongType(), False),
+        T.StructField("sha256", T.StringType(), False),
+        T.StructField("supersedes_version", T.IntegerType()),
+        T.StructField("supersede_reason", T.StringType()),
+        T.StructField("same_content_as_superseded", T.BooleanType()),
+        T.StructField("requested_by", T.StringType()),
+        T.StructField("incident_id", T.StringType()),
+        T.StructField("delta_version", T.LongType(), False),
+        T.StructField("dagster_run_id", T.StringType()),
+        T.StructField("created_at", T.TimestampType(), False),
+    ]
+)
+
+
+class SnapshotConfig(Config):
+    supersede_reason: str = Field(
+        default="",
+        description="Required to re-materialise a period that already has a snapshot: why the new version supersedes it (kept in the manifest). The run tag supersede_reason works too (e.g. for backfills).",
+    )
+
+
+def snapshot_rows(spark: SparkSession, lake: LakeResource, first: dt.date, last: dt.date) -> DataFrame:
+    """Every scored transaction delivered in [first, last] with its amount and alert decision (CONTENT_COLUMNS)."""
+    days = (F.col("ingest_date") >= F.lit(first)) & (F.col("ingest_date") <= F.lit(last))
+    gold = lake.read(spark, GOLD).where(days).select("transaction_id", "event_time", "event_date", "ingest_date", "account_id", "risk_score", "risk_band", "model_name", "model_version")
+    silver = lake.read(spark, SILVER).where(days).select("transaction_id", "event_time", "amount", "currency", "amount_base")
+    alerts = lake.read(spark, ALERTS).where(days).select("transaction_id", "event_time", "alert_id", F.col("reasons").alias("alert_reasons"))
+    return (
+        gold.join(silver, ["transaction_id", "event_time"], "left")
+        .join(alerts, ["transaction_id", "event_time"], "left")
+        .withColumn("alerted", F.col("alert_id").isNotNull())
+        .select(*CONTENT_COLUMNS)
+    )
+
+
+def row_hash() -> F.Column:
+    return F.sha2(F.to_json(F.struct(*CONTENT_COLUMNS)), 256)
+
+
+def fingerprint(rows: DataFrame) -> dict:
+    """Row count, amount totals per currency, alerts and the SHA-256 over the rows' hashes in canonical
+    order (transaction_id, event_time), recomputed from the content columns."""
+    agg = rows.groupBy("currency").agg(F.count(F.lit(1)).alias("n"), F.sum("amount").alias("amount"), F.sum("amount_base").alias("base"), F.sum(F.col("alerted").cast("long")).alias("alerts")).collect()
+    digest = hashlib.sha256()
+    for r in rows.select(row_hash().alias("h"), "transaction_id", "event_time").orderBy("transaction_id", "event_time").select("h").toLocalIterator(prefetchPartitions=True):
+        digest.update(r.h.encode("ascii") + b"\n")
+    return {
+        "row_count": sum(r.n for r in agg),
+        "amount_totals": json.dumps({str(r.currency): str(r.amount) for r in sorted(agg, key=lambda r: str(r.currency))}, sort_keys=True),
+        "amount_base_total": str(sum((r.base for r in agg if r.base is not None), start=decimal.Decimal("0.00"))),
+        "alerts": sum(r.alerts or 0 for r in agg),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def manifest(spark: SparkSession, lake: LakeResource) -> DataFrame:
+    return lake.read_or_empty(spark, MANIFEST, MANIFEST_SCHEMA)
+
+
+def current_entry(spark: SparkSession, lake: LakeResource, table: str, period: str):
+    """The manifest row of the period's newest version, or None."""
+    rows = manifest(spark, lake).where((F.col("snapshot_table") == table) & (F.col("period") == period)).orderBy(F.col("snapshot_version").desc()).limit(1).collect()
+    return rows[0] if rows else None
+
+
+def supersede_reason(context: AssetExecutionContext, config: SnapshotConfig) -> str:
+    """The reason a new version may supersede the current one: config, run tag, or a replay's incident."""
+    tags = context.run.tags
+    if config.supersede_reason.strip():
+        return config.supersede_reason.strip()
+    if tags.get(SUPERSEDE_TAG, "").strip():
+        return tags[SUPERSEDE_TAG].strip()
+    if context.run.job_name == REPLAY_JOB and tags.get(INCIDENT_ID):
+        return f"replay for incident {tags[INCIDENT_ID]}: {tags.get(REASON, '')}".strip().rstrip(":")
+    return ""
+
+
+def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: LakeResource, table: str, period: str, rows: DataFrame, reason: str) -> dict:
+    """Write the period's next snapshot version (refused when one exists and no reason is given), then
+    its manifest entry with the fingerprint recomputed from what was stored."""
+    current = current_entry(spark, lake, table, period)
+    if current is not None and not reason:
+        raise Failure(
+            f"{table} {period} already has snapshot version {current.snapshot_version} (sha256 {current.sha256[:16]}…, created "
+            f"{current.created_at:%Y-%m-%d %H:%M} UTC). Snapshots are write-once: to supersede it, give a reason (config "
+            f"supersede_reason or run tag {SUPERSEDE_TAG}); version {current.snapshot_version} stays readable."
+        )
+    version = (current.snapshot_version if current is not None else 0) + 1
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    path = lake.table_path(table)
+    if lake.table_exists(spark, table):  # rows of a version whose manifest entry was never written (a crashed run)
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(spark, path).delete((F.col("period") == period) & (F.col("snapshot_version") >= version))
+    (
+        rows.withColumn("period", F.lit(period)).withColumn("snapshot_version", F.lit(version))
+        .withColumn("snapshot_created_at", F.lit(now)).withColumn("dagster_run_id", F.lit(context.run_id))
+        .write.format("delta").mode("append").partitionBy("period").save(path)
+    )
+    delta_version = lake.version(spark, table)
+    stored = lake.read(spark, table).where((F.col("period") == period) & (F.col("snapshot_version") == version))
+    fp = fingerprint(stored)
+    tags = context.run.tags
+    entry = (
+        table, period, version, fp["row_count"], fp["amount_totals"], fp["amount_base_total"], fp["alerts"], fp["sha256"],
+        current.snapshot_version if current is not None else None, reason or None,
+        (current.sha256 == fp["sha256"]) if current is not None else None,
+        tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), delta_version, context.run_id, now,
+    )
+    spark.createDataFrame([entry], MANIFEST_SCHEMA).write.format("delta").mode("append").save(lake.table_path(MANIFEST))
+    context.log.info(f"{table} {period}: version {version}, {fp['row_count']} rows, sha256 {fp['sha256']}")
+    return {**fp, "snapshot_version": version, "delta_version": delta_version, "superseded": current.snapshot_version if current is not None else None}
+
+
+def _materialize(context: AssetExecutionContext, config: SnapshotConfig, spark: SparkSession, lake: LakeResource, table: str, periods: list[tuple[str, dt.date, dt.date]]) -> MaterializeResult:
+    require_replay_tags(context)
+    reason = supersede_reason(context, config)
+    written = []
+    for period, first, last in periods:
+        written.append({"period": period, **write_snapshot(context, spark, lake, table, period, snapshot_rows(spark, lake, first, last), reason)})
+    record_operation(context, spark, lake, table)
+    return MaterializeResult(
+        metadata=delta_metadata(
+            lake.table_path(table), written[-1]["delta_version"], sum(w["row_count"] for w in written), None,
+            snapshots=markdown_table([{"period": w["period"], "version": w["snapshot_version"], "rows": w["row_count"], "alerts": w["alerts"], "sha256": w["sha256"], "supersedes": w["superseded"] or "-"} for w in written]),
+            sha256=written[-1]["sha256"] if len(written) == 1 else "see snapshots",
+            supersede_reason=reason or "-",
+        )
+    )
+
+
+snapshot_manifest = AssetSpec(
+    MANIFEST,
+    group_name="reporting",
+    kinds={"delta"},
+    description="One row per regulatory snapshot version (daily and monthly): row count, amount totals per currency, alerts, SHA-256, and for a superseding version the reason, who asked and the incident. Append-only.",
+    metadata={"key": "snapshot_table, period, snapshot_version"},
+)
+
+
+@asset(
+    name=DAILY,
+    group_name="reporting",
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[GOLD, ALERTS, SILVER],
+    kinds={"spark", "delta"},
+    description=(
+        "Write-once daily regulatory snapshot: every transaction delivered on the day with amount, risk score and band, "
+        "model version and alert decision. Re-materialising needs a supersede reason and adds a new version (the old one "
+        "stays readable); row count, amount totals and a SHA-256 per version are in regulatory_snapshot_manifest and verified."
+    ),
+    metadata={"partition_column": "period (delivery day)", "key": "period, snapshot_version, transaction_id, event_time", "hash_columns": ", ".join(CONTENT_COLUMNS)},
+)
+def regulatory_snapshots(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
+    days = [(k, dt.date.fromisoformat(k), dt.date.fromisoformat(k)) for k in context.partition_keys]
+    return _materialize(context, config, spark.spark_session, lake, DAILY, days)
+
+
+@asset(
+    name=MONTHLY,
+    group_name="reporting",
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[DAILY],
+    kinds={"spark", "delta"},
+    description=(
+        "Write-once monthly regulatory snapshot: the month's scored transactions and alert decisions, with the same "
+        "supersede rule, manifest and SHA-256 verification as the daily snapshots. Materialise it after the month's last day."
+    ),
+    metadata={"partition_column": "period (month, YYYY-MM-01)", "key": "period, snapshot_version, transaction_id, event_time", "hash_columns": ", ".join(CONTENT_COLUMNS)},
+)
+def regulatory_snapshots_monthly(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
+    months = []
+    for key in context.partition_keys:
+        first = dt.date.fromisoformat(key)
+        last = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        months.append((key, first, last))
+    return _materialize(context, config, spark.spark_session, lake, MONTHLY, months)
+
+
+def verify(spark: SparkSession, lake: LakeResource, table: str, periods: list[str]) -> list[dict]:
+    """Recompute every stored version of the periods and compare with its manifest entry."""
+    results = []
+    entries = manifest(spark, lake).where((F.col("snapshot_table") == table) & F.col("period").isin(periods)).collect()
+    for period in periods:
+        if not any(e.period == period for e in entries):
+            results.append({"period": period, "version": "-", "ok": False, "problem": "no snapshot in the manifest"})
+    stored = lake.read(spark, table) if lake.table_exists(spark, table) else None
+    for e in sorted(entries, key=lambda e: (e.period, e.snapshot_version)):
+        fp = fingerprint(stored.where((F.col("period") == e.period) & (F.col("snapshot_version") == e.snapshot_version)))
+        problems = [k for k in ("row_count", "amount_totals", "amount_base_total", "alerts", "sha256") if fp[k] != e[k]]
+        results.append({"period": e.period, "version": e.snapshot_version, "ok": not problems, "problem": ", ".join(problems) or "-", "sha256": fp["sha256"]})
+    return results
+
+
+def _verification(results: list[dict]) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=all(r["ok"] for r in results),
+        metadata={"versions": markdown_table(results), "mismatches": sum(not r["ok"] for r in results)},
+    )
+
+
+@asset_check(
+    asset=DAILY,
+    partitions_def=daily_partitions,
+    additional_deps=[MANIFEST],
+    description="Recomputes each stored version's row count, amount totals and SHA-256 from its rows and compares them with the manifest: any change to a stored snapshot fails it.",
+)
+def daily_snapshot_matches_manifest(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    return _verification(verify(spark.spark_session, lake, DAILY, list(context.partition_keys)))
+
+
+@asset_check(
+    asset=MONTHLY,
+    partitions_def=monthly_partitions,
+    additional_deps=[MANIFEST],
+    description="Recomputes each stored version's row count, amount totals and SHA-256 from its rows and compares them with the manifest: any change to a stored snapshot fails it.",
+)
+def monthly_snapshot_matches_manifest(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    return _verification(verify(spark.spark_session, lake, MONTHLY, list(context.partition_keys)))
