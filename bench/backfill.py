@@ -7,8 +7,8 @@ check), and how many events per second is that?
 
 1. A scratch lake in a temporary folder (--work-dir; removed afterwards unless --keep). --days
    consecutive synthetic days ending --end are generated into its landing area for the demo's
-   population (same seed, accounts and merchants as `bash scripts/demo.sh`, from --seed and
-   --population-events), defects, late arrivals and duplicates included. Generation is timed on its
+   population (the demo's seed; accounts and merchants sized by --population-events, default
+   --events), defects, late arrivals and duplicates included. Generation is timed on its
    own and is not part of the backfill figure.
 2. Scoring uses the demo's champion model: its MLflow registry (mlruns/mlflow.db, or
    MLFLOW_TRACKING_URI) is only read, the lake is the scratch lake.
@@ -23,8 +23,8 @@ check), and how many events per second is that?
     .venv/bin/python bench/backfill.py                                   # 7 days x 1,000,000 events ending 2026-10-07
     .venv/bin/python bench/backfill.py --days 2 --events 3000            # a smoke run (a few minutes)
 
-Note: with the demo's population (2,000 accounts for EVENTS=20000) a 1M-event day is ~500 events per
-account per day, 50x the demo's; --population-events 1000000 keeps the demo's ~10 per account.
+The population is sized for --events (accounts = events/10, ~10 events per account per day as in the
+demo); --population-events 20000 would reuse the demo's 2,000 accounts (~500 events each per day).
 
 Writes bench/results/backfill_<days>x<events>_<timestamp>.json.
 """
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=1_000_000, help="Events (landing lines) per day.")
     p.add_argument("--end", default="2026-10-07", help="The range's last day (YYYY-MM-DD).")
     p.add_argument("--seed", type=int, default=int(os.getenv("SEED", "42")), help="The demo's seed (its population).")
-    p.add_argument("--population-events", type=int, default=int(os.getenv("EVENTS", "20000")), help="The demo's events per day (sets its population size).")
+    p.add_argument("--population-events", type=int, default=0, help="Events per day that size the population (accounts = events/10); default --events, so a day keeps the demo's ~10 events per account.")
     p.add_argument("--work-dir", default=None, help="Where the scratch lake's temporary folder goes (default: the system temp dir).")
     p.add_argument("--keep", action="store_true", help="Keep the scratch lake (its path is printed).")
     p.add_argument("--verbose", action="store_true", help="Dagster logs at INFO (default WARNING).")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from compliance_assets.synthetic import SynthConfig, generate_day
 
-        population = SynthConfig(seed=args.seed, events_per_day=args.population_events)
+        population = SynthConfig(seed=args.seed, events_per_day=args.population_events or args.events)
         config = SynthConfig(seed=args.seed, events_per_day=args.events, n_accounts=population.accounts, n_merchants=population.merchants)
         log(f"{first}..{last}: {args.days} x {args.events} events ({population.accounts} accounts, {population.merchants} merchants) "
             f"into {lake}; champion {registry.model_name} v{champion.version} from {tracking_uri}")

@@ -1,4 +1,4 @@
-"""Print what the demo produced: Delta tables and row counts, DLQ reasons, asset-check results."""
+"""Print what the demo produced: Delta tables and row counts, DLQ reasons, reconciliation, snapshots, asset-check results."""
 
 import os
 import sys
@@ -10,9 +10,9 @@ from deltalake import DeltaTable
 TABLES = [
     "kyc_profiles", "account_limits", "watchlists", "fx_rates", "merchant_profiles",
     "transactions_bronze", "transactions_silver", "transactions_dlq", "dq_results",
-    "transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts",
+    "transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts", "reconciliation_breaks",
 ]
-RUNS = 4  # ingest, training, promotion, scoring
+RUNS = 5  # ingest, training, promotion, scoring, reconciliation and snapshots
 
 
 def main(first: str, last: str) -> None:
@@ -38,6 +38,15 @@ def main(first: str, last: str) -> None:
     print("Alert reasons: " + ", ".join(f"{code} {n}" for code, n in reasons.most_common()))
     audit = DeltaTable(f"{lake}/tables/model_audit").to_pandas().sort_values("decided_at")
     print("Model decisions (model_audit): " + "; ".join(f"{r.action} v{r.to_version} by {r.approver}" for r in audit.itertuples()))
+    breaks = DeltaTable(f"{lake}/tables/reconciliation_breaks").to_pandas(columns=["event_date", "category", "explained"])
+    breaks = breaks[(breaks["event_date"].astype(str) >= first) & (breaks["event_date"].astype(str) <= last)]
+    print("Reconciliation with the ledger: " + ", ".join(f"{c} {n}{'' if e else ' (unexplained)'}" for (c, e), n in breaks.groupby(["category", "explained"]).size().items()))
+    print("    (MISSING = booked in the ledger but never delivered: the generator plants these, so the reconciliation check fails as it should)")
+    manifest = DeltaTable(f"{lake}/tables/regulatory_snapshot_manifest").to_pandas()
+    manifest = manifest[(manifest["snapshot_table"] == "regulatory_snapshots") & (manifest["period"] >= first) & (manifest["period"] <= last)]
+    latest = manifest.sort_values("snapshot_version").groupby("period").tail(1)
+    print(f"Regulatory snapshots: {len(latest)} days, versions {sorted(set(latest['snapshot_version']))}, e.g. {last}: "
+          + ", ".join(f"{r.row_count:,} rows, sha256 {r.sha256[:16]}…" for r in latest[latest["period"] == last].itertuples()))
     print(f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}  (UI: .venv/bin/mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']})")
 
     instance = DagsterInstance.get()

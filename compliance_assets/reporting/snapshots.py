@@ -160,7 +160,7 @@ def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: La
     tags = context.run.tags
     entry = (
         table, period, version, fp["row_count"], fp["amount_totals"], fp["amount_base_total"], fp["alerts"], fp["sha256"],
-        current.snapshot_version if current is not None else None, reason or None,
+        current.snapshot_version if current is not None else None, (reason or None) if current is not None else None,
         (current.sha256 == fp["sha256"]) if current is not None else None,
         tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), delta_version, context.run_id, now,
     )

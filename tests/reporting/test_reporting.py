@@ -163,7 +163,7 @@ def test_snapshot_is_write_once_superseded_versions_stay_readable_and_tampering_
 
 def test_monthly_snapshot_covers_the_month_and_verifies(base_lake, tmp_path):
     lake = copy_lake(base_lake, tmp_path / "lake")
-    result = run(lake, [regulatory_snapshots_monthly, monthly_snapshot_matches_manifest], "2026-05-01")
+    result = run(lake, [regulatory_snapshots_monthly, monthly_snapshot_matches_manifest], "2026-04-01")
     assert result.success and all(check_results(result).values())
     rows = read_delta(lake, "regulatory_snapshots_monthly")
     daily = read_delta(lake, "regulatory_snapshots")
