@@ -67,6 +67,17 @@ class LakeResource(ConfigurableResource):
         )
         return self.version(df.sparkSession, table)
 
+    def insert_new(self, df: DataFrame, table: str, key: str, partition_by: tuple[str, ...] = ("event_date",)) -> int:
+        """Append the rows of `df` whose `key` is not in the table yet (insert-only MERGE; creates the
+        table on its first write), so a retried run adds nothing twice. Returns the Delta version."""
+        from delta.tables import DeltaTable
+
+        if not self.table_exists(df.sparkSession, table):
+            df.write.format("delta").partitionBy(*partition_by).save(self.table_path(table))
+        else:
+            DeltaTable.forPath(df.sparkSession, self.table_path(table)).alias("t").merge(df.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute()
+        return self.version(df.sparkSession, table)
+
     def version(self, spark: SparkSession, table: str) -> int:
         return int(self._last_commit(spark, table)["version"])
 

@@ -9,14 +9,11 @@ from compliance_assets.metadata import markdown_table
 from compliance_assets.transforms.quality import CRITICAL_PASS_RATE, DUPLICATE, critical_failures
 from contracts import load_contract
 from contracts.pandera_schemas import pandera_errors, pandera_schema
-from partitions import daily_partitions
+from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 
 SILVER, DLQ, DQ, BRONZE = "transactions_silver", "transactions_dlq", "dq_results", "transactions_bronze"
 
-
-def _days(context):
-    return [F.lit(k).cast("date") for k in context.partition_keys]
 
 
 @asset_check(
@@ -27,7 +24,7 @@ def _days(context):
 )
 def silver_rows_conserved(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
-    days = _days(context)
+    days = day_literals(context.partition_keys)
     bronze = lake.read(session, BRONZE).where(F.col("event_date").isin(days)).count()
     silver = lake.read(session, SILVER).where(F.col("ingest_date").isin(days)).count()
     dlq = lake.read(session, DLQ).where(F.col("event_date").isin(days)).count()
@@ -47,7 +44,7 @@ def silver_rows_conserved(context, spark: PySparkResource, lake: LakeResource) -
     description=f"Every critical data-quality rule passes on at least {CRITICAL_PASS_RATE:.0%} of the day's records; otherwise downstream scoring is blocked.",
 )
 def critical_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dq = lake.read(spark.spark_session, DQ).where(F.col("event_date").isin(_days(context)))
+    dq = lake.read(spark.spark_session, DQ).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     n_rules = dq.count()
     failures = critical_failures(dq)
     return AssetCheckResult(
@@ -60,7 +57,7 @@ def critical_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) 
 def silver_matches_contract(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     contract = load_contract("transactions")
     pii = tuple(f for f, p in contract["properties"].items() if p.get("x-pii"))
-    df = lake.read(spark.spark_session, SILVER).where(F.col("ingest_date").isin(_days(context)))
+    df = lake.read(spark.spark_session, SILVER).where(F.col("ingest_date").isin(day_literals(context.partition_keys)))
     errors = pandera_errors(pandera_schema(contract, skip_checks_on=pii), df)
     return AssetCheckResult(passed=not errors, metadata={"pandera_errors": str(errors)[:4000] if errors else "none"})
 
@@ -68,7 +65,7 @@ def silver_matches_contract(context, spark: PySparkResource, lake: LakeResource)
 @asset_check(asset=SILVER, partitions_def=daily_partitions, description="transaction_id is unique across silver in every event date this delivery touched.")
 def silver_transaction_ids_unique(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     silver = lake.read(spark.spark_session, SILVER)
-    touched = [r.event_date for r in silver.where(F.col("ingest_date").isin(_days(context))).select("event_date").distinct().collect()]
+    touched = [r.event_date for r in silver.where(F.col("ingest_date").isin(day_literals(context.partition_keys))).select("event_date").distinct().collect()]
     dupes = silver.where(F.col("event_date").isin(touched)).groupBy("transaction_id").count().where("count > 1")
     n = dupes.count()
     return AssetCheckResult(passed=n == 0, metadata={"event_dates_checked": len(touched), "duplicated_ids": n})
@@ -76,14 +73,14 @@ def silver_transaction_ids_unique(context, spark: PySparkResource, lake: LakeRes
 
 @asset_check(asset=DLQ, partitions_def=daily_partitions, description="Every DLQ record carries at least one reason code and its raw payload reference (file, line).")
 def dlq_rows_have_reason_codes(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dlq = lake.read(spark.spark_session, DLQ).where(F.col("event_date").isin(_days(context)))
+    dlq = lake.read(spark.spark_session, DLQ).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     bad = dlq.where((F.size("reason_codes") < 1) | F.col("source_file").isNull() | F.col("source_line").isNull()).count()
     return AssetCheckResult(passed=bad == 0, metadata={"rows_without_reason": bad})
 
 
 @asset_check(asset=DQ, partitions_def=daily_partitions, description="Warning-severity rules: reported (WARN) when any passes on fewer than 95% of records.")
 def warning_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dq = lake.read(spark.spark_session, DQ).where(F.col("event_date").isin(_days(context)))
+    dq = lake.read(spark.spark_session, DQ).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     low = dq.where((F.col("severity") == "warning") & (F.col("pass_rate") < CRITICAL_PASS_RATE)).orderBy("pass_rate").collect()
     rows = [{"rule_id": r.rule_id, "checked": r.checked, "failed": r.failed, "pass_rate": round(r.pass_rate, 4)} for r in low]
     return AssetCheckResult(passed=not rows, severity=AssetCheckSeverity.WARN, metadata={"warning_rules_below_threshold": markdown_table(rows)})

@@ -16,7 +16,7 @@ from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import SILVER, delivery_rows
 from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.ops.audit import record_operation
-from partitions import daily_partitions
+from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 
 TABLE = "anomaly_alerts"
@@ -94,7 +94,7 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
 )
 def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
-    days = [F.lit(k).cast("date") for k in context.partition_keys]
+    days = day_literals(context.partition_keys)
     alerts = lake.read(session, TABLE).where(F.col("ingest_date").isin(days))
     scored = lake.read(session, GOLD).where(F.col("ingest_date").isin(days)).count()
     n, distinct = alerts.count(), alerts.select("alert_id").distinct().count()

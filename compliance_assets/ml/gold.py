@@ -24,7 +24,7 @@ from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
 from compliance_assets.ops.audit import record_operation, require_replay_tags
-from partitions import daily_partitions
+from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
 
@@ -136,7 +136,7 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
 
 
 def _gold_rows(context, spark, lake):
-    days = [F.lit(k).cast("date") for k in context.partition_keys]
+    days = day_literals(context.partition_keys)
     return lake.read(spark.spark_session, TABLE).where(F.col("ingest_date").isin(days))
 
 

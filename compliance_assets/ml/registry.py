@@ -13,7 +13,6 @@ import pandas as pd
 
 from dagster import AssetMaterialization, AssetSpec, Config, Failure, OpExecutionContext, job, op
 from dagster_pyspark import PySparkResource
-from delta.tables import DeltaTable
 from pydantic import Field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -59,12 +58,7 @@ def record_audit(spark: SparkSession, lake: LakeResource, action: str, model_nam
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     versions = [None if v is None else str(v) for v in (from_version, to_version)]
     row = (f"{run_id}:{action}", action, model_name, *versions, approver, reason, json.dumps(evidence, sort_keys=True, default=str), run_id, now, now.date())
-    df = spark.createDataFrame([row], AUDIT_SCHEMA)
-    path = lake.table_path(AUDIT_TABLE)
-    if not lake.table_exists(spark, AUDIT_TABLE):
-        df.write.format("delta").partitionBy("event_date").save(path)
-        return
-    DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.audit_id = s.audit_id").whenNotMatchedInsertAll().execute()
+    lake.insert_new(spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT_TABLE, "audit_id")
 
 
 def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: dict) -> dict[str, dict]:

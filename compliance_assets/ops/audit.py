@@ -9,7 +9,6 @@ or it fails before writing anything.
 import datetime as dt
 
 from dagster import AssetExecutionContext, AssetSpec, Failure
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
@@ -89,11 +88,6 @@ def record_operation(context: AssetExecutionContext, spark: SparkSession, lake: 
         tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), tags.get(REASON), context.run.job_name, tags.get("dagster/backfill"),
         context.run_id, now, now.date(),
     )
-    df = spark.createDataFrame([row], SCHEMA)
-    path = lake.table_path(TABLE)
-    if not lake.table_exists(spark, TABLE):
-        df.write.format("delta").mode("append").partitionBy("event_date").save(path)
-    else:
-        DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.audit_id = s.audit_id").whenNotMatchedInsertAll().execute()
+    lake.insert_new(spark.createDataFrame([row], SCHEMA), TABLE, "audit_id")
     context.log.info(f"{TABLE}: {operation} of {asset} {row[3]}..{row[4]} requested by {row[6] or 'unknown'} (incident {row[7] or '-'})")
     return operation

@@ -237,13 +237,7 @@ def record_compactions(spark: SparkSession, lake: LakeResource, results: list[di
          r["files_removed_by_vacuum"], r["delta_version_after"], retention_hours, float(r["seconds"]), run_id, now, now.date())
         for r in results
     ]
-    df = spark.createDataFrame(rows, LOG_SCHEMA)
-    path = lake.table_path(LOG_TABLE)
-    if not lake.table_exists(spark, LOG_TABLE):
-        df.write.format("delta").partitionBy("event_date").save(path)
-    else:
-        DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.compaction_id = s.compaction_id").whenNotMatchedInsertAll().execute()
-    return lake.version(spark, LOG_TABLE)
+    return lake.insert_new(spark.createDataFrame(rows, LOG_SCHEMA), LOG_TABLE, "compaction_id")
 
 
 class CompactionConfig(Config):

@@ -31,7 +31,7 @@ from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.ops.audit import record_operation, require_replay_tags
 from compliance_assets.reference_data import load_reference_csv
 from compliance_assets.ingest.silver import DLQ, SILVER
-from partitions import daily_partitions
+from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 
 REPORT, BREAKS = "reconciliation_report", "reconciliation_breaks"
@@ -269,9 +269,6 @@ def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource
     yield MaterializeResult(asset_key=BREAKS, metadata=delta_metadata(lake.table_path(BREAKS), versions[BREAKS], lake.rows_written(session, BREAKS), BREAKS_SCHEMA))
 
 
-def _days(context) -> list:
-    return [F.lit(k).cast("date") for k in context.partition_keys]
-
 
 @asset_check(
     asset=REPORT,
@@ -280,7 +277,7 @@ def _days(context) -> list:
     description="Every difference between the ledger and silver/gold is explained (rejected with a reason, a dropped duplicate, delivered earlier); missing, extra, mismatched or unscored transactions fail it.",
 )
 def reconciliation_differences_explained(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    breaks = lake.read(spark.spark_session, BREAKS).where(F.col("event_date").isin(_days(context)))
+    breaks = lake.read(spark.spark_session, BREAKS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     unexplained = breaks.where(~F.col("explained"))
     counts = {r.category: r["count"] for r in unexplained.groupBy("category").count().collect()}
     examples = [r.transaction_id for r in unexplained.orderBy("category", "transaction_id").limit(10).collect()]
@@ -301,7 +298,7 @@ def reconciliation_differences_explained(context, spark: PySparkResource, lake: 
     description=f"The day was first reconciled before T+1 {DEADLINE_HOUR_UTC:02d}:00 UTC (runbook SLO). Reported as a warning for days first reconciled by a backfill.",
 )
 def reconciliation_before_deadline(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, REPORT).where(F.col("event_date").isin(_days(context))).groupBy("event_date").agg(
+    rows = lake.read(spark.spark_session, REPORT).where(F.col("event_date").isin(day_literals(context.partition_keys))).groupBy("event_date").agg(
         F.min("first_reconciled_at").alias("first"), F.min("deadline").alias("deadline")
     ).collect()
     late = [r for r in rows if r.first > r.deadline]
