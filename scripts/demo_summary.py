@@ -41,7 +41,8 @@ def main(first: str, last: str) -> None:
     breaks = DeltaTable(f"{lake}/tables/reconciliation_breaks").to_pandas(columns=["event_date", "category", "explained"])
     breaks = breaks[(breaks["event_date"].astype(str) >= first) & (breaks["event_date"].astype(str) <= last)]
     print("Reconciliation with the ledger: " + ", ".join(f"{c} {n}{'' if e else ' (unexplained)'}" for (c, e), n in breaks.groupby(["category", "explained"]).size().items()))
-    print("    (MISSING = booked in the ledger but never delivered: the generator plants these, so the reconciliation check fails as it should)")
+    print("    (MISSING = booked in the ledger but never delivered: the generator plants these, so reconciliation_differences_explained fails as it")
+    print("    should; reconciliation_before_deadline fails too when past days are reconciled after their T+1 06:00 UTC deadline, as here)")
     manifest = DeltaTable(f"{lake}/tables/regulatory_snapshot_manifest").to_pandas()
     manifest = manifest[(manifest["snapshot_table"] == "regulatory_snapshots") & (manifest["period"] >= first) & (manifest["period"] <= last)]
     latest = manifest.sort_values("snapshot_version").groupby("period").tail(1)
