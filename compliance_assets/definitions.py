@@ -1,6 +1,7 @@
 """The Definitions object: every asset, check, job, sensor, schedule and resource, assembled in one place
 (including the streaming job transaction_stream, its stream_batches table and its supervisor sensor, the
-reporting assets (reconciliation, regulatory snapshots), compaction and the operations audit).
+reporting assets (reconciliation, regulatory snapshots), compaction and the operations audit, and monitoring:
+drift, champion-challenger shadow scores and comparison, SLOs).
 
 Spark jobs use the in-process executor so all steps of a run share one SparkSession (one JVM
 start per run instead of one per step).
@@ -23,6 +24,10 @@ from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
 from compliance_assets.ml.registry import model_audit
 from compliance_assets.ml.training import risk_model
+from compliance_assets.monitoring import challenger, drift, slo
+from compliance_assets.monitoring.challenger import challenger_comparison, challenger_scores
+from compliance_assets.monitoring.drift import model_drift
+from compliance_assets.monitoring.slo import slo_status
 from compliance_assets.ops.audit import operations_audit
 from compliance_assets.ops.compaction import compaction_job, compaction_log
 from compliance_assets.reference_data import reference_assets, reference_checks
@@ -32,17 +37,19 @@ from compliance_assets.reporting.snapshots import regulatory_snapshots, regulato
 from compliance_assets.streaming.job import stream_batches, transaction_stream_job
 from resources import build_resources
 from sensors import all_schedules, all_sensors
+from sensors.alerting import alert_notifications_spec
 
 defs = Definitions(
     assets=[
         *reference_assets, transactions_bronze, validate_transactions,
         transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts, model_audit,
         stream_batches, reconcile_with_ledger, regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest,
-        operations_audit, compaction_log,
+        operations_audit, compaction_log, model_drift, challenger_scores, challenger_comparison, slo_status, alert_notifications_spec,
     ],
     asset_checks=[
         *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,
         *load_asset_checks_from_modules([features_training, gold, alerts]), *load_asset_checks_from_modules([reconciliation, snapshots]),
+        *load_asset_checks_from_modules([drift, challenger, slo]),
     ],
     jobs=[
         daily_pipeline_job, daily_ingest_job, daily_scoring_job, monthly_snapshot_job, replay_job, train_risk_model_job, promote_challenger,

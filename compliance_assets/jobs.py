@@ -36,7 +36,7 @@ rollback_model_job = define_asset_job(
 )
 
 DAILY_GRAPH = (
-    AssetSelection.groups("reference_data", "ingest", "reporting")
+    AssetSelection.groups("reference_data", "ingest", "reporting", "monitoring")
     | AssetSelection.assets("transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts")
 ) - AssetSelection.assets("regulatory_snapshots_monthly", "regulatory_snapshot_manifest")
 
@@ -45,8 +45,8 @@ daily_pipeline_job = define_asset_job(
     selection=DAILY_GRAPH,
     description=(
         "The whole daily graph for a delivery day (or a range, in one run): reference data, bronze, silver, DLQ and "
-        "dq_results, outcomes and training features, scores and alerts, reconciliation with the ledger and the daily "
-        "regulatory snapshot. Model training and promotion stay separate, approved steps."
+        "dq_results, outcomes and training features, scores and alerts, reconciliation with the ledger, the daily "
+        "regulatory snapshot, and monitoring (drift, the challenger's shadow scores and comparison, SLOs). Model training and promotion stay separate, approved steps."
     ),
 )
 

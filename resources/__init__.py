@@ -1,5 +1,5 @@
 """Resources injected into assets: Spark (with Delta), the lake, PII masking, MLflow tracking, the model
-registry and the Kafka topic. Built once, from the environment."""
+registry, the Kafka topic, the monitoring thresholds and the alert notifier. Built once, from the environment."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from resources.kafka import KafkaResource, kafka_from_env
 from resources.lake import LakeResource, default_lake_root
 from resources.masking import PiiMaskingResource, masking_from_env
 from resources.mlflow import ModelRegistryResource, mlflow_tracking_from_env, registry_from_env
+from resources.monitoring import MonitoringResource, monitoring_from_env
+from resources.notifier import NotifierResource, notifier_from_env
 from resources.spark import build_spark_resource, spark_conf
 
 
@@ -19,6 +21,8 @@ def build_resources() -> dict:
         "mlflow": mlflow_tracking_from_env(),
         "model_registry": registry_from_env(),
         "kafka": kafka_from_env(),
+        "monitoring": monitoring_from_env(),
+        "notifier": notifier_from_env(),
     }
 
 
@@ -37,7 +41,9 @@ def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt", ka
         "mlflow": mlflow_tracking_from_env(tracking_uri, str(mlflow_home / "artifacts")),
         "model_registry": registry_from_env(tracking_uri),
         "kafka": kafka or kafka_from_env(),
+        "monitoring": monitoring_from_env(),
+        "notifier": NotifierResource(),  # log-only: test and benchmark lakes never post to a real channel
     }
 
 
-__all__ = ["KafkaResource", "LakeResource", "ModelRegistryResource", "PiiMaskingResource", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]
+__all__ = ["KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]

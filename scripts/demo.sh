@@ -4,7 +4,8 @@
 # and Delta lake: the daily ingest (reference data -> bronze -> silver / DLQ / dq_results), the
 # confirmed outcomes and training features, the risk model (trained, logged to MLflow, registered
 # as challenger, promoted to champion by a named approver), then risk_scores_gold and
-# anomaly_alerts for every day, with all asset checks. Prints what it produced.
+# anomaly_alerts for every day, reconciliation and snapshots, and monitoring (drift, challenger, SLOs)
+# for the last day, with all asset checks. Prints what it produced.
 #   EVENTS=20000 (events per day), DAYS=10, DAY=YYYY-MM-DD (last day), SEED=42, LAKE_ROOT, DAGSTER_HOME, MLFLOW_HOME.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,4 +48,6 @@ echo "==> reconciling every day with the ledger (system-of-record files) and wri
 "${DAGSTER[@]}" asset materialize -m compliance_assets.definitions \
   --select 'reconciliation_report,reconciliation_breaks,regulatory_snapshots' --partition-range "$START...$DAY" \
   --config-json '{"ops": {"regulatory_snapshots": {"config": {"supersede_reason": "demo re-run (scripts/demo.sh)"}}}}'
+echo "==> monitoring $DAY: drift against the model's training data, the challenger's shadow scores and comparison, SLOs"
+"${DAGSTER[@]}" asset materialize -m compliance_assets.definitions --select 'group:monitoring' --partition "$DAY"
 .venv/bin/python scripts/demo_summary.py "$START" "$DAY"

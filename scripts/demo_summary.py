@@ -12,7 +12,7 @@ TABLES = [
     "transactions_bronze", "transactions_silver", "transactions_dlq", "dq_results",
     "transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts", "reconciliation_breaks",
 ]
-RUNS = 5  # ingest, training, promotion, scoring, reconciliation and snapshots
+RUNS = 6  # ingest, training, promotion, scoring, reconciliation and snapshots, monitoring
 
 
 def main(first: str, last: str) -> None:
@@ -48,6 +48,17 @@ def main(first: str, last: str) -> None:
     latest = manifest.sort_values("snapshot_version").groupby("period").tail(1)
     print(f"Regulatory snapshots: {len(latest)} days, versions {sorted(set(latest['snapshot_version']))}, e.g. {last}: "
           + ", ".join(f"{r.row_count:,} rows, sha256 {r.sha256[:16]}…" for r in latest[latest["period"] == last].itertuples()))
+    drift = DeltaTable(f"{lake}/tables/model_drift").to_pandas()
+    drift = drift[drift["event_date"].astype(str) == last]
+    psi = drift[drift["metric"] == "FEATURE_PSI"].sort_values("value", ascending=False)
+    print(f"Model drift {last}: features by status " + ", ".join(f"{s} {n}" for s, n in psi["status"].value_counts().items())
+          + "; highest PSI " + ", ".join(f"{r.name} {r.value:.3f}" for r in psi.head(4).itertuples())
+          + "; " + ", ".join(f"{r.metric} {r.value:.4f} {r.status}" for r in drift[drift["metric"] != "FEATURE_PSI"].itertuples()))
+    print("    (the synthetic lake starts on the first demo day, so the 7- and 30-day window features ramp up over the")
+    print("    training window and the last day's counts sit above it: expect PSI warnings on those, not on amounts)")
+    slo = DeltaTable(f"{lake}/tables/slo_status").to_pandas()
+    print(f"SLOs {last}: " + ", ".join(f"{r.slo} {r.status}" for r in slo[slo["event_date"].astype(str) == last].itertuples())
+          + "  (NO_DATA latency: the demo scores in batch; reconciliation is BREACHED when the demo runs after 06:00 UTC)")
     print(f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}  (UI: .venv/bin/mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']})")
 
     instance = DagsterInstance.get()

@@ -77,6 +77,9 @@ class PromotionConfig(Config):
     approver: str = Field(description="Who approves the promotion (recorded on the model version and in model_audit).")
     reason: str = Field(default="", description="Why (ticket, review notes).")
     min_improvement: float = Field(default=0.0, description="Average precision the challenger must gain over the champion.")
+    require_comparison_days: int = Field(
+        default=0, description="Require the challenger's most recent N days of challenger_comparison (shadow scoring on live traffic) to exist and pass; 0 = not required."
+    )
 
 
 @op(description="Promote the challenger to champion if an approver is named and it beats the champion on the challenger's holdout.")
@@ -90,6 +93,18 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
     champion = model_registry.version_by_alias(CHAMPION)
     if champion is not None and champion.version == challenger.version:
         raise Failure(f"{name} v{challenger.version} is already the champion.")
+    if config.require_comparison_days > 0:
+        from compliance_assets.monitoring.challenger import COMPARISON, comparison_evidence
+
+        passed, days = comparison_evidence(session, lake, challenger.version, config.require_comparison_days)
+        if not passed:
+            evidence = {"required_comparison_days": config.require_comparison_days, "comparisons": days}
+            record_audit(session, lake, "PROMOTION_REJECTED", name, champion.version if champion else None, challenger.version, config.approver, config.reason, evidence, context.run_id)
+            raise Failure(
+                f"{name} v{challenger.version} needs {config.require_comparison_days} passing day(s) of {COMPARISON}; found {len(days)} "
+                f"({sum(1 for d in days if d['passed'])} passing): {[d['day'] + ': ' + d['findings'] for d in days if not d['passed']]}. "
+                f"Champion unchanged; the decision is in {AUDIT_TABLE}."
+            )
     models = {"challenger": model_registry.load(challenger)}
     if champion is not None:
         models["champion"] = model_registry.load(champion)

@@ -29,13 +29,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events-per-day", type=int, default=SynthConfig.events_per_day, help="Stream lines per day.")
     p.add_argument("--seed", type=int, default=SynthConfig.seed, help="Random seed.")
     p.add_argument("--rows-per-file", type=int, default=SynthConfig.rows_per_file, help="Lines per JSON-lines part file.")
+    p.add_argument("--amount-shift", type=float, default=SynthConfig.amount_shift, help="Multiply the day's amounts by this (a drifted population; default 1).")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = args.landing_root or default_landing_root()
-    config = SynthConfig(seed=args.seed, events_per_day=args.events_per_day, rows_per_file=args.rows_per_file)
+    config = SynthConfig(seed=args.seed, events_per_day=args.events_per_day, rows_per_file=args.rows_per_file, amount_shift=args.amount_shift)
     for i in range(args.days):
         summary = generate_day(config, root, args.start + dt.timedelta(days=i))
         print(summary.one_line(), flush=True)

@@ -59,12 +59,15 @@ class SynthConfig:
     missing_from_stream: float = 0.001
     rows_per_file: int = 250_000
     outcome_sample_rate: float = 0.02
+    amount_shift: float = 1.0  # multiplies every amount of the day's own transactions: a population shift (drift tests)
 
     def __post_init__(self) -> None:
         if self.events_per_day < 1:
             raise ValueError("events_per_day must be at least 1")
         if self.rows_per_file < 1:
             raise ValueError("rows_per_file must be at least 1")
+        if self.amount_shift <= 0:
+            raise ValueError("amount_shift must be positive")
         for f in fields(self):
             if f.name in DEFECT_KINDS or f.name in ("anomaly_rate", "outcome_sample_rate"):
                 value = getattr(self, f.name)

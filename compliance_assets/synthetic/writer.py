@@ -149,7 +149,9 @@ def generate_day(config: SynthConfig, landing_root: Path, day: dt.date) -> DaySu
             rng = rng_for(config, day, STREAM_CHUNK, c)
             scen_rows = scen.rows_in(c)
             n_normal = int(n_c - a["duplicate"] - a["late_arrival"] - len(scen_rows["secs"]) + missing[c])
-            day_df = assemble(pop, chunk_day_rows(pop, rng, n_normal, quantiles[c], quantiles[c + 1], scen_rows), day, rates)
+            rows = chunk_day_rows(pop, rng, n_normal, quantiles[c], quantiles[c + 1], scen_rows)
+            rows["amount_base"] = rows["amount_base"] * config.amount_shift
+            day_df = assemble(pop, rows, day, rates)
             day_df["transaction_id"] = transaction_ids(day, seq, len(day_df))
             seq += len(day_df)
             late_df = assemble(pop, late_rows(pop, rng, a["late_arrival"]), day, rates)
