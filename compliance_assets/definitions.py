@@ -1,7 +1,8 @@
 """The Definitions object: every asset, check, job, sensor, schedule and resource, assembled in one place
 (including the streaming job transaction_stream, its stream_batches table and its supervisor sensor, the
 reporting assets (reconciliation, regulatory snapshots), compaction and the operations audit, and monitoring:
-drift, champion-challenger shadow scores and comparison, SLOs).
+drift, champion-challenger shadow scores and comparison, SLOs, and the file exchange with other systems: ledger
+drops in, regulatory exports out).
 
 Spark jobs use the in-process executor so all steps of a run share one SparkSession (one JVM
 start per run instead of one per step).
@@ -13,9 +14,11 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 
 from compliance_assets.ingest import bronze, checks, silver
 from compliance_assets.ingest.bronze import transactions_bronze
+from compliance_assets.ingest.ledger_drops import ledger_files
 from compliance_assets.ingest.silver import validate_transactions
 from compliance_assets.jobs import (
-    daily_ingest_job, daily_pipeline_job, daily_scoring_job, monthly_snapshot_job, promote_challenger, replay_job, rollback_model_job, train_risk_model_job,
+    daily_ingest_job, daily_pipeline_job, daily_scoring_job, monthly_snapshot_job, promote_challenger, regulatory_export_job, replay_job, rollback_model_job,
+    train_risk_model_job,
 )
 from compliance_assets.ml import alerts, features_training, gold
 from compliance_assets.ml.alerts import anomaly_alerts
@@ -32,6 +35,7 @@ from compliance_assets.ops.audit import operations_audit
 from compliance_assets.ops.compaction import compaction_job, compaction_log
 from compliance_assets.reference_data import reference_assets, reference_checks
 from compliance_assets.reporting import reconciliation, snapshots
+from compliance_assets.reporting.exports import regulatory_exports
 from compliance_assets.reporting.reconciliation import reconcile_with_ledger
 from compliance_assets.reporting.snapshots import regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest
 from compliance_assets.streaming.job import stream_batches, transaction_stream_job
@@ -45,6 +49,7 @@ defs = Definitions(
         transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts, model_audit,
         stream_batches, reconcile_with_ledger, regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest,
         operations_audit, compaction_log, model_drift, challenger_scores, challenger_comparison, slo_status, alert_notifications_spec,
+        ledger_files, regulatory_exports,
     ],
     asset_checks=[
         *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,
@@ -53,7 +58,7 @@ defs = Definitions(
     ],
     jobs=[
         daily_pipeline_job, daily_ingest_job, daily_scoring_job, monthly_snapshot_job, replay_job, train_risk_model_job, promote_challenger,
-        rollback_model_job, transaction_stream_job, compaction_job,
+        rollback_model_job, transaction_stream_job, compaction_job, regulatory_export_job,
     ],
     sensors=all_sensors,
     schedules=all_schedules,

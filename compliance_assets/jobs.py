@@ -70,4 +70,10 @@ replay_job = define_asset_job(
     ),
 )
 
-__all__ = ["daily_ingest_job", "daily_pipeline_job", "monthly_snapshot_job", "replay_job", "daily_scoring_job", "promote_challenger", "rollback_model_job", "train_risk_model_job"]
+regulatory_export_job = define_asset_job(
+    "regulatory_export",
+    selection=AssetSelection.assets("regulatory_exports"),
+    description="Export the delivery day's risk scores and current regulatory snapshot as Delta tables to the file drop's exports/ area (Azure Blob in production).",
+)
+
+__all__ = ["regulatory_export_job", "daily_ingest_job", "daily_pipeline_job", "monthly_snapshot_job", "replay_job", "daily_scoring_job", "promote_challenger", "rollback_model_job", "train_risk_model_job"]

@@ -1,21 +1,39 @@
 """Resources injected into assets: Spark (with Delta), the lake, PII masking, MLflow tracking, the model
-registry, the Kafka topic, the monitoring thresholds and the alert notifier. Built once, from the environment."""
+registry, the Kafka topic, the monitoring thresholds, the alert notifier and the file drops (ledger files in, exports out). Built once, from the environment,
+for the deployment profile (resources/profiles.py)."""
 
 from __future__ import annotations
 
+from resources.azure import AdlsSettings, hadoop_azure_package
+from resources.file_drops import FileDropResource, LocalFileDrops, file_drops_from_env
 from resources.kafka import KafkaResource, kafka_from_env
 from resources.lake import LakeResource, default_lake_root
 from resources.masking import PiiMaskingResource, masking_from_env
 from resources.mlflow import ModelRegistryResource, mlflow_tracking_from_env, registry_from_env
 from resources.monitoring import MonitoringResource, monitoring_from_env
 from resources.notifier import NotifierResource, notifier_from_env
+from resources.profiles import AZURE, PROFILE_ENV, azure_problems, current_profile
 from resources.spark import build_spark_resource, spark_conf
 
 
+def azure_spark_resource():
+    """Spark for the azure profile: hadoop-azure (ABFS) matching Spark's Hadoop, the account's non-secret
+    settings in the configuration and its secret read from the environment at session start."""
+    problems = azure_problems()
+    try:
+        adls = AdlsSettings.from_env()
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ValueError(f"{PROFILE_ENV}=azure: " + "; ".join(problems) + ". See docs/deploy-azure.md.")
+    return build_spark_resource((hadoop_azure_package(),), adls.spark_conf(), adls.secret_env())
+
+
 def build_resources() -> dict:
-    """The resource set of the local profile: values come from environment variables."""
+    """The resource set of the deployment profile (DEPLOYMENT_PROFILE, local by default): the same resource
+    classes, values from environment variables; azure adds ADLS Gen2 to Spark and requires its settings."""
     return {
-        "spark": build_spark_resource(),
+        "spark": azure_spark_resource() if current_profile() == AZURE else build_spark_resource(),
         "lake": LakeResource(root=default_lake_root()),
         "masking": masking_from_env(),
         "mlflow": mlflow_tracking_from_env(),
@@ -23,6 +41,7 @@ def build_resources() -> dict:
         "kafka": kafka_from_env(),
         "monitoring": monitoring_from_env(),
         "notifier": notifier_from_env(),
+        "file_drops": file_drops_from_env(),
     }
 
 
@@ -43,7 +62,8 @@ def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt", ka
         "kafka": kafka or kafka_from_env(),
         "monitoring": monitoring_from_env(),
         "notifier": NotifierResource(),  # log-only: test and benchmark lakes never post to a real channel
+        "file_drops": LocalFileDrops(root=str(Path(lake_root) / "drops")),
     }
 
 
-__all__ = ["KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]
+__all__ = ["KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "FileDropResource", "LocalFileDrops", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]

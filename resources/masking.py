@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 LOCAL_DEV_SALT = "local-development-salt"
@@ -15,6 +15,12 @@ class PiiMaskingResource(ConfigurableResource):
 
     salt: str = Field(description="Secret salt for PII tokens (PII_HASH_SALT).")
 
+    def salt_value(self) -> str:
+        """The salt outside a Dagster run too (inside one, `salt` is already resolved from its variable)."""
+        return self.salt.get_value() if isinstance(self.salt, EnvVar) else self.salt
+
 
 def masking_from_env() -> PiiMaskingResource:
-    return PiiMaskingResource(salt=os.getenv("PII_HASH_SALT", LOCAL_DEV_SALT))
+    """PII_HASH_SALT through dg.EnvVar (the stored run configuration names the variable, never the salt); the
+    development salt when it is unset (the local profile only: the Azure profile requires it)."""
+    return PiiMaskingResource(salt=EnvVar("PII_HASH_SALT") if os.getenv("PII_HASH_SALT") else LOCAL_DEV_SALT)

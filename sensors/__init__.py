@@ -2,11 +2,12 @@
 supervisor that keeps the transaction stream running, and the alerting sensor (failed checks and runs to a webhook)."""
 
 from sensors.alerting import alert_notifications_spec, alerting_sensor
+from sensors.file_drops import ledger_drop_sensor
 from sensors.landing import landing_delivery_sensor
-from sensors.schedules import daily_pipeline_schedule, monthly_snapshot_schedule, weekly_compaction_schedule
+from sensors.schedules import daily_pipeline_schedule, monthly_snapshot_schedule, regulatory_export_schedule, weekly_compaction_schedule
 from sensors.streaming import stream_supervisor_sensor
 
-all_sensors = [landing_delivery_sensor, stream_supervisor_sensor, alerting_sensor]
-all_schedules = [daily_pipeline_schedule, monthly_snapshot_schedule, weekly_compaction_schedule]
+all_sensors = [landing_delivery_sensor, ledger_drop_sensor, stream_supervisor_sensor, alerting_sensor]
+all_schedules = [daily_pipeline_schedule, monthly_snapshot_schedule, regulatory_export_schedule, weekly_compaction_schedule]
 
-__all__ = ["alert_notifications_spec", "alerting_sensor", "all_schedules", "all_sensors", "daily_pipeline_schedule", "monthly_snapshot_schedule", "weekly_compaction_schedule", "landing_delivery_sensor", "stream_supervisor_sensor"]
+__all__ = ["alert_notifications_spec", "alerting_sensor", "all_schedules", "all_sensors", "daily_pipeline_schedule", "monthly_snapshot_schedule", "weekly_compaction_schedule", "landing_delivery_sensor", "ledger_drop_sensor", "regulatory_export_schedule", "stream_supervisor_sensor"]

@@ -3,7 +3,7 @@ the monthly snapshot (the 1st at 07:00 UTC, for the previous month) and weekly c
 
 from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
 
-from compliance_assets.jobs import daily_pipeline_job, monthly_snapshot_job
+from compliance_assets.jobs import daily_pipeline_job, monthly_snapshot_job, regulatory_export_job
 from compliance_assets.ops.compaction import weekly_compaction_schedule
 
 daily_pipeline_schedule = build_schedule_from_partitioned_job(
@@ -26,4 +26,12 @@ monthly_snapshot_schedule = build_schedule_from_partitioned_job(
     description="On the 1st of each month at 07:00 UTC, write the previous month's regulatory snapshot.",
 )
 
-__all__ = ["daily_pipeline_schedule", "monthly_snapshot_schedule", "weekly_compaction_schedule"]
+regulatory_export_schedule = build_schedule_from_partitioned_job(
+    regulatory_export_job,
+    hour_of_day=5,
+    minute_of_hour=0,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Every day at 05:00 UTC, after the daily pipeline, export yesterday's scores and regulatory snapshot to the file drop.",
+)
+
+__all__ = ["daily_pipeline_schedule", "monthly_snapshot_schedule", "regulatory_export_schedule", "weekly_compaction_schedule"]

@@ -2,6 +2,8 @@
 read-back with an independent reader (delta-rs)."""
 
 import dataclasses
+import os
+import socket
 
 import pandas as pd
 from dagster import AssetChecksDefinition, load_asset_checks_from_modules
@@ -52,3 +54,20 @@ def check_results(result) -> dict[tuple[str, str], bool]:
         (e.asset_check_key.asset_key.to_user_string(), e.asset_check_key.name): e.passed
         for e in result.get_asset_check_evaluations()
     }
+
+
+# the environment of a Spark process a test starts itself (a dagster CLI run, a webserver's runs): small and quiet
+SPARK_ENV = {
+    "SPARK_MASTER": os.environ.get("SPARK_MASTER", "local[2]"),
+    "SPARK_SHUFFLE_PARTITIONS": "2",
+    "SPARK_DRIVER_MEMORY": "2g",
+    "SPARK_UI_ENABLED": "false",
+    "DELTA_SNAPSHOT_PARTITIONS": "1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

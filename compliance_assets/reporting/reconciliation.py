@@ -216,7 +216,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
     specs=[
         AssetSpec(
             REPORT,
-            deps=["transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
+            deps=["ledger_files", "transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
             group_name="reporting",
             kinds={"spark", "delta"},
             description=(
@@ -229,7 +229,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
         ),
         AssetSpec(
             BREAKS,
-            deps=["transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
+            deps=["ledger_files", "transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
             group_name="reporting",
             kinds={"spark", "delta"},
             description=(

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                           "partitions": [p.event_date for p in report.partitions]}), flush=True)
 
     try:
-        batches = run_stream(spark, resources["lake"], resources["model_registry"], resources["kafka"], resources["masking"].salt, None, options, on_batch)
+        batches = run_stream(spark, resources["lake"], resources["model_registry"], resources["kafka"], resources["masking"].salt_value(), None, options, on_batch)
     except KeyboardInterrupt:
         print(json.dumps({"stopped": "signal"}), flush=True)
         return 0

@@ -22,7 +22,6 @@ from typing import Sequence
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-EVENTHUBS_USER = "$ConnectionString"
 ACCOUNT_ID = re.compile(r'"account_id"\s*:\s*"([^"\\]+)"')
 SLICE = 0.005  # pacing granularity: sleep in 5 ms steps, not per message
 POLL_EVERY = 256  # serve delivery callbacks every this many messages
@@ -69,19 +68,13 @@ def account_key(line: str) -> bytes | None:
 
 
 def kafka_client_config_from_env() -> dict[str, str]:
-    """confluent_kafka settings from KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*;
-    with EVENTHUBS_CONNECTION_STRING, Event Hubs' SASL_SSL/PLAIN with user `$ConnectionString` and
-    the connection string as password. Contains the secret: never print the result."""
-    connection = os.getenv("EVENTHUBS_CONNECTION_STRING", "")
-    config = {
-        "bootstrap.servers": os.getenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        "security.protocol": "SASL_SSL" if connection else os.getenv("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-    }
-    if config["security.protocol"].upper().startswith("SASL"):
-        config["sasl.mechanism"] = "PLAIN" if connection else os.getenv("KAFKA_SASL_MECHANISM", "PLAIN")
-        config["sasl.username"] = EVENTHUBS_USER if connection else os.getenv("KAFKA_SASL_USERNAME", "")
-        config["sasl.password"] = connection or os.getenv("KAFKA_SASL_PASSWORD", "")
-    return config
+    """confluent_kafka settings of the stream's Kafka resource (resources.kafka.kafka_from_env):
+    KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CA_LOCATION; with
+    EVENTHUBS_CONNECTION_STRING, Event Hubs' SASL_SSL/PLAIN with user `$ConnectionString` and the
+    connection string as password. Contains the secret: never print the result."""
+    from resources.kafka import kafka_from_env  # imports Dagster: only when publishing from the command line
+
+    return kafka_from_env().confluent_config()
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 2, client_config: dict | None = None) -> None:

@@ -61,6 +61,12 @@ def run_stream(
     """Run the stream until it ends; returns the number of micro-batches processed."""
     if options.source not in ("files", "kafka"):
         raise ValueError(f"unknown stream source {options.source!r}: use 'files' or 'kafka'")
+    if options.source == "kafka":
+        # wrong credentials, an untrusted certificate, an unreachable endpoint or a missing topic fail
+        # the run here, at once and with a clear message (Spark's Kafka source would keep retrying)
+        checked = kafka.preflight()
+        log(f"kafka pre-flight: {checked['topic']} ({checked['partitions']} partitions) reachable at {checked['bootstrap_servers']} "
+            f"over {checked['security_protocol']}" + (f" as {checked['sasl_username']}" if "sasl_username" in checked else ""))
     version, model = model_registry.champion()  # fails clearly before anything is read
     name = stream_name(options, kafka)
     batches = 0

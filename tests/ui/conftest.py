@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -27,27 +26,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import SPARK_ENV, free_port
+
 REPO = Path(__file__).resolve().parents[2]
 DAYS = (dt.date(2026, 3, 2), dt.date(2026, 3, 3))
 REFERENCE_ASSETS = ["kyc_profiles", "account_limits", "watchlists", "fx_rates", "merchant_profiles"]
 INGEST_ASSETS = ["transactions_bronze", "transactions_silver", "transactions_dlq", "dq_results"]
 STARTUP_TIMEOUT_S = 240
-
-# The same settings tests/conftest.py gives the in-process Spark session, for the run workers' JVMs.
-SPARK_ENV = {
-    "SPARK_MASTER": os.environ.get("SPARK_MASTER", "local[2]"),
-    "SPARK_SHUFFLE_PARTITIONS": "2",
-    "SPARK_DRIVER_MEMORY": "2g",
-    "SPARK_UI_ENABLED": "false",
-    "DELTA_SNAPSHOT_PARTITIONS": "1",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def tail(path: Path, lines: int = 60) -> str:
     if not path.exists():
