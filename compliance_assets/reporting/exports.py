@@ -7,7 +7,12 @@ For delivery day D, two Delta tables in the file drop's export area (`exports/` 
   regulatory_snapshot_manifest), partitioned by period, with snapshot_version, so the recipient can
   recompute the manifest's SHA-256 (given in the metadata) from the rows.
 
-Both are partitioned by the Dagster partition (the delivery day), not by event_date: a delivery holds
+Beside them, plain files through the drop resource (dagster-azure's AzureBlobStorageResource in Azure):
+- `exports/snapshot_manifests/regulatory_snapshots_<D>.json`: the manifest entry of that snapshot version
+  (row count, amount totals, SHA-256, reason, who, incident);
+- `exports/reports/reconciliation_report_<D>.csv`: the day's reconciliation report, when the day was reconciled.
+
+The tables are partitioned by the Dagster partition (the delivery day), not by event_date: a delivery holds
 late arrivals of earlier event dates, and replacing "event_date = D" would drop or duplicate them.
 Each run replaces D's partition in one delta-rs commit (overwrite with a predicate), so a re-export
 leaves the same rows, and a superseding snapshot version replaces the old one in the export.
@@ -19,6 +24,8 @@ spark.driver.maxResultSize (1g by default). Days of several million rows need a 
 maxResultSize, or a Spark writer to abfss:// instead.
 """
 
+import json
+
 import pyarrow as pa
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, MaterializeResult, MetadataValue, asset
 from dagster_pyspark import PySparkResource
@@ -28,6 +35,7 @@ from pyspark.sql import functions as F
 
 from compliance_assets.metadata import markdown_table
 from compliance_assets.ml.gold import TABLE as GOLD
+from compliance_assets.reporting.reconciliation import REPORT
 from compliance_assets.reporting.snapshots import DAILY, current_entry
 from partitions import daily_partitions
 from resources.file_drops import FileDropResource
@@ -37,6 +45,27 @@ ASSET = "regulatory_exports"
 EXPORTS = "exports"
 GOLD_EXPORT, SNAPSHOT_EXPORT = f"{EXPORTS}/{GOLD}", f"{EXPORTS}/{DAILY}"
 GOLD_KEY, SNAPSHOT_KEY = "ingest_date", "period"  # the delivery day in each table
+
+
+def manifest_name(day: str) -> str:
+    return f"{EXPORTS}/snapshot_manifests/{DAILY}_{day}.json"
+
+
+def report_name(day: str) -> str:
+    return f"{EXPORTS}/reports/{REPORT}_{day}.csv"
+
+
+def export_files(spark: SparkSession, lake: LakeResource, file_drops: FileDropResource, day: str, entry) -> bool:
+    """Write the snapshot's manifest entry (JSON) and, when the day was reconciled, its reconciliation report
+    (CSV); returns whether a report was written."""
+    file_drops.write_bytes(manifest_name(day), json.dumps(entry.asDict(recursive=True), sort_keys=True, default=str, indent=2).encode())
+    if not lake.table_exists(spark, REPORT):
+        return False
+    report = lake.read(spark, REPORT).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("category", "currency").toPandas()
+    if report.empty:
+        return False
+    file_drops.write_bytes(report_name(day), report.to_csv(index=False).encode())
+    return True
 
 
 def gold_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
@@ -70,7 +99,7 @@ def replace_day(table: pa.Table, file_drops: FileDropResource, name: str, column
     group_name="file_exchange",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[GOLD, DAILY],
+    deps=[GOLD, DAILY, REPORT],
     kinds={"spark", "delta"},
     description=(
         "The delivery day's risk scores (risk_scores_gold) and its current regulatory snapshot version, exported as Delta "
@@ -91,7 +120,10 @@ def regulatory_exports(context: AssetExecutionContext, spark: PySparkResource, l
         if snap.num_rows != entry.row_count:
             raise Failure(f"{DAILY} {day} version {entry.snapshot_version} has {snap.num_rows} rows, its manifest says {entry.row_count}: not exported")
         versions[SNAPSHOT_EXPORT] = replace_day(snap, file_drops, SNAPSHOT_EXPORT, SNAPSHOT_KEY, day)
-        exported.append({"day": day, "gold_rows": gold.num_rows, "snapshot_rows": snap.num_rows, "snapshot_version": entry.snapshot_version, "snapshot_sha256": entry.sha256})
+        report = export_files(session, lake, file_drops, day, entry)
+        if not report:
+            context.log.warning(f"{ASSET} {day}: no {REPORT} rows for the day (not reconciled yet): report not exported")
+        exported.append({"day": day, "gold_rows": gold.num_rows, "snapshot_rows": snap.num_rows, "snapshot_version": entry.snapshot_version, "snapshot_sha256": entry.sha256, "report": report})
         context.log.info(f"{ASSET} {day}: {gold.num_rows} gold rows, snapshot v{entry.snapshot_version} ({snap.num_rows} rows) to {file_drops.uri(EXPORTS)}")
     last = exported[-1]
     return MaterializeResult(
@@ -101,6 +133,8 @@ def regulatory_exports(context: AssetExecutionContext, spark: PySparkResource, l
             "snapshot_rows": sum(e["snapshot_rows"] for e in exported),
             "gold_export": MetadataValue.path(file_drops.uri(GOLD_EXPORT)),
             "snapshot_export": MetadataValue.path(file_drops.uri(SNAPSHOT_EXPORT)),
+            "manifest_export": MetadataValue.path(file_drops.uri(manifest_name(last["day"]))),
+            "report_export": MetadataValue.path(file_drops.uri(report_name(last["day"]))) if last["report"] else "not reconciled yet",
             "gold_export_version": versions[GOLD_EXPORT],
             "snapshot_export_version": versions[SNAPSHOT_EXPORT],
             "snapshot_version": last["snapshot_version"],

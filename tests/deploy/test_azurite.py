@@ -5,6 +5,7 @@ Delta tables to Blob, read back with delta-rs on options built here, not by the 
 
 import datetime as dt
 import decimal
+import json
 import os
 import socket
 import subprocess
@@ -367,12 +368,28 @@ def test_regulatory_exports_to_blob_are_idempotent_and_follow_the_current_snapsh
     pd.testing.assert_frame_equal(gold_rows_1, canonical(source_gold))
     snap_rows_1 = canonical(DeltaTable(snap_uri, storage_options=options).to_pandas())
     pd.testing.assert_frame_equal(snap_rows_1, canonical(source_snapshot(1)))
+    # the manifest entry travels as a file through the Blob resource; read back with the SDK, it names version 1 and its hash
+    with BlobServiceClient(azurite, credential=KEY) as service:
+        blobs = service.get_container_client(container)
+        manifest = json.loads(blobs.download_blob(f"exports/snapshot_manifests/regulatory_snapshots_{DAY}.json").readall())
+        assert not list(blobs.list_blobs(name_starts_with="exports/reports/"))  # the day was not reconciled: no report
+    source_manifest = DeltaTable(str(lake / "tables" / "regulatory_snapshot_manifest")).to_pandas().query("snapshot_table == 'regulatory_snapshots' and period == @DAY and snapshot_version == 1").iloc[0]
+    assert manifest["snapshot_version"] == 1 and manifest["sha256"] == source_manifest.sha256 and manifest["row_count"] == 3
 
     # a superseding snapshot version, then the day exported again: its partitions are replaced (a new
     # commit each), gold with the same rows, the snapshot with version 2 instead of version 1
     superseded = run([regulatory_snapshots], DAY, resources, run_config={"ops": {"regulatory_snapshots": {"config": {"supersede_reason": "test"}}}})
     assert superseded.success
+    # the day is reconciled now (one report row, the report's real schema): its report is exported as CSV
+    from compliance_assets.reporting.reconciliation import REPORT_SCHEMA, deadline_for
+
+    now = dt.datetime(2026, 4, 2, 3, 0)
+    report_row = (dt.date.fromisoformat(DAY), "EUR", "MATCHED", True, 3, decimal.Decimal("60.00"), now, deadline_for(DAY), "run", now)
+    spark.createDataFrame([report_row], REPORT_SCHEMA).write.format("delta").mode("overwrite").partitionBy("event_date").save(str(lake / "tables" / "reconciliation_report"))
     assert run([regulatory_exports], DAY, resources).success
+    with BlobServiceClient(azurite, credential=KEY) as service:
+        csv = service.get_container_client(container).download_blob(f"exports/reports/reconciliation_report_{DAY}.csv").readall().decode()
+    assert csv.splitlines()[0].startswith("event_date,currency,category") and ",EUR,MATCHED,True,3,60.00," in csv
     gold_2 = DeltaTable(gold_uri, storage_options=options)
     assert gold_2.version() == gold_1.version() + 1
     pd.testing.assert_frame_equal(canonical(gold_2.to_pandas()), gold_rows_1)
