@@ -4,6 +4,9 @@ One small interface, two implementations, chosen once from the environment (`fil
 - `LocalFileDrops`: a folder (FILE_DROPS_ROOT, default <LAKE_ROOT>/drops).
 - `BlobFileDrops`: a container of an Azure Storage account (optionally under a prefix), through
   dagster-azure's `AzureBlobStorageResource`; the same code runs against Azurite in the tests.
+- `Adls2FileDrops`: a file system of an ADLS Gen2 account through its DFS endpoint, through dagster-azure's
+  `ADLS2Resource` (FILE_DROPS_FILESYSTEM). Azurite has no DFS endpoint, so this one is not exercised
+  against a server here; the Blob endpoint of the same ADLS Gen2 account serves the same files.
 
 Names are relative, '/'-separated (`system_of_record/2026-04-01.csv`, `exports/risk_scores_gold`).
 Assets only see `FileDropResource`: list_names / exists / read_bytes / write_bytes for files, and
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 
 from azure.storage.blob import ContainerClient
 from dagster import ConfigurableResource, EnvVar
+from dagster_azure.adls2 import ADLS2DefaultAzureCredential, ADLS2Key, ADLS2Resource, ADLS2SASToken
 from dagster_azure.blob import (
     AzureBlobStorageDefaultCredential,
     AzureBlobStorageKeyCredential,
@@ -41,6 +45,8 @@ ENV_AUTH = "AZURE_AUTH"                     # shared with the lake: service_prin
 IDENTITY_AUTH = ("service_principal", "managed_identity")
 ENV_CONTAINER = "FILE_DROPS_CONTAINER"      # default "drops"
 ENV_PREFIX = "FILE_DROPS_PREFIX"            # optional folder inside the container
+ENV_FILESYSTEM = "FILE_DROPS_FILESYSTEM"    # an ADLS Gen2 file system: use the DFS endpoint (ADLS2Resource) instead of Blob
+ENV_DFS_SUFFIX = "AZURE_DFS_SUFFIX"         # shared with the lake (default core.windows.net endpoints)
 DEFAULT_CONTAINER = "drops"
 SECRET_OPTIONS = ("account_key", "sas_token", "client_secret", "bearer_token")
 
@@ -236,13 +242,84 @@ class BlobFileDrops(FileDropResource):
         return options
 
 
+class Adls2FileDrops(FileDropResource):
+    """File drops in an ADLS Gen2 file system (hierarchical namespace), through dagster-azure's ADLS2Resource."""
+
+    adls2: ADLS2Resource
+    file_system: str = Field(description="The ADLS Gen2 file system (container).")
+    prefix: str = Field(default="", description="Optional folder inside the file system.")
+
+    def _path(self, name: str) -> str:
+        return "/".join(p for p in (clean_name(self.prefix), clean_name(name)) if p)
+
+    def _fs(self):
+        return self.adls2.adls2_client.get_file_system_client(self.file_system)
+
+    def _host(self) -> str:
+        return f"{self.adls2.storage_account}.dfs.{self.adls2.endpoint_suffix}"
+
+    def list_names(self, prefix: str = "") -> list[str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        start, skip = self._path(prefix), len(clean_name(self.prefix)) + 1 if clean_name(self.prefix) else 0
+        try:
+            return sorted(p.name[skip:] for p in self._fs().get_paths(path=start or None, recursive=True) if not p.is_directory)
+        except ResourceNotFoundError:
+            return []
+
+    def exists(self, name: str) -> bool:
+        return self._fs().get_file_client(self._path(name)).exists()
+
+    def read_bytes(self, name: str) -> bytes:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._fs().get_file_client(self._path(name)).download_file().readall()
+        except ResourceNotFoundError as err:
+            raise FileNotFoundError(f"No file {clean_name(name)!r} in the file drop: expected {self.uri(name)}") from err
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._fs().get_file_client(self._path(name)).upload_data(data, overwrite=True)
+
+    def uri(self, name: str = "") -> str:
+        return f"abfss://{self.file_system}@{self._host()}/{self._path(name)}".rstrip("/")
+
+    def delta_uri(self, name: str) -> str:
+        return self.uri(name)
+
+    def delta_storage_options(self) -> StorageOptions:
+        options = StorageOptions(account_name=self.adls2.storage_account)
+        credential = self.adls2.credential
+        if credential.credential_type == "key":
+            options["account_key"] = credential.key
+        elif credential.credential_type == "sas":
+            options["sas_token"] = credential.token.lstrip("?")
+        return options  # otherwise delta-rs authenticates from the environment (AZURE_CLIENT_ID / _SECRET / _TENANT_ID, managed identity)
+
+
+def adls2_drops_from_env(file_system: str) -> Adls2FileDrops:
+    """ADLS Gen2 drops: the lake's identity (AZURE_AUTH), else AZURE_STORAGE_KEY, else AZURE_STORAGE_SAS_TOKEN."""
+    if os.getenv(ENV_AUTH, "").strip() in IDENTITY_AUTH or not (os.getenv(ENV_KEY) or os.getenv(ENV_SAS)):
+        credential = ADLS2DefaultAzureCredential(kwargs={})
+    elif os.getenv(ENV_KEY):
+        credential = ADLS2Key(key=EnvVar(ENV_KEY))
+    else:
+        credential = ADLS2SASToken(token=EnvVar(ENV_SAS))
+    suffix = os.getenv(ENV_DFS_SUFFIX, "dfs.core.windows.net").removeprefix("dfs.")
+    adls2 = ADLS2Resource(storage_account=os.environ[ENV_ACCOUNT], credential=credential, endpoint_suffix=suffix)
+    return Adls2FileDrops(adls2=adls2, file_system=file_system, prefix=os.getenv(ENV_PREFIX, ""))
+
+
 def file_drops_from_env() -> FileDropResource:
-    """The local folder by default; Azure Blob Storage when AZURE_BLOB_ACCOUNT_URL or AZURE_STORAGE_ACCOUNT
-    is set. Credential: DefaultAzureCredential when AZURE_AUTH is service_principal or managed_identity
+    """The local folder by default; an ADLS Gen2 file system (DFS endpoint, ADLS2Resource) when
+    AZURE_STORAGE_ACCOUNT and FILE_DROPS_FILESYSTEM are set; else Azure Blob Storage when AZURE_BLOB_ACCOUNT_URL
+    or AZURE_STORAGE_ACCOUNT is set. Credential: DefaultAzureCredential when AZURE_AUTH is service_principal or managed_identity
     (AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET, as for the lake), else AZURE_STORAGE_KEY, else
     AZURE_STORAGE_SAS_TOKEN, else DefaultAzureCredential. Secrets stay EnvVars: resolved at run time, never
     shown in the UI's resource config."""
     account_url, account = os.getenv(ENV_ACCOUNT_URL, ""), os.getenv(ENV_ACCOUNT, "")
+    if account and os.getenv(ENV_FILESYSTEM):
+        return adls2_drops_from_env(os.environ[ENV_FILESYSTEM])
     if not (account_url or account):
         return LocalFileDrops(root=os.getenv(ENV_ROOT) or f"{default_lake_root()}/drops")
     if os.getenv(ENV_AUTH, "").strip() in IDENTITY_AUTH:  # the lake's identity (resources/azure.py) for the drops too
@@ -260,4 +337,4 @@ def file_drops_from_env() -> FileDropResource:
     )
 
 
-__all__ = ["BlobFileDrops", "FileDropResource", "LocalFileDrops", "StorageOptions", "clean_name", "file_drops_from_env"]
+__all__ = ["Adls2FileDrops", "BlobFileDrops", "FileDropResource", "LocalFileDrops", "StorageOptions", "clean_name", "file_drops_from_env"]

@@ -100,7 +100,7 @@ def test_the_azure_profile_renders_the_abfs_settings_of_each_auth_mode_without_s
     assert not [m for m in SECRET_MARKERS if m in rendered]
 
 
-def test_the_stored_definitions_of_the_azure_profile_hold_no_secret(azure_profile):
+def test_the_stored_definitions_of_the_azure_profile_hold_no_secret(azure_profile, monkeypatch):
     """What Dagster stores with every run and shows in the UI (the repository and job snapshots with every
     resource's configuration) names the secrets' variables, never their values."""
     from dagster import Definitions
@@ -110,13 +110,14 @@ def test_the_stored_definitions_of_the_azure_profile_hold_no_secret(azure_profil
     from compliance_assets import definitions
     from resources import build_resources
 
-    azure_profile("service_principal")
+    azure_profile("account_key")  # the storage key is then also the ADLS2 drops' credential
+    monkeypatch.setenv("FILE_DROPS_FILESYSTEM", "drops")
     defs = Definitions(
         assets=definitions.defs.assets, asset_checks=definitions.defs.asset_checks, jobs=definitions.defs.jobs,
         sensors=definitions.defs.sensors, schedules=definitions.defs.schedules, resources=build_resources(), executor=definitions.defs.executor,
     )
     snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
-    assert "AZURE_CLIENT_SECRET" in snapshot and "PII_HASH_SALT" in snapshot  # the names are there
+    assert "AZURE_STORAGE_KEY" in snapshot and "PII_HASH_SALT" in snapshot and "EVENTHUBS_CONNECTION_STRING" in snapshot  # the names are there
     assert not [m for m in SECRET_MARKERS if m in snapshot]
 
 
@@ -191,3 +192,24 @@ def test_planted_secrets_never_reach_the_event_log_tags_metadata_or_compute_logs
             raw[record.get("transaction_id")] = record["description"]
     row = silver[silver.transaction_id.isin(raw) & silver.description.notna()].iloc[0]
     assert row.description == "pii_" + hashlib.sha256((PLANTED["PII_HASH_SALT"] + raw[row.transaction_id]).encode()).hexdigest()[:16]
+
+
+def test_file_drops_on_an_adls_gen2_file_system_go_through_adls2resource(azure_profile, monkeypatch):
+    """With FILE_DROPS_FILESYSTEM the drops use the account's DFS endpoint through dagster-azure's ADLS2Resource
+    (Azurite has no DFS endpoint: its configuration is checked here, not its traffic)."""
+    from dagster import EnvVar
+    from dagster_azure.adls2 import ADLS2Resource
+
+    from resources import build_resources
+    from resources.file_drops import Adls2FileDrops
+
+    azure_profile("account_key")
+    monkeypatch.setenv("FILE_DROPS_FILESYSTEM", "drops")
+    drops = build_resources()["file_drops"]
+    assert isinstance(drops, Adls2FileDrops) and isinstance(drops.adls2, ADLS2Resource)
+    assert drops.uri("system_of_record/2026-04-01.csv") == f"abfss://drops@{HOST}/system_of_record/2026-04-01.csv"
+    assert drops.adls2.storage_account == ACCOUNT and drops.adls2.endpoint_suffix == "core.windows.net"
+    assert isinstance(drops.adls2.credential.key, EnvVar) and drops.adls2.credential.key.env_var_name == "AZURE_STORAGE_KEY"  # resolved only inside a run
+    assert not [m for m in SECRET_MARKERS if m in repr(drops) + drops.uri()]
+    monkeypatch.setenv("AZURE_AUTH", "managed_identity")
+    assert build_resources()["file_drops"].adls2.credential.credential_type == "default_azure_credential"
