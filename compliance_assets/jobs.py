@@ -38,6 +38,7 @@ rollback_model_job = define_asset_job(
 DAILY_GRAPH = (
     AssetSelection.groups("reference_data", "ingest", "reporting", "monitoring")
     | AssetSelection.assets("transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts")
+    | AssetSelection.assets("alert_dispositions", "alert_dispositions_dlq", "alert_precision", "compliance_dashboard")
 ) - AssetSelection.assets("regulatory_snapshots_monthly", "regulatory_snapshot_manifest")
 
 daily_pipeline_job = define_asset_job(
@@ -46,7 +47,7 @@ daily_pipeline_job = define_asset_job(
     description=(
         "The whole daily graph for a delivery day (or a range, in one run): reference data, bronze, silver, DLQ and "
         "dq_results, outcomes and training features, scores and alerts, reconciliation with the ledger, the daily "
-        "regulatory snapshot, and monitoring (drift, the challenger's shadow scores and comparison, SLOs). Model training and promotion stay separate, approved steps."
+        "regulatory snapshot, monitoring (drift, the challenger's shadow scores and comparison, SLOs), investigators' decisions with alert precision, and the day's compliance dashboard. Model training and promotion stay separate, approved steps."
     ),
 )
 

@@ -1,10 +1,11 @@
 """Resources injected into assets: Spark (with Delta), the lake, PII masking, MLflow tracking, the model
-registry, the Kafka topic, the monitoring thresholds, the alert notifier and the file drops (ledger files in, exports out). Built once, from the environment,
+registry, the Kafka topic, the monitoring thresholds, the alert notifier, the file drops (ledger files in, exports out and dashboards) and the case-management endpoint. Built once, from the environment,
 for the deployment profile (resources/profiles.py)."""
 
 from __future__ import annotations
 
 from resources.azure import AdlsSettings, hadoop_azure_package
+from resources.case_management import CaseManagementResource, case_management_from_env
 from resources.file_drops import FileDropResource, LocalFileDrops, file_drops_from_env
 from resources.kafka import KafkaResource, kafka_from_env
 from resources.lake import LakeResource, default_lake_root
@@ -42,6 +43,7 @@ def build_resources() -> dict:
         "monitoring": monitoring_from_env(),
         "notifier": notifier_from_env(),
         "file_drops": file_drops_from_env(),
+        "case_management": case_management_from_env(),
     }
 
 
@@ -63,7 +65,8 @@ def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt", ka
         "monitoring": monitoring_from_env(),
         "notifier": NotifierResource(),  # log-only: test and benchmark lakes never post to a real channel
         "file_drops": LocalFileDrops(root=str(Path(lake_root) / "drops")),
+        "case_management": CaseManagementResource(),  # no endpoint: the hand-off sensor skips
     }
 
 
-__all__ = ["KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "FileDropResource", "LocalFileDrops", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]
+__all__ = ["CaseManagementResource", "KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "FileDropResource", "LocalFileDrops", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]

@@ -14,6 +14,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from compliance_assets.investigations.labels import SCHEMA as DISPOSITION_SCHEMA
+from compliance_assets.investigations.labels import TABLE as DISPOSITIONS
+from compliance_assets.investigations.labels import disposition_outcomes
 from compliance_assets.metadata import delta_metadata
 from compliance_assets.ml.model_features import DEFAULT_LABEL_DELAY_DAYS, MODEL_FEATURES, features_for
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
@@ -33,21 +36,39 @@ def label_delay_days() -> int:
     return int(os.getenv("MERCHANT_LABEL_DELAY_DAYS", DEFAULT_LABEL_DELAY_DAYS))
 
 
-def read_outcomes(spark: SparkSession, lake: LakeResource) -> DataFrame:
-    """Every confirmed outcome delivered so far (an empty frame before the first delivery)."""
-    return lake.read_or_empty(spark, OUTCOMES, OUTCOME_SCHEMA).select("transaction_id", "label", "decision_time")
+def table_version(spark: SparkSession, lake: LakeResource, table: str) -> int:
+    """The table's latest Delta version, -1 before its first write."""
+    return lake.version(spark, table) if lake.table_exists(spark, table) else -1
 
 
-def labels_as_of(spark: SparkSession, lake: LakeResource, cutoff: dt.datetime | None = None, version: int | None = None) -> DataFrame:
+def _as_of(spark: SparkSession, lake: LakeResource, table: str, schema: T.StructType, version: int | None) -> DataFrame:
+    """The table at Delta `version` (-1 = before its first write: empty), or as it is now when None."""
+    if version is None:
+        return lake.read_or_empty(spark, table, schema)
+    if version < 0:
+        return spark.createDataFrame([], schema)
+    return spark.read.format("delta").option("versionAsOf", version).load(lake.table_path(table))
+
+
+def read_outcomes(spark: SparkSession, lake: LakeResource, outcomes_version: int | None = None, dispositions_version: int | None = None) -> DataFrame:
+    """Every outcome known so far (transaction_id, label, decision_time): the delivered outcomes
+    (transaction_outcomes) and investigators' CONFIRM / DISMISS decisions (alert_dispositions), each
+    known from its decision time on. At the given Delta versions when set (a model's training data)."""
+    delivered = _as_of(spark, lake, OUTCOMES, OUTCOME_SCHEMA, outcomes_version).select("transaction_id", "label", "decision_time")
+    decided = disposition_outcomes(_as_of(spark, lake, DISPOSITIONS, DISPOSITION_SCHEMA, dispositions_version))
+    return delivered.unionByName(decided)
+
+
+def labels_as_of(
+    spark: SparkSession, lake: LakeResource, cutoff: dt.datetime | None = None, version: int | None = None, dispositions_version: int | None = None
+) -> DataFrame:
     """transaction_id -> label, label_decision_time: each transaction's latest outcome decided
-    before `cutoff` (all when None), from the outcomes table (at Delta `version` when given)."""
-    if version is not None:
-        outcomes = spark.read.format("delta").option("versionAsOf", version).load(lake.table_path(OUTCOMES))
-    else:
-        outcomes = read_outcomes(spark, lake)
+    before `cutoff` (all when None), from the outcomes and dispositions tables (at the Delta versions
+    when given). A later decision supersedes an earlier one only from its own decision time on."""
+    outcomes = read_outcomes(spark, lake, version, dispositions_version)
     if cutoff is not None:
         outcomes = outcomes.where(F.col("decision_time") < F.lit(cutoff))
-    latest = Window.partitionBy("transaction_id").orderBy(F.col("decision_time").desc())
+    latest = Window.partitionBy("transaction_id").orderBy(F.col("decision_time").desc(), F.col("label").desc())
     return (
         outcomes.withColumn("_rn", F.row_number().over(latest))
         .where("_rn = 1")
@@ -77,13 +98,13 @@ def delivery_features(spark: SparkSession, lake: LakeResource, day: str, delay_d
     group_name="ml",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[SILVER, OUTCOMES],
+    deps=[SILVER, OUTCOMES, DISPOSITIONS],
     kinds={"spark", "delta"},
     description=(
         "Training data for the risk model: for every validated transaction of the delivery day, the features the "
         "model scores on (account velocity and amount windows, amount vs the account's profile, time of day, channel, "
         "distances and travel speed, merchant fraud share over trailing windows), computed only from what was known "
-        "at the transaction's time, plus the investigators' confirmed outcome and when it was decided."
+        "at the transaction's time, plus the outcome (delivered, or an investigator's CONFIRM / DISMISS of its alert) and when it was decided."
     ),
     metadata={"partition_column": "event_date (Dagster partition = delivery day, ingest_date)", "key": "transaction_id"},
 )

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.features_training import OUTCOMES, SILVER, delivery_features, delivery_rows
+from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, SILVER, delivery_features, delivery_rows
 from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
@@ -97,7 +97,7 @@ def insert_new_scores(scored: DataFrame, lake: LakeResource) -> int:
     group_name="scoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[SILVER, OUTCOMES, AssetDep("risk_model", partition_mapping=AllPartitionMapping())],
+    deps=[SILVER, OUTCOMES, DISPOSITIONS, AssetDep("risk_model", partition_mapping=AllPartitionMapping())],
     kinds={"spark", "delta", "mlflow"},
     description=(
         "Risk score of every validated transaction of the delivery day from the approved (champion) MLflow model: "

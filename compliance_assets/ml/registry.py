@@ -65,9 +65,10 @@ def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: 
     """Metrics of each model in `models` on the holdout `candidate` (a ModelVersion) was evaluated on."""
     tags = candidate.tags
     first, last = tags["training_window"].split("..")
-    frame, _, _ = load_training_frame(
+    frame, *_ = load_training_frame(
         spark, lake, dt.date.fromisoformat(first), dt.date.fromisoformat(last), dt.datetime.fromisoformat(tags["label_cutoff"]),
         features_version=int(tags["training_delta_version"]), outcomes_version=int(tags["outcomes_delta_version"]),
+        dispositions_version=int(tags.get("dispositions_delta_version", -1)),  # models trained before dispositions existed
     )
     holdout = frame[frame["event_time"] >= pd.Timestamp(tags["holdout_start"])]
     return {name: evaluate(model, holdout) for name, model in models.items()}

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.ml.features_training import TABLE as FEATURES_TABLE
-from compliance_assets.ml.features_training import OUTCOMES, label_delay_days, labels_as_of
+from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, label_delay_days, labels_as_of, table_version
 from compliance_assets.ml.model_features import MODEL_FEATURES
 from compliance_assets.ml.risk_model import TrainingDataError, TrainingParams, time_split, train
 from partitions import daily_partitions
@@ -44,28 +44,29 @@ class TrainingConfig(Config):
 
 def load_training_frame(
     spark: SparkSession, lake: LakeResource, first_day: dt.date, last_day: dt.date, label_cutoff: dt.datetime, seed: int = 7,
-    features_version: int | None = None, outcomes_version: int | None = None,
-) -> tuple[pd.DataFrame, int, int]:
+    features_version: int | None = None, outcomes_version: int | None = None, dispositions_version: int | None = None,
+) -> tuple[pd.DataFrame, int, int, int]:
     """Feature rows of deliveries [first_day, last_day] as pandas, labelled with the outcomes
-    decided before `label_cutoff`, and the Delta versions of both tables read (the latest, or the
+    decided before `label_cutoff`, and the Delta versions of the tables read (features, outcomes, dispositions) (the latest, or the
     given ones: Delta time travel re-reads exactly what a model was trained on).
 
-    Labels come from transaction_outcomes at training time, so outcomes decided after a day's
+    Labels come from transaction_outcomes and alert_dispositions at training time, so outcomes decided after a day's
     features were built still count. Labelled rows are all kept; unlabelled rows are sampled down
     to MAX_UNLABELLED_ROWS and carry weight = 1 / sampling rate.
     """
     features_version = lake.version(spark, FEATURES_TABLE) if features_version is None else features_version
-    outcomes_version = lake.version(spark, OUTCOMES) if outcomes_version is None else outcomes_version
+    outcomes_version = table_version(spark, lake, OUTCOMES) if outcomes_version is None else outcomes_version
+    dispositions_version = table_version(spark, lake, DISPOSITIONS) if dispositions_version is None else dispositions_version
     df = spark.read.format("delta").option("versionAsOf", features_version).load(lake.table_path(FEATURES_TABLE))
     df = df.where(F.col("ingest_date").between(F.lit(first_day), F.lit(last_day))).drop("label", "label_decision_time")
-    df = df.join(labels_as_of(spark, lake, label_cutoff, outcomes_version), "transaction_id", "left")
+    df = df.join(labels_as_of(spark, lake, label_cutoff, outcomes_version, dispositions_version), "transaction_id", "left")
     n_unlabelled = df.where(F.col("label").isNull()).count()
     rate = min(1.0, MAX_UNLABELLED_ROWS / n_unlabelled) if n_unlabelled else 1.0
     # a deterministic hash sample: the same window and cut-off always give the same training set
     keep = F.col("label").isNotNull() | ((F.abs(F.xxhash64("transaction_id", F.lit(seed))) % 1_000_000) < rate * 1_000_000)
     weight = F.when(F.col("label").isNotNull(), F.lit(1.0)).otherwise(F.lit(1.0 / rate))
     out = df.where(keep).select("transaction_id", "event_time", "label", *MODEL_FEATURES, weight.alias("weight")).toPandas()
-    return out, features_version, outcomes_version
+    return out, features_version, outcomes_version, dispositions_version
 
 
 @asset(
@@ -75,6 +76,7 @@ def load_training_frame(
     deps=[
         AssetDep(FEATURES_TABLE, partition_mapping=TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1))),
         AssetDep(OUTCOMES, partition_mapping=AllPartitionMapping()),  # labels: every outcome decided by the cut-off
+        AssetDep(DISPOSITIONS, partition_mapping=AllPartitionMapping()),  # and every investigator's CONFIRM / DISMISS
     ],
     required_resource_keys={"mlflow", "spark", "lake", "model_registry"},
     kinds={"mlflow", "lightgbm"},
@@ -96,7 +98,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     delay = label_delay_days()
     params = config.params()
     try:
-        frame, delta_version, outcomes_version = load_training_frame(session, lake, first_day, last_day, cutoff, params.seed)
+        frame, delta_version, outcomes_version, dispositions_version = load_training_frame(session, lake, first_day, last_day, cutoff, params.seed)
         context.log.info(f"training frame: {len(frame)} rows, {int(frame['label'].notna().sum())} confirmed outcomes")
         model, metrics = train(frame, MODEL_FEATURES, params, delay)
     except TrainingDataError as exc:
@@ -109,7 +111,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
             **{k: v for k, v in params.__dict__.items()},
             "training_first_day": first_day.isoformat(), "training_last_day": last_day.isoformat(),
             "label_cutoff": cutoff.isoformat(), "label_delay_days": delay, "features": len(MODEL_FEATURES),
-            "training_table": FEATURES_TABLE, "training_delta_version": delta_version, "outcomes_delta_version": outcomes_version, "training_rows": len(frame),
+            "training_table": FEATURES_TABLE, "training_delta_version": delta_version, "outcomes_delta_version": outcomes_version, "dispositions_delta_version": dispositions_version, "training_rows": len(frame),
         }
     )
     mlf.log_metrics(metrics)
@@ -128,7 +130,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     version = str(info.registered_model_version)
     client = model_registry.client()
     tags = {
-        "training_delta_version": str(delta_version), "outcomes_delta_version": str(outcomes_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
+        "training_delta_version": str(delta_version), "outcomes_delta_version": str(outcomes_version), "dispositions_delta_version": str(dispositions_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
         "holdout_start": str(holdout["event_time"].min()), "dagster_run_id": context.run_id,
         "average_precision": f"{metrics['average_precision']:.4f}",
     }

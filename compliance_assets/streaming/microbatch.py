@@ -25,7 +25,7 @@ from pyspark.sql import types as T
 from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER, reference_frames
 from compliance_assets.ml.alerts import RULE_COLUMNS, alert_rows
 from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.features_training import read_outcomes
+from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, read_outcomes, table_version
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
 from compliance_assets.ml.model_features import merchant_risk_between, model_feature_frame
 from compliance_assets.ml.risk_model import RiskModel
@@ -146,9 +146,8 @@ class MicroBatchProcessor:
     def merchant_risk(self, spark: SparkSession, day: str, merchants: DataFrame) -> DataFrame:
         """Merchant risk for every merchant and event date a delivery on `day` can carry. It only
         depends on deliveries and decisions before each date, so it is computed once per day and
-        outcomes version (a new outcome delivery recomputes it)."""
-        outcomes_version = self.lake.version(spark, "transaction_outcomes") if self.lake.table_exists(spark, "transaction_outcomes") else -1
-        key = (day, outcomes_version)
+        outcome versions (a new outcome delivery or investigator decision recomputes it)."""
+        key = (day, table_version(spark, self.lake, OUTCOMES), table_version(spark, self.lake, DISPOSITIONS))
         if key not in self._merchant_risk:
             self._merchant_risk.clear()
             last_day = dt.date.fromisoformat(day)

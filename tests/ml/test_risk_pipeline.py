@@ -105,7 +105,7 @@ def test_training_labels_are_the_outcomes_decided_before_the_cutoff(lake, spark)
     first, last = dt.date.fromisoformat(DAYS[0]), dt.date.fromisoformat(DAYS[-1])
     resources = make_resources(lake)
     for cutoff in (dt.datetime(2026, 3, 5), dt.datetime(2026, 3, 21)):
-        frame, _, _ = load_training_frame(spark, resources["lake"], first, last, cutoff)
+        frame, *_ = load_training_frame(spark, resources["lake"], first, last, cutoff)
         decided = outcomes[(outcomes["decision_time"] < pd.Timestamp(cutoff)) & outcomes["transaction_id"].isin(rows)]
         labelled = frame[frame["label"].notna()]
         assert 0 < len(labelled) == decided["transaction_id"].nunique()

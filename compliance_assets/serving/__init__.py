@@ -1,0 +1,1 @@
+"""Serving compliance users: BI tables and the daily dashboard."""

@@ -1,0 +1,498 @@
+"""Case-management hand-off: every new HIGH alert in `anomaly_alerts` is posted once, as a JSON case, to the
+case-management system (CASE_MANAGEMENT_URL), retried with exponential backoff while it does not answer, and
+every attempt is recorded in the `case_handoffs` Delta table.
+
+Alerts are written by the daily batch asset (replaceWhere of a delivery day) and by the streaming job (appends
+per micro-batch), so a sensor reads the table itself, with delta-rs (no JVM in the sensor process):
+- New alerts, incrementally by Delta version: the cursor keeps the last version read; the event_date partitions
+  touched since are those of the data files present now and absent at that version (the Delta log's add
+  actions). This is exact for both writers (an append adds files to one partition, a replaceWhere rewrites the
+  files of the partitions it touched) and needs no change-data feed. Only HIGH rows of those partitions are
+  read. If the old version can no longer be loaded (log cleaned up, table re-created) every partition is read.
+- Never flooding with history: alerts raised (scored) before the sensor's horizon are never handed off; the
+  horizon is set when the cursor is created (now − 24 h), so switching the sensor on, or clearing its cursor,
+  sends at most the last day's alerts.
+- Exactly once: an alert with a final record in case_handoffs (DELIVERED, or REJECTED / GAVE_UP: sending it
+  again would not help or needs a person) is never posted again, whatever the cursor says: the table survives a
+  cursor reset and a re-materialised partition (same alert ids, new files). The receiver gets the header
+  `Idempotency-Key: <alert_id>` for the one gap left (a tick killed after posting, before its record was written).
+- Bounded: at most MAX_POSTS_PER_TICK posts and POST_BUDGET_SECONDS per tick; partitions with alerts not yet
+  attempted stay in the cursor (`backlog`) for the next tick; after a failed attempt (no answer, 5xx, 408,
+  429) no case is posted until its backoff has passed (the receiver is down: one probe per backoff, not one per
+  alert). A case refused with another 4xx is REJECTED and not retried.
+
+The decisions are pure functions (cursor JSON, what an attempt's result becomes, the case body, the record);
+the sensor reads the tables, posts and appends the records.
+"""
+
+import datetime as dt
+import decimal
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import AssetSpec, DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
+
+from compliance_assets.ml.alerts import TABLE as ALERTS
+from resources.case_management import DELIVERED as POSTED
+from resources.case_management import REJECTED as REFUSED
+from resources.case_management import URL_ENV, CaseManagementResource, PostResult
+from resources.lake import LakeResource
+from resources.notifier import retry_delay
+from sensors.alerting import RetryPolicy
+
+TABLE = "case_handoffs"
+DELIVERED, RETRY_SCHEDULED, GAVE_UP, REJECTED, WITHDRAWN = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "REJECTED", "WITHDRAWN"
+FINAL_STATUSES = (DELIVERED, REJECTED, GAVE_UP)  # never posted again
+HIGH = "HIGH"
+SOURCE, SCHEMA_VERSION = "compliance-platform", "1"
+NO_ENDPOINT_MESSAGE = f"no case-management endpoint configured ({URL_ENV} unset): no alert is handed off"
+
+MAX_POSTS_PER_TICK = 50
+POST_BUDGET_SECONDS = 30.0  # stop posting after this long in one tick (the sensor call times out at 60 s)
+MAX_PENDING_RETRIES = 500  # cases waiting for a retry; above it no new case is posted until they drain
+MAX_UNWRITTEN = 2000  # records kept in the cursor while case_handoffs cannot be written
+BOOTSTRAP_LOOKBACK_SECONDS = 24 * 3600  # a new (or cleared) cursor: alerts raised in the last 24 hours only
+
+CASE_FIELDS = (
+    "alert_id", "transaction_id", "event_time", "account_id", "merchant_id", "amount_base", "risk_score", "risk_band",
+    "reasons", "primary_reason", "top_features", "model_name", "model_version", "raised_at", "ingest_date",
+)
+
+case_handoffs_spec = AssetSpec(
+    TABLE,
+    group_name="investigations",
+    kinds={"delta"},
+    description=(
+        "Every HIGH alert handed to the case-management system and what became of it: DELIVERED (a case was opened; "
+        "the system's case reference is kept), RETRY_SCHEDULED while the system did not answer, GAVE_UP after the last "
+        "attempt, REJECTED when the system refused the case (not retried), WITHDRAWN when a waiting alert was no longer "
+        "HIGH after a re-run. One row per attempt, appended by case_handoff_sensor; an alert DELIVERED here is never "
+        "sent again."
+    ),
+    metadata={"partition_column": "event_date (day of the attempt, UTC)", "key": "alert_id + attempt", "written_by": "case_handoff_sensor (delta-rs)"},
+)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("alert_id", pa.string(), nullable=False),
+        pa.field("transaction_id", pa.string()),
+        pa.field("alert_event_date", pa.date32()),  # the alert's anomaly_alerts partition
+        pa.field("attempt", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("http_status", pa.int32()),
+        pa.field("error", pa.string()),
+        pa.field("case_id", pa.string()),  # the receiver's case reference, when it returns one
+        pa.field("endpoint", pa.string()),  # scheme://host[:port] only
+        pa.field("attempted_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("event_date", pa.date32(), nullable=False),
+    ]
+)
+
+
+# The case body.
+
+def _json_value(value):
+    if isinstance(value, dt.datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # money stays exact: "1515.39"
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def case_payload(alert: dict) -> dict:
+    """The JSON case of one anomaly_alerts row: the alert's facts, the Dagster run that raised it, the source and
+    the schema version. Timestamps are ISO 8601 UTC, `amount_base` a decimal string (EUR, exact)."""
+    case = {name: _json_value(alert.get(name)) for name in CASE_FIELDS}
+    case["event_date"] = _json_value(alert.get("event_date"))
+    case["dagster_run_id"] = alert.get("pipeline_run_id")
+    case["source"] = SOURCE
+    case["schema_version"] = SCHEMA_VERSION
+    return case
+
+
+# The cursor.
+
+@dataclass(frozen=True)
+class Retry:
+    """A case not delivered yet: `attempts` made so far, the next one not before `next_at` (unix seconds)."""
+
+    alert_id: str
+    event_date: str  # the alert's partition, to read its row again
+    attempts: int
+    next_at: float
+
+
+@dataclass
+class HandoffCursor:
+    since: float  # alerts raised before this are never handed off (new cursor: now − BOOTSTRAP_LOOKBACK_SECONDS)
+    version: Optional[int] = None  # anomaly_alerts version read up to; None: nothing read yet (every partition)
+    backlog: list[str] = field(default_factory=list)  # partitions holding alerts not attempted yet
+    retries: list[Retry] = field(default_factory=list)
+    hold_until: float = 0.0  # after a failed attempt: no case posted before this
+    unwritten: list[dict] = field(default_factory=list)  # records not yet in case_handoffs (JSON form)
+
+    @classmethod
+    def parse(cls, raw: Optional[str], now: float) -> "HandoffCursor":
+        """The cursor from its JSON; a missing or unreadable one starts over from `now − lookback`."""
+        try:
+            data = json.loads(raw) if raw else None
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return cls(
+                since=float(data["since"]),
+                version=None if data.get("version") is None else int(data["version"]),
+                backlog=[str(d) for d in data.get("backlog") or []],
+                retries=[Retry(str(r["alert_id"]), str(r["event_date"]), int(r["attempts"]), float(r["next_at"])) for r in data.get("retries") or []],
+                hold_until=float(data.get("hold_until") or 0.0),
+                unwritten=list(data.get("unwritten") or []),
+            )
+        except (ValueError, TypeError, KeyError):
+            return cls(since=now - BOOTSTRAP_LOOKBACK_SECONDS)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "since": self.since,
+                "version": self.version,
+                "backlog": sorted(set(self.backlog)),
+                "retries": [asdict(r) for r in self.retries],
+                "hold_until": self.hold_until,
+                "unwritten": self.unwritten,
+            },
+            sort_keys=True,
+        )
+
+
+# What an attempt's result becomes.
+
+def after_post(alert_id: str, event_date: str, attempts_before: int, result: PostResult, attempted_at: float, policy: RetryPolicy) -> tuple[str, Optional[Retry]]:
+    """The status of attempt number `attempts_before + 1` and the retry it leaves, if any: DELIVERED; REJECTED (a
+    4xx other than 408/429: not retried); GAVE_UP at the last attempt; else RETRY_SCHEDULED after base ×
+    2^(attempt−1) seconds (capped), or longer if the receiver asked so (Retry-After, within the cap)."""
+    attempt = attempts_before + 1
+    if result.outcome == POSTED:
+        return DELIVERED, None
+    if result.outcome == REFUSED:
+        return REJECTED, None
+    if attempt >= policy.max_attempts:
+        return GAVE_UP, None
+    delay = retry_delay(attempt, policy.base_seconds, policy.max_seconds)
+    if result.retry_after is not None:
+        delay = max(delay, min(result.retry_after, policy.max_seconds))
+    return RETRY_SCHEDULED, Retry(alert_id, event_date, attempt, attempted_at + delay)
+
+
+def resumed_retry(alert_id: str, event_date: str, records: Sequence[dict], policy: RetryPolicy) -> Optional[Retry]:
+    """An alert's earlier attempts (case_handoffs rows) when the cursor no longer knows them: None if a final
+    status is recorded (never post again) or nothing was attempted; else the retry they leave, so a cleared
+    cursor neither restarts the attempt count nor skips the backoff."""
+    if not records or any(r["status"] in FINAL_STATUSES for r in records):
+        return None
+    attempts = max(int(r["attempt"]) for r in records)
+    if attempts <= 0:
+        return None
+    last = max(r["attempted_at"] for r in records)
+    last = last.timestamp() if isinstance(last, dt.datetime) else float(last)
+    return Retry(alert_id, event_date, attempts, last + retry_delay(attempts, policy.base_seconds, policy.max_seconds))
+
+
+def handoff_row(alert_id: str, status: str, attempt: int, attempted_at: float, endpoint: str, alert: Optional[dict] = None,
+                event_date: Optional[str] = None, result: Optional[PostResult] = None, error: Optional[str] = None) -> dict:
+    at = dt.datetime.fromtimestamp(attempted_at, dt.timezone.utc)
+    alert_day = (alert or {}).get("event_date") or (dt.date.fromisoformat(event_date) if event_date else None)
+    return {
+        "alert_id": alert_id,
+        "transaction_id": (alert or {}).get("transaction_id"),
+        "alert_event_date": alert_day,
+        "attempt": attempt,
+        "status": status,
+        "http_status": result.http_status if result else None,
+        "error": error if error is not None else (result.error if result else None),
+        "case_id": result.case_id if result else None,
+        "endpoint": endpoint,
+        "attempted_at": at,
+        "event_date": at.date(),
+    }
+
+
+def row_to_json(row: dict) -> dict:
+    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in row.items()}
+
+
+def row_from_json(row: dict) -> dict:
+    out = dict(row)
+    out["attempted_at"] = dt.datetime.fromisoformat(row["attempted_at"])
+    for key in ("event_date", "alert_event_date"):
+        out[key] = dt.date.fromisoformat(row[key]) if row.get(key) else None
+    return out
+
+
+# Reading the tables (delta-rs).
+
+def _open(path: str, version: Optional[int] = None):
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(path, version=version)
+    except TableNotFoundError:
+        return None
+
+
+def touched_partitions(path: str, table, since_version: int) -> Optional[set[str]]:
+    """The event_date partitions of the data files added after `since_version` (present now, absent then);
+    None when that version cannot be loaded (every partition must be read)."""
+    if since_version > table.version():
+        return None
+    try:
+        before = _open(path, since_version)
+    except Exception:  # log entries cleaned up, a version the table never had
+        return None
+    if before is None:
+        return None
+    old = set(pa.table(before.get_add_actions(flatten=True)).column("path").to_pylist())
+    actions = pa.table(table.get_add_actions(flatten=True))
+    return {str(d) for p, d in zip(actions.column("path").to_pylist(), actions.column("partition.event_date").to_pylist()) if p not in old}
+
+
+def _utc(timestamp: float) -> pa.Scalar:
+    return pa.scalar(dt.datetime.fromtimestamp(timestamp, dt.timezone.utc), type=pa.timestamp("us", tz="UTC"))
+
+
+def read_alerts(table, partitions: Optional[Iterable[str]], where, columns: Optional[list[str]] = None) -> pa.Table:
+    """Rows of anomaly_alerts in `partitions` (None: all) matching the pyarrow expression `where`."""
+    partitions = None if partitions is None else sorted(set(partitions))
+    if partitions == []:
+        return pa.table({c: [] for c in (columns or ["alert_id"])})
+    dataset = table.to_pyarrow_dataset(partitions=[("event_date", "in", partitions)] if partitions is not None else None)
+    return dataset.to_table(columns=columns, filter=where)
+
+
+class UnreadableHandoffs(RuntimeError):
+    """case_handoffs exists but cannot be read: the tick fails rather than risk posting a case twice."""
+
+
+def handoff_records(path: str, alert_ids: Iterable[str]) -> dict[str, list[dict]]:
+    """case_handoffs rows (alert_id, status, attempt, attempted_at) of the given alerts, by alert id."""
+    ids = sorted(set(alert_ids))
+    if not ids:
+        return {}
+    try:
+        table = _open(path)
+        if table is None:
+            return {}
+        rows = table.to_pyarrow_dataset().to_table(columns=["alert_id", "status", "attempt", "attempted_at"], filter=pc.field("alert_id").isin(ids))
+    except Exception as exc:  # without the delivery record nothing may be posted: it is what prevents a second post
+        raise UnreadableHandoffs(f"cannot read {TABLE} ({type(exc).__name__}: {str(exc)[:200]}): no case is posted until it can be read") from exc
+    records: dict[str, list[dict]] = {}
+    for row in rows.to_pylist():
+        records.setdefault(row["alert_id"], []).append(row)
+    return records
+
+
+def append_rows(table_path: str, rows: Iterable[dict]) -> None:
+    from deltalake import write_deltalake
+
+    write_deltalake(table_path, pa.Table.from_pylist(list(rows), schema=SCHEMA), mode="append", partition_by=["event_date"])
+
+
+# One tick.
+
+@dataclass
+class Outcome:
+    """What one tick produced: the new cursor, table rows, log lines (level, message), counts by status."""
+
+    cursor: HandoffCursor
+    rows: list[dict] = field(default_factory=list)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    new_alerts: int = 0  # HIGH alerts found without any record yet (this tick's and the backlog's)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
+        c = self.cursor
+        return (
+            f"{self.new_alerts} HIGH alert(s) to hand off" + (f"; {counts}" if counts else "")
+            + f"; {len(c.retries)} awaiting retry; {len(c.backlog)} partition(s) in backlog; anomaly_alerts version {c.version}"
+        )
+
+
+def handoff(
+    alerts_path: str,
+    handoffs_path: str,
+    cursor: HandoffCursor,
+    now: float,
+    case_management: CaseManagementResource,
+    post: Optional[Callable[[dict, str], PostResult]] = None,
+    clock: Callable[[], float] = time.time,
+) -> Outcome:
+    """Find the new HIGH alerts since `cursor`, post them and the retries that are due (`post` defaults to
+    `case_management.post`) and return the records and the advanced cursor (the caller writes the records)."""
+    post = post or case_management.post
+    policy = RetryPolicy.of(case_management)
+    endpoint = case_management.target
+    out = Outcome(HandoffCursor(cursor.since, cursor.version, list(cursor.backlog), list(cursor.retries), cursor.hold_until, []))
+    table = _open(alerts_path)
+    if table is None:
+        out.logs.append(("info", f"no {ALERTS} table yet"))
+        return out
+
+    # 1. Partitions to look at: touched since the version read last, plus the backlog.
+    version = table.version()
+    if cursor.version is None:
+        partitions: Optional[set[str]] = None
+    elif version == cursor.version:
+        partitions = set(cursor.backlog)
+    else:
+        touched = touched_partitions(alerts_path, table, cursor.version)
+        if touched is None:
+            out.logs.append(("warning", f"{ALERTS} version {cursor.version} can no longer be read: reading every partition (alerts raised since {_when(cursor.since)})"))
+        partitions = None if touched is None else touched | set(cursor.backlog)
+
+    # 2. New HIGH alerts there: raised since the horizon, not waiting for a retry, with no final record.
+    waiting = {r.alert_id for r in cursor.retries}
+    unwritten = [row_from_json(r) for r in cursor.unwritten]
+    found = read_alerts(table, partitions, (pc.field("risk_band") == HIGH) & (pc.field("raised_at") >= _utc(cursor.since)), ["alert_id", "event_date", "raised_at"])
+    found = sorted(
+        ((r["raised_at"], r["alert_id"], str(r["event_date"])) for r in found.to_pylist() if r["alert_id"] not in waiting),
+        key=lambda t: (t[0], t[1]),
+    )
+    records = handoff_records(handoffs_path, [a for _, a, _ in found])
+    found_ids = {a for _, a, _ in found}
+    for row in unwritten:  # records the table does not hold yet count as recorded
+        if row["alert_id"] in found_ids:
+            records.setdefault(row["alert_id"], []).append(row)
+    new: list[tuple[str, str]] = []
+    retries = list(cursor.retries)
+    for _, alert_id, day in found:
+        if alert_id not in records:
+            new.append((alert_id, day))
+        else:
+            resumed = resumed_retry(alert_id, day, records[alert_id], policy)
+            if resumed is not None:
+                retries.append(resumed)
+                waiting.add(alert_id)
+                out.logs.append(("info", f"case {alert_id}: resuming after {resumed.attempts} earlier attempt(s) recorded in {TABLE}"))
+    out.new_alerts = len(new)
+
+    # 3. What to post this tick: due retries first, then new alerts; none while the receiver is held off.
+    due = sorted((r for r in retries if r.next_at <= now), key=lambda r: (r.next_at, r.alert_id))
+    later = [r for r in retries if r.next_at > now]
+    queue: list[tuple[str, str, int]] = [(r.alert_id, r.event_date, r.attempts) for r in due]
+    if len(retries) < MAX_PENDING_RETRIES:
+        queue += [(a, d, 0) for a, d in new]
+    elif new:
+        out.logs.append(("warning", f"{len(retries)} cases are waiting for a retry to {endpoint}: new alerts wait until they drain"))
+    if now < cursor.hold_until:
+        posting: list[tuple[str, str, int]] = []
+        out.logs.append(("info", f"{endpoint} failed recently: no case posted before {_when(cursor.hold_until)}"))
+    else:
+        posting = queue[:MAX_POSTS_PER_TICK]
+    rows = {}
+    if posting:
+        wanted = {a for a, _, _ in posting}
+        for row in read_alerts(table, {d for _, d, _ in posting}, (pc.field("risk_band") == HIGH) & pc.field("alert_id").isin(sorted(wanted))).to_pylist():
+            rows[row["alert_id"]] = row
+
+    next_retries = list(later)
+    attempted: set[str] = set()
+    started, hold = clock(), 0.0
+    for alert_id, day, attempts in posting:
+        if hold or clock() - started > POST_BUDGET_SECONDS:
+            break
+        attempted.add(alert_id)
+        alert = rows.get(alert_id)
+        if alert is None:  # a retry whose alert was re-computed away (no longer HIGH, or gone)
+            out.add(handoff_row(alert_id, WITHDRAWN, attempts, clock(), endpoint, event_date=day,
+                                error=f"no longer a HIGH alert in {ALERTS} partition {day}: not sent"))
+            out.logs.append(("warning", f"case {alert_id} withdrawn after {attempts} attempt(s): no longer a HIGH alert in {ALERTS}"))
+            continue
+        result = post(case_payload(alert), alert_id)
+        attempted_at = clock()
+        status, retry = after_post(alert_id, day, attempts, result, attempted_at, policy)
+        out.add(handoff_row(alert_id, status, attempts + 1, attempted_at, endpoint, alert, day, result))
+        if retry is not None:
+            next_retries.append(retry)
+            hold = retry.next_at
+            out.logs.append(("warning", f"case {alert_id} not delivered to {endpoint} (attempt {retry.attempts}/{policy.max_attempts}): {result.error}; next attempt at {_when(retry.next_at)}"))
+        elif status == GAVE_UP:
+            hold = attempted_at + retry_delay(attempts + 1, policy.base_seconds, policy.max_seconds)
+            out.logs.append(("error", f"case {alert_id} GAVE UP after {policy.max_attempts} attempts to {endpoint}: {result.error}"))
+        elif status == REJECTED:
+            out.logs.append(("error", f"case {alert_id} REJECTED by {endpoint}, not retried: {result.error}"))
+        else:
+            out.logs.append(("info", f"case {alert_id} delivered to {endpoint} (attempt {attempts + 1})" + (f": case {result.case_id}" if result.case_id else "")))
+
+    # 4. The advanced cursor: due retries not attempted stay; partitions with new alerts not attempted stay in the backlog.
+    next_retries += [r for r in due if r.alert_id not in attempted]
+    out.cursor.retries = sorted(next_retries, key=lambda r: (r.next_at, r.alert_id))
+    out.cursor.backlog = sorted({d for a, d in new if a not in attempted})
+    out.cursor.version = version
+    out.cursor.hold_until = hold or (cursor.hold_until if now < cursor.hold_until else 0.0)
+    return out
+
+
+def _when(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@sensor(
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.STOPPED,
+    description=(
+        "Opens a case in the case-management system (CASE_MANAGEMENT_URL) for every new HIGH alert, once per alert, "
+        "retries with exponential backoff while the system does not answer and records every attempt in "
+        "case_handoffs. Off by default: an operator turns it on once the endpoint is configured; it then sends the "
+        "HIGH alerts raised in the last 24 hours and every new one."
+    ),
+)
+def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseManagementResource, lake: LakeResource):
+    """Posts new HIGH alerts to the case-management system. STOPPED by default because turning it on sends cases
+    to another system (and needs CASE_MANAGEMENT_URL): an operator switches it on when the endpoint is ready."""
+    if not case_management.configured:
+        return SensorResult(skip_reason=NO_ENDPOINT_MESSAGE)  # the cursor stays as it is: no rows, nothing read
+    now = time.time()
+    cursor = HandoffCursor.parse(context.cursor, now)
+    handoffs_path = lake.table_path(TABLE)
+
+    # records a previous tick could not write come first: they are what keeps their alerts from being sent again
+    if cursor.unwritten:
+        try:
+            append_rows(handoffs_path, [row_from_json(r) for r in cursor.unwritten])
+            cursor.unwritten = []
+        except Exception as exc:
+            context.log.error(f"still cannot append {len(cursor.unwritten)} row(s) to {TABLE}: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
+
+    outcome = handoff(lake.table_path(ALERTS), handoffs_path, cursor, now, case_management)
+    for level, message in outcome.logs:
+        getattr(context.log, level)(message)
+    unwritten = list(cursor.unwritten)
+    if outcome.rows:
+        try:
+            if unwritten:
+                raise RuntimeError("earlier records are still unwritten")
+            append_rows(handoffs_path, outcome.rows)
+        except Exception as exc:  # never re-send a case because its record could not be written: keep it in the cursor
+            context.log.error(f"could not append {len(outcome.rows)} row(s) to {TABLE}, kept in the cursor: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
+            unwritten += [row_to_json(r) for r in outcome.rows]
+    if len(unwritten) > MAX_UNWRITTEN:
+        context.log.error(f"{len(unwritten) - MAX_UNWRITTEN} unwritten {TABLE} record(s) dropped from the cursor (oldest first)")
+        unwritten = unwritten[-MAX_UNWRITTEN:]
+    outcome.cursor.unwritten = unwritten
+    return SensorResult(skip_reason=outcome.summary(), cursor=outcome.cursor.to_json())
