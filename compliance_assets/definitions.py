@@ -1,7 +1,7 @@
 """The Definitions object: every asset, check, job, sensor, schedule and resource, assembled in one place
 (including the streaming job transaction_stream, its stream_batches table and its supervisor sensor, the
 reporting assets (reconciliation, regulatory snapshots), compaction and the operations audit, and monitoring:
-drift, champion-challenger shadow scores and comparison, SLOs, investigators' decisions and alert precision, and the file exchange with other systems: ledger
+drift, champion-challenger shadow scores and comparison, SLOs, investigators' decisions and alert precision, the case-management hand-off, BI serving tables and the compliance dashboard, and the file exchange with other systems: ledger
 drops in, regulatory exports out).
 
 Spark jobs use the in-process executor so all steps of a run share one SparkSession (one JVM
@@ -40,6 +40,7 @@ from compliance_assets.reference_data import reference_assets, reference_checks
 from compliance_assets.reporting import reconciliation, snapshots
 from compliance_assets.reporting.exports import regulatory_exports
 from compliance_assets.reporting.reconciliation import reconcile_with_ledger
+from compliance_assets.serving.bi_serving import bi_serving, bi_serving_matches_delta
 from compliance_assets.serving.dashboard import compliance_dashboard
 from compliance_assets.reporting.snapshots import regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest
 from compliance_assets.streaming.job import stream_batches, transaction_stream_job
@@ -55,12 +56,12 @@ defs = Definitions(
         stream_batches, reconcile_with_ledger, regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest,
         operations_audit, compaction_log, model_drift, challenger_scores, challenger_comparison, slo_status, alert_notifications_spec,
         ledger_files, regulatory_exports, record_alert_dispositions, alert_precision,
-        case_handoffs_spec, compliance_dashboard,
+        case_handoffs_spec, compliance_dashboard, bi_serving,
     ],
     asset_checks=[
         *reference_checks, *load_asset_checks_from_modules([bronze, checks, silver]), *outcome_checks,
         *load_asset_checks_from_modules([features_training, gold, alerts]), *load_asset_checks_from_modules([reconciliation, snapshots]),
-        *load_asset_checks_from_modules([drift, challenger, slo]), *load_asset_checks_from_modules([dispositions, precision]),
+        *load_asset_checks_from_modules([drift, challenger, slo]), *load_asset_checks_from_modules([dispositions, precision]), bi_serving_matches_delta,
     ],
     jobs=[
         daily_pipeline_job, daily_ingest_job, daily_scoring_job, monthly_snapshot_job, replay_job, train_risk_model_job, promote_challenger,

@@ -38,7 +38,7 @@ rollback_model_job = define_asset_job(
 DAILY_GRAPH = (
     AssetSelection.groups("reference_data", "ingest", "reporting", "monitoring")
     | AssetSelection.assets("transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts")
-    | AssetSelection.assets("alert_dispositions", "alert_dispositions_dlq", "alert_precision", "compliance_dashboard")
+    | AssetSelection.assets("alert_dispositions", "alert_dispositions_dlq", "alert_precision", "compliance_dashboard", "bi_serving")
 ) - AssetSelection.assets("regulatory_snapshots_monthly", "regulatory_snapshot_manifest")
 
 daily_pipeline_job = define_asset_job(
@@ -47,7 +47,7 @@ daily_pipeline_job = define_asset_job(
     description=(
         "The whole daily graph for a delivery day (or a range, in one run): reference data, bronze, silver, DLQ and "
         "dq_results, outcomes and training features, scores and alerts, reconciliation with the ledger, the daily "
-        "regulatory snapshot, monitoring (drift, the challenger's shadow scores and comparison, SLOs), investigators' decisions with alert precision, and the day's compliance dashboard. Model training and promotion stay separate, approved steps."
+        "regulatory snapshot, monitoring (drift, the challenger's shadow scores and comparison, SLOs), investigators' decisions with alert precision, and the day's compliance dashboard and BI serving tables. Model training and promotion stay separate, approved steps."
     ),
 )
 
@@ -61,10 +61,10 @@ replay_job = define_asset_job(
     "replay",
     selection=AssetSelection.assets(
         "transactions_silver", "transactions_dlq", "dq_results", "risk_scores_gold", "anomaly_alerts",
-        "reconciliation_report", "reconciliation_breaks", "regulatory_snapshots",
+        "reconciliation_report", "reconciliation_breaks", "regulatory_snapshots", "bi_serving",
     ),
     description=(
-        "Replay: re-derive silver, the DLQ, dq_results, scores, alerts, reconciliation and the daily snapshots of a "
+        "Replay: re-derive silver, the DLQ, dq_results, scores, alerts, reconciliation, the daily snapshots and the BI serving tables of a "
         "partition range from bronze (launch a backfill of this job over the range). Required run tags: requested_by "
         "and incident_id (reason optional); the new snapshot versions supersede the old ones citing the incident, and "
         "the replay is written to operations_audit."

@@ -1,5 +1,5 @@
 """Resources injected into assets: Spark (with Delta), the lake, PII masking, MLflow tracking, the model
-registry, the Kafka topic, the monitoring thresholds, the alert notifier, the file drops (ledger files in, exports out and dashboards) and the case-management endpoint. Built once, from the environment,
+registry, the Kafka topic, the monitoring thresholds, the alert notifier, the file drops (ledger files in, exports out and dashboards) the case-management endpoint and the BI serving database. Built once, from the environment,
 for the deployment profile (resources/profiles.py)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from resources.masking import PiiMaskingResource, masking_from_env
 from resources.mlflow import ModelRegistryResource, mlflow_tracking_from_env, registry_from_env
 from resources.monitoring import MonitoringResource, monitoring_from_env
 from resources.notifier import NotifierResource, notifier_from_env
+from resources.serving import ServingDatabaseResource, serving_from_env, sqlite_url
 from resources.profiles import AZURE, PROFILE_ENV, azure_problems, current_profile
 from resources.spark import build_spark_resource, spark_conf
 
@@ -44,6 +45,7 @@ def build_resources() -> dict:
         "notifier": notifier_from_env(),
         "file_drops": file_drops_from_env(),
         "case_management": case_management_from_env(),
+        "serving_db": serving_from_env(default_lake_root()),
     }
 
 
@@ -66,7 +68,8 @@ def resources_for_lake(lake_root, landing_root=None, salt: str = "test-salt", ka
         "notifier": NotifierResource(),  # log-only: test and benchmark lakes never post to a real channel
         "file_drops": LocalFileDrops(root=str(Path(lake_root) / "drops")),
         "case_management": CaseManagementResource(),  # no endpoint: the hand-off sensor skips
+        "serving_db": ServingDatabaseResource(url=sqlite_url(str(lake_root))),  # test and benchmark lakes never publish to SERVING_DB_URL
     }
 
 
-__all__ = ["CaseManagementResource", "KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "FileDropResource", "LocalFileDrops", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]
+__all__ = ["CaseManagementResource", "KafkaResource", "LakeResource", "ModelRegistryResource", "MonitoringResource", "NotifierResource", "PiiMaskingResource", "ServingDatabaseResource", "FileDropResource", "LocalFileDrops", "build_resources", "resources_for_lake", "build_spark_resource", "spark_conf"]

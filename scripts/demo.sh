@@ -50,4 +50,19 @@ echo "==> reconciling every day with the ledger (system-of-record files) and wri
   --config-json '{"ops": {"regulatory_snapshots": {"config": {"supersede_reason": "demo re-run (scripts/demo.sh)"}}}}'
 echo "==> monitoring $DAY: drift against the model's training data, the challenger's shadow scores and comparison, SLOs"
 "${DAGSTER[@]}" asset materialize -m compliance_assets.definitions --select 'group:monitoring' --partition "$DAY"
+
+echo "==> investigators' decisions on two of $DAY's alerts through the CLI (one dismissed then confirmed), recorded with alert precision"
+read -r A1 A2 < <(.venv/bin/python -c "
+from deltalake import DeltaTable
+a = DeltaTable('$LAKE_ROOT/tables/anomaly_alerts').to_pandas(columns=['alert_id', 'ingest_date'])
+print(*sorted(a.loc[a.ingest_date.astype(str) == '$DAY', 'alert_id'])[:2])")
+DISPOSE=(.venv/bin/compliance-dispositions decide --day "$DAY" --investigator demo-analyst)
+"${DISPOSE[@]}" "$A1" --decision dismiss --decided-at "$(date -u -d '-10 minutes' +%Y-%m-%dT%H:%M:%SZ)" --note "first look: regular payee"
+"${DISPOSE[@]}" "$A1" --decision confirm --decided-at "$(date -u -d '-5 minutes' +%Y-%m-%dT%H:%M:%SZ)" --note "second review: mule pattern"
+"${DISPOSE[@]}" "$A2" --decision escalate --note "needs a senior investigator"
+"${DAGSTER[@]}" asset materialize -m compliance_assets.definitions --select 'alert_dispositions,alert_dispositions_dlq,alert_precision' --partition "$DAY"
+.venv/bin/compliance-dispositions history "$A1"
+
+echo "==> serving $DAY: BI tables in the embedded SQL database and the compliance dashboard"
+"${DAGSTER[@]}" asset materialize -m compliance_assets.definitions --select 'bi_serving,compliance_dashboard' --partition "$DAY"
 .venv/bin/python scripts/demo_summary.py "$START" "$DAY"

@@ -12,7 +12,24 @@ TABLES = [
     "transactions_bronze", "transactions_silver", "transactions_dlq", "dq_results",
     "transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts", "reconciliation_breaks",
 ]
-RUNS = 6  # ingest, training, promotion, scoring, reconciliation and snapshots, monitoring
+RUNS = 8  # ingest, training, promotion, scoring, reconciliation and snapshots, monitoring, decisions, serving
+
+
+def serving(lake: str, day: str) -> None:
+    """What compliance users get for `day`: decisions and precision, the BI database, the dashboard page."""
+    import sqlite3
+
+    decisions = DeltaTable(f"{lake}/tables/alert_dispositions").to_pandas()
+    print(f"Investigators' decisions: {len(decisions)} recorded (" + ", ".join(f"{d} {n}" for d, n in decisions["decision"].value_counts().items()) + ")")
+    precision = DeltaTable(f"{lake}/tables/alert_precision").to_pandas()
+    rows = precision[(precision["event_date"].astype(str) == day) & (precision["window"] == "day") & (precision["dimension"] == "scenario")]
+    print(f"Alert precision {day}: " + ", ".join(f"{r.value} {r.confirmed}/{r.confirmed + r.dismissed} of {r.alerts}" for r in rows.itertuples()))
+    db = f"{lake}/serving/compliance.db"
+    with sqlite3.connect(db) as conn:
+        counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t} WHERE partition_day = ?", (day,)).fetchone()[0] for t in ("risk_scores_gold", "anomaly_alerts", "dq_results")}
+        views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
+    print(f"BI serving database {db}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()) + f"; views {', '.join(views)}")
+    print(f"Compliance dashboard: {os.environ.get('FILE_DROPS_ROOT') or lake + '/drops'}/dashboards/{day}.html  (open it in a browser)")
 
 
 def main(first: str, last: str) -> None:
@@ -60,6 +77,7 @@ def main(first: str, last: str) -> None:
     slo = DeltaTable(f"{lake}/tables/slo_status").to_pandas()
     print(f"SLOs {last}: " + ", ".join(f"{r.slo} {r.status}" for r in slo[slo["event_date"].astype(str) == last].itertuples())
           + "  (NO_DATA latency: the demo scores in batch; reconciliation is BREACHED when the demo runs after 06:00 UTC)")
+    serving(lake, last)
     print(f"MLflow: {os.environ['MLFLOW_TRACKING_URI']}  (UI: .venv/bin/mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']})")
 
     instance = DagsterInstance.get()

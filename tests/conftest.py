@@ -71,3 +71,25 @@ def champion_lake(spark, tmp_path_factory):
     )
     assert promoted.success
     return root
+
+
+@pytest.fixture(scope="session")
+def scored_lake(champion_lake, tmp_path_factory):
+    """The champion lake (without the stream day) with gold and alerts for SCORED_DAYS (04-04, 04-05): shared
+    read-only by the monitoring, investigation and serving tests, which copy it before changing anything."""
+    import shutil
+
+    from dagster import DagsterInstance, materialize
+
+    from compliance_assets.ml.alerts import anomaly_alerts
+    from compliance_assets.ml.gold import risk_scores_gold
+    from tests.helpers import SCORED_DAYS
+
+    root = tmp_path_factory.mktemp("scored_lake") / "lake"
+    shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
+    result = materialize(
+        [risk_scores_gold, anomaly_alerts], resources=make_resources(root), instance=DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": SCORED_DAYS[0], "dagster/asset_partition_range_end": SCORED_DAYS[-1]},
+    )
+    assert result.success
+    return root

@@ -24,6 +24,7 @@ INGEST_CHECKS: list[AssetChecksDefinition] = [*reference_checks, *load_asset_che
 # trained, promoted champion, plus the reference data of the day after them (the streaming tests' day)
 CHAMPION_DAYS = [f"2026-04-0{i}" for i in range(1, 6)]
 STREAM_DAY = "2026-04-06"
+SCORED_DAYS = CHAMPION_DAYS[3:5]  # scored (gold + alerts) in the shared `scored_lake`
 TRAIN_PARTITION = "2026-04-20"
 CHAMPION_CONFIG = SynthConfig(seed=23, events_per_day=3000, anomaly_rate=0.03, outcome_sample_rate=0.05, rows_per_file=500)
 # the stream day: fewer events, one file per micro-batch, no late arrivals (a late event arriving

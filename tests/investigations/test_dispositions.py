@@ -16,14 +16,12 @@ from compliance_assets.investigations.cli import main as cli
 from compliance_assets.investigations.decision_files import check_file
 from compliance_assets.investigations.dispositions import record_alert_dispositions
 from compliance_assets.investigations.precision import alert_precision
-from compliance_assets.ml.alerts import anomaly_alerts
 from compliance_assets.ml.features_training import labels_as_of, ml_features_training
-from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.model_features import MERCHANT_FEATURES, MODEL_FEATURES
 from tests.conftest import make_resources
-from tests.helpers import CHAMPION_DAYS, check_results, read_delta
+from tests.helpers import SCORED_DAYS as SCORED
+from tests.helpers import check_results, read_delta
 
-SCORED = CHAMPION_DAYS[3:5]  # 04-04 and 04-05
 FIRST, SECOND = "2026-04-06", "2026-04-08"  # receipt days of the decision files
 DISPOSITION_ASSETS = [record_alert_dispositions, *load_asset_checks_from_modules([dispositions])]
 PRECISION_ASSETS = [alert_precision, *load_asset_checks_from_modules([precision])]
@@ -38,18 +36,6 @@ def drop(lake, day: str, name: str, text: str) -> None:
     folder = lake / "drops" / "dispositions" / day
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(text)
-
-
-@pytest.fixture(scope="module")
-def scored_lake(champion_lake, tmp_path_factory):
-    root = tmp_path_factory.mktemp("investigations") / "lake"
-    shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
-    result = materialize(
-        [risk_scores_gold, anomaly_alerts], resources=make_resources(root), instance=DagsterInstance.ephemeral(),
-        tags={"dagster/asset_partition_range_start": SCORED[0], "dagster/asset_partition_range_end": SCORED[-1]},
-    )
-    assert result.success
-    return root
 
 
 @pytest.fixture

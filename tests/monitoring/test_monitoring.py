@@ -13,7 +13,6 @@ from delta.tables import DeltaTable
 from compliance_assets.definitions import defs
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.ml.alerts import anomaly_alerts
 from compliance_assets.ml.features_training import ml_features_training
 from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.model_features import MODEL_FEATURES
@@ -24,9 +23,9 @@ from compliance_assets.reporting.reconciliation import reconcile_with_ledger
 from compliance_assets.synthetic.writer import generate_day
 from resources.mlflow import CHALLENGER, CHAMPION
 from tests.conftest import make_resources
-from tests.helpers import CHAMPION_CONFIG, CHAMPION_DAYS, check_results, read_delta
+from tests.helpers import CHAMPION_CONFIG, SCORED_DAYS, check_results, read_delta
 
-SCORED = CHAMPION_DAYS[3:5]  # 04-04 (the alert-volume baseline) and 04-05
+SCORED = SCORED_DAYS  # 04-04 (the alert-volume baseline) and 04-05, scored in the shared lake
 DAY = SCORED[-1]
 SHIFTED_DAY = "2026-04-06"  # generated with every amount x6; its reference data is in the champion lake
 DRIFT_ASSETS = [drift.model_drift, drift.feature_psi_within_thresholds, drift.risk_band_shift_within_thresholds, drift.dlq_rate_within_thresholds, drift.dq_pass_rate_within_thresholds]
@@ -42,11 +41,8 @@ def checks(result, asset: str) -> dict[str, bool]:
 
 
 @pytest.fixture(scope="module")
-def lake(champion_lake, tmp_path_factory):
-    root = tmp_path_factory.mktemp("monitoring") / "lake"
-    shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
-    assert run(root, [risk_scores_gold, anomaly_alerts], first=SCORED[0], last=SCORED[-1]).success
-    return root
+def lake(scored_lake, tmp_path_factory):
+    return shutil.copytree(scored_lake, tmp_path_factory.mktemp("monitoring") / "lake")  # this module's own copy
 
 
 def test_psi_is_zero_for_equal_distributions_and_grows_with_the_shift():

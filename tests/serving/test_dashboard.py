@@ -20,17 +20,15 @@ from dagster import DagsterInstance, PathMetadataValue, materialize
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from compliance_assets.ml.alerts import anomaly_alerts
-from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.monitoring import drift
 from compliance_assets.reporting.reconciliation import reconcile_with_ledger
 from compliance_assets.serving import dashboard_panels as panels
 from compliance_assets.serving.dashboard import compliance_dashboard
 from tests.browser import HeadlessChromium, chromium, png_size  # noqa: F401 (chromium: a fixture)
 from tests.conftest import make_resources
-from tests.helpers import CHAMPION_DAYS, read_delta
+from tests.helpers import SCORED_DAYS as SCORED
+from tests.helpers import read_delta
 
-SCORED = CHAMPION_DAYS[3:5]
 DAY = SCORED[-1]
 PANEL_KEYS = ["risk-bands", "alerts-scenario", "alerts-channel", "alert-trend", "dq-pass-rates", "dlq-reasons", "stream-latency", "reconciliation", "drift", "model"]
 PLANTED_ALERTS, PLANTED_SCENARIO, PLANTED_CHANNEL = 9, "PLANTED_SCENARIO", "PLANTED_CHANNEL"
@@ -107,10 +105,8 @@ def plant(spark, lake) -> dict:
 
 
 @pytest.fixture(scope="module")
-def lake(champion_lake, spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dashboard") / "lake"
-    shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
-    assert run(root, [risk_scores_gold, anomaly_alerts], first=SCORED[0], last=SCORED[-1]).success
+def lake(scored_lake, spark, tmp_path_factory):
+    root = shutil.copytree(scored_lake, tmp_path_factory.mktemp("dashboard") / "lake")
     assert run(root, [reconcile_with_ledger], partition_key=DAY).success
     return root, plant(spark, root)
 
