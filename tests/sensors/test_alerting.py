@@ -9,10 +9,7 @@ receiver on loopback. No Spark."""
 import datetime as dt
 import json
 import logging
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dagster import (
@@ -55,6 +52,8 @@ from sensors.alerting import (
     deliver,
     read_new_alerts,
 )
+from tests.helpers import free_port
+from tests.http_receiver import Receiver as HttpReceiver
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning")  # partitioned asset checks are a preview feature
 
@@ -108,40 +107,9 @@ def run_job(instance, name: str, partition: str = DAY):
 
 # A real webhook receiver.
 
-class Receiver:
-    """An HTTP server on loopback that records every POST (path and JSON body) and answers 200."""
-
-    def __init__(self, port: int = 0):
-        bodies = self.posts = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                bodies.append((self.path, json.loads(self.rfile.read(length))))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = f"/hooks/{TOKEN}") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def Receiver(port: int = 0) -> HttpReceiver:
+    """A webhook receiver on loopback whose URL carries the secret token in its path, like Slack's and Teams'."""
+    return HttpReceiver(port, path=f"/hooks/{TOKEN}")
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ import decimal
 import json
 import logging
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
@@ -42,6 +40,7 @@ from sensors.case_handoff import (
     touched_partitions,
 )
 from tests.helpers import free_port
+from tests.http_receiver import Receiver as HttpReceiver
 
 TOKEN = "CASE-SECRET-987"
 DAY, DAY2 = "2026-04-03", "2026-04-04"
@@ -97,46 +96,19 @@ def write_alerts(lake_root, rows, rewrite_day: str | None = None):
 
 # A real case-management receiver.
 
-class Receiver:
-    """An HTTP server on loopback that records every POST (path, headers, JSON body) and answers with
-    `respond(alert_id, n)` -> status (n = how many times this alert id was posted), 200 + a case id by default."""
+def Receiver(port: int = 0, respond=None) -> HttpReceiver:
+    """A case-management endpoint on loopback (token in the query string) answering `respond(alert_id, n)` -> status
+    (n = how many times this alert id was posted), 200 with a case id by default; a 429 says Retry-After: 0."""
+    respond = respond or (lambda alert_id, n: 200)
 
-    def __init__(self, port: int = 0, respond=None):
-        requests_seen = self.requests = []
-        respond = respond or (lambda alert_id, n: 200)
+    def answer(request, seen):
+        key = request["headers"].get("Idempotency-Key")
+        status = respond(key, sum(1 for r in seen if r["headers"].get("Idempotency-Key") == key))
+        body = {"case_id": f"CASE-{key}"} if status < 300 else {"error": f"status {status}"}
+        headers = {"Content-Type": "application/json", **({"Retry-After": "0"} if status == 429 else {})}
+        return status, headers, json.dumps(body).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                requests_seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                key = self.headers.get("Idempotency-Key")
-                status = respond(key, sum(1 for r in requests_seen if r["headers"].get("Idempotency-Key") == key))
-                answer = json.dumps({"case_id": f"CASE-{key}"} if status < 300 else {"error": f"status {status}"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/cases?access_token={TOKEN}"
-
-    def keys(self) -> list[str]:
-        return [r["headers"].get("Idempotency-Key") for r in self.requests]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    return HttpReceiver(port, answer, path=f"/api/cases?access_token={TOKEN}")
 
 
 @pytest.fixture
