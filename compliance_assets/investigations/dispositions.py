@@ -12,6 +12,7 @@ this asset, and alerts depend on scores that depend on those features.
 """
 
 import datetime as dt
+import json
 from collections import Counter
 
 from dagster import AssetCheckResult, AssetExecutionContext, AssetSpec, BackfillPolicy, MaterializeResult, asset_check, multi_asset
@@ -68,7 +69,7 @@ def against_the_lake(decisions: list[Decision], alerts: dict[str, tuple[str, dt.
     ok, rejected = [], []
     for d in decisions:
         decided = d.decided_at.replace(tzinfo=None)
-        raw = f'{{"alert_id": "{d.alert_id}", "decision": "{d.decision}", "investigator": "{d.investigator}", "decided_at": "{d.decided_at.isoformat()}"}}'
+        raw = json.dumps({"alert_id": d.alert_id, "decision": d.decision, "investigator": d.investigator, "decided_at": d.decided_at.isoformat(), "note": d.note})
         if d.alert_id not in alerts:
             rejected.append(Rejected(d.source_file, d.source_row, raw, (UNKNOWN_ALERT,), f"no alert {d.alert_id} in {ALERTS}", d.alert_id))
             continue
