@@ -54,12 +54,23 @@ def test_psi_is_zero_for_equal_distributions_and_grows_with_the_shift():
     assert psi(base, {0: 500, 1: 300, 2: 150, 9: 50}) > psi(base, {0: 500, 1: 300, 2: 200})
 
 
+def registered_in(lake):
+    """The lake's model registry, made MLflow's process-wide tracking store too: registering a version from a
+    `models:/` source looks the logged model up through the global store, whatever the client's own URI
+    (mlflow's SqlAlchemyStore.create_model_version), and an earlier test may have pointed it at another lake."""
+    import mlflow
+
+    registry = make_resources(lake)["model_registry"]
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    return registry
+
+
 def champion_with_training_window(lake, window: str, spark) -> str:
     """Register the champion's artifacts again as a version whose recorded training data is `window` of
     ml_features_training at its current Delta version, and make it the champion."""
     from compliance_assets.ml.features_training import TABLE
 
-    registry = make_resources(lake)["model_registry"]
+    registry = registered_in(lake)
     champion = registry.version_by_alias(CHAMPION)
     version = DeltaTable.forPath(spark, str(lake / "tables" / TABLE)).history(1).collect()[0].version
     tags = {**champion.tags, "training_window": window, "training_delta_version": str(version)}
@@ -104,7 +115,7 @@ def test_an_unshifted_day_passes_and_the_same_day_with_shifted_amounts_fails_the
 
 def register_copy_of_champion(lake) -> str:
     """Register the champion's artifacts again as a new version and make it the challenger (same scores, new version)."""
-    registry = make_resources(lake)["model_registry"]
+    registry = registered_in(lake)
     champion = registry.version_by_alias(CHAMPION)
     copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags=dict(champion.tags))
     registry.set_alias(CHALLENGER, copy.version)

@@ -200,7 +200,7 @@ def test_asset_graph_screenshot(dagster_ui: DagsterUI, browser):
     # the ingest group's lineage: its partitioned assets as full nodes, the reference tables upstream
     url = f"{dagster_ui.url}/locations/compliance_assets/asset-groups/ingest"
     browser.open(url)
-    text = browser.wait_for_text(ASSET_KEYS, timeout=120)
+    browser.wait_for_text(INGEST_ASSETS[:1], timeout=120)
 
     # The asset graph opens zoomed to fit its width (at most 100%), so a tall graph runs off the bottom of
     # the window: zoom out with the graph's own zoom-out button, as a user would, until every node shows.
@@ -211,6 +211,8 @@ def test_asset_graph_screenshot(dagster_ui: DagsterUI, browser):
             break
         browser.click(*zoom_out)
         time.sleep(0.8)  # the zoom is animated
+    # the graph renders only the nodes inside its canvas: every node shows once the whole graph fits
+    text = browser.wait_for_text(ASSET_KEYS, timeout=60)
     png = browser.settled_screenshot()
     outside = browser.evaluate(NODES_OUTSIDE_VIEWPORT)
     html = browser.html()
