@@ -11,32 +11,28 @@ import datetime as dt
 
 from dagster import AllPartitionMapping, AssetCheckResult, AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.investigations.labels import SCHEMA as DISPOSITION_SCHEMA
 from compliance_assets.investigations.labels import TABLE as DISPOSITIONS
 from compliance_assets.investigations.labels import current_decisions
 from compliance_assets.metadata import delta_metadata, markdown_table
+from compliance_assets.ml.alerts import TABLE as ALERTS
+from compliance_assets.ml.alerts import scenario_of
 from partitions import daily_partitions
 from resources.lake import LakeResource
 
 TABLE = "alert_precision"
-ALERTS = "anomaly_alerts"
 WINDOW_DAYS = 30
 SCENARIO, RULE = "scenario", "rule"
-
-
-def scenario(reason: Column) -> Column:
-    """A reason code's scenario: its family before any ':' (WATCHLIST_MATCH:OFAC_SDN -> WATCHLIST_MATCH)."""
-    return F.split(reason, ":")[0]
 
 
 def precision_by(alerts: DataFrame, current: DataFrame) -> DataFrame:
     """dimension, value, alerts, confirmed, dismissed, escalated, undecided, precision: per scenario (an
     alert's primary reason) and per rule (every reason code of an alert; an alert counts once per rule)."""
     decided = alerts.join(current.select("alert_id", "decision"), "alert_id", "left")
-    per_scenario = decided.select(F.lit(SCENARIO).alias("dimension"), scenario(F.col("primary_reason")).alias("value"), "alert_id", "decision")
+    per_scenario = decided.select(F.lit(SCENARIO).alias("dimension"), scenario_of(F.col("primary_reason")).alias("value"), "alert_id", "decision")
     per_rule = decided.select(F.lit(RULE).alias("dimension"), F.explode("reasons").alias("value"), "alert_id", "decision")
     n = lambda d: F.sum(F.when(F.col("decision") == d, 1).otherwise(0)).cast("long")  # noqa: E731
     out = per_scenario.unionByName(per_rule).groupBy("dimension", "value").agg(

@@ -9,7 +9,7 @@ import os
 
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
@@ -22,6 +22,7 @@ from resources.lake import LakeResource
 TABLE = "anomaly_alerts"
 MAX_ALERT_SHARE = float(os.getenv("ALERT_BUDGET_SHARE", "0.02"))
 HIGH_RISK, WATCHLIST, LIMIT = "HIGH_RISK_SCORE", "WATCHLIST_MATCH", "LIMIT_BREACH_SINGLE_TRANSACTION"
+DETAIL_SEPARATOR = ":"  # a reason's detail follows its family: WATCHLIST_MATCH:OFAC_SDN
 
 
 RULE_COLUMNS = ("transaction_id", "event_time", "watchlist_hit", "watchlist_names", "exceeds_single_limit", "merchant_id", "amount_base")
@@ -31,7 +32,7 @@ def alert_rows(gold: DataFrame, rules: DataFrame) -> DataFrame:
     """The alerts for scored rows (`gold`) given their silver rule columns (`rules`, RULE_COLUMNS):
     one row per transaction with at least one reason. Used by the daily asset and the stream."""
     joined = gold.join(rules.select(*RULE_COLUMNS), ["transaction_id", "event_time"])
-    watchlist = F.transform(F.coalesce("watchlist_names", F.array().cast("array<string>")), lambda n: F.concat(F.lit(WATCHLIST + ":"), n))
+    watchlist = F.transform(F.coalesce("watchlist_names", F.array().cast("array<string>")), lambda n: F.concat(F.lit(WATCHLIST + DETAIL_SEPARATOR), n))
     reason_codes = F.concat(
         F.when(F.col("risk_band") == "HIGH", F.array(F.lit(HIGH_RISK))).otherwise(F.array().cast("array<string>")),
         F.when(F.col("watchlist_hit"), watchlist).otherwise(F.array().cast("array<string>")),
@@ -48,6 +49,12 @@ def alert_rows(gold: DataFrame, rules: DataFrame) -> DataFrame:
             F.col("scored_at").alias("raised_at"), F.col("pipeline_run_id"), "event_date", "ingest_date",
         )
     )
+
+
+def scenario_of(reason: Column) -> Column:
+    """A reason's scenario, its family without the detail (WATCHLIST_MATCH:OFAC_SDN -> WATCHLIST_MATCH): how
+    precision, the dashboard and BI group alerts."""
+    return F.substring_index(reason, DETAIL_SEPARATOR, 1)
 
 
 @asset(

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from compliance_assets.ingest.silver import DLQ, DQ, SILVER
 from compliance_assets.metadata import markdown_table
 from compliance_assets.ml.alerts import TABLE as ALERTS
+from compliance_assets.ml.alerts import scenario_of
 from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.monitoring.drift import FEATURE_PSI
 from compliance_assets.monitoring.drift import TABLE as DRIFT
@@ -44,7 +45,7 @@ def preview_name(day: str) -> str:
 
 def scenario_column(reason: str = "primary_reason"):
     """The alert's scenario: its primary reason's family, the text before any ':' (WATCHLIST_MATCH:OFAC_SDN -> WATCHLIST_MATCH)."""
-    return F.when(F.col(reason).isNull() | (F.trim(reason) == ""), F.lit(panels.NO_REASON)).otherwise(F.substring_index(reason, ":", 1))
+    return F.when(F.col(reason).isNull() | (F.trim(reason) == ""), F.lit(panels.NO_REASON)).otherwise(scenario_of(F.col(reason)))
 
 
 class DayTables:

@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from sqlalchemy import Table
 
 from compliance_assets.ingest.silver import DQ, SILVER
+from compliance_assets.ml.alerts import DETAIL_SEPARATOR
 from compliance_assets.ml.alerts import TABLE as ALERTS
 from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.reporting.reconciliation import REPORT
@@ -192,7 +193,7 @@ def alert_rows(reader: DeltaReader, day: str, notes: dict) -> Iterator[pa.Record
         raise ValueError(f"{SILVER} holds {joined.num_rows - day_alerts.num_rows} duplicate (transaction_id, event_time) rows for {day}'s alerts: not published")
     missing = joined.num_rows - pc.sum(pc.is_valid(joined.column("channel"))).as_py()
     notes["alerts_without_silver_row"] = missing
-    scenario = pc.list_element(pc.split_pattern(joined.column("primary_reason"), ":", max_splits=1), 0)
+    scenario = pc.list_element(pc.split_pattern(joined.column("primary_reason"), DETAIL_SEPARATOR, max_splits=1), 0)
     joined = joined.append_column("scenario", scenario)
     return iter(joined.to_batches(max_chunksize=BATCH_ROWS))
 
