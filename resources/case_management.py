@@ -16,7 +16,7 @@ import requests
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from resources.notifier import REDACTED, _redaction, redact, safe_target, secret_parts
+from resources.notifier import REDACTED, hide_in_http_logs, redact, safe_target, secret_parts
 
 URL_ENV = "CASE_MANAGEMENT_URL"
 TOKEN_ENV = "CASE_MANAGEMENT_TOKEN"
@@ -110,10 +110,10 @@ class CaseManagementResource(ConfigurableResource):
         url = self.url.strip()
         if not url:
             return PostResult(RETRYABLE, error="no case-management endpoint configured")
-        _redaction.secrets.update(secret_parts(url))  # urllib3's DEBUG lines name the request path
+        hide_in_http_logs(*secret_parts(url))  # urllib3's DEBUG lines name the request path
         headers = {"Idempotency-Key": idempotency_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
         if self.token.strip():
-            _redaction.secrets.add(self.token.strip())
+            hide_in_http_logs(self.token.strip())
             headers["Authorization"] = f"Bearer {self.token.strip()}"
         try:
             response = requests.post(url, json=case, headers=headers, timeout=self.timeout_seconds, allow_redirects=False)

@@ -93,6 +93,11 @@ for _name in _URLLIB3_LOGGERS:
     logging.getLogger(_name).addFilter(_redaction)
 
 
+def hide_in_http_logs(*secrets: str) -> None:
+    """Scrub these secrets (a URL's secret parts, a token) from urllib3's log records from now on."""
+    _redaction.secrets.update(s for s in secrets if s)
+
+
 class NotifierResource(ConfigurableResource):
     """Posts alert payloads to one incoming webhook (Slack or Teams), with the retry policy the alerting sensor
     applies to undelivered alerts."""
@@ -126,7 +131,7 @@ class NotifierResource(ConfigurableResource):
         url = self.webhook_url.strip()
         if not url:
             return False, None, "no webhook configured"
-        _redaction.secrets.update(secret_parts(url))
+        hide_in_http_logs(*secret_parts(url))
         try:
             response = requests.post(url, json=payload, timeout=self.timeout_seconds, allow_redirects=False)
         except Exception as exc:  # connection refused, DNS, timeout, TLS, invalid URL: all "not delivered"
