@@ -21,6 +21,7 @@ _DEFAULT_REASON = {
     "exclusiveMinimum": "BELOW_MINIMUM",
     "maximum": "ABOVE_MAXIMUM",
     "exclusiveMaximum": "ABOVE_MAXIMUM",
+    "multipleOf": "TOO_PRECISE",
     "enum": "NOT_ALLOWED_VALUE",
     "pattern": "PATTERN_MISMATCH",
     "format": "INVALID_FORMAT",
@@ -28,7 +29,7 @@ _DEFAULT_REASON = {
     "maxLength": "TOO_LONG",
     "items": "WRONG_ITEM_TYPE",
 }
-CONSTRAINT_KEYWORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "enum", "pattern", "format", "minLength", "maxLength", "items")
+CONSTRAINT_KEYWORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf", "enum", "pattern", "format", "minLength", "maxLength", "items")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def _describe(field: str, keyword: str, value: Any) -> str:
         "exclusiveMinimum": f"{field} > {value}",
         "maximum": f"{field} <= {value}",
         "exclusiveMaximum": f"{field} < {value}",
+        "multipleOf": f"{field} is a multiple of {value} (no more decimals than the contract keeps)",
         "pattern": f"{field} matches {value}",
         "format": f"{field} is a valid {value}",
         "minLength": f"{field} has at least {value} characters",

@@ -1,4 +1,5 @@
-"""PII masking key: the salt of the pseudonymous tokens that replace names and free text in silver."""
+"""PII masking: the salt of the pseudonymous tokens that replace names and free text in silver, and the
+masked excerpt that error messages show of input they could not parse."""
 
 from __future__ import annotations
 
@@ -24,3 +25,21 @@ def masking_from_env() -> PiiMaskingResource:
     """PII_HASH_SALT through dg.EnvVar (the stored run configuration names the variable, never the salt); the
     development salt when it is unset (the local profile only: the Azure profile requires it)."""
     return PiiMaskingResource(salt=EnvVar("PII_HASH_SALT") if os.getenv("PII_HASH_SALT") else LOCAL_DEV_SALT)
+
+
+EXCERPT_CHARS = 40
+
+
+def masked_excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
+    """A short, masked excerpt of input that could not be parsed, for error messages and check metadata.
+
+    Letters become x / X and digits 9, punctuation and spacing stay: the shape of a broken record is
+    visible (where the quote or separator went wrong) while a name, account or secret in it is not.
+    """
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    head = text[:limit]
+    masked = "".join("9" if c.isdigit() else ("X" if c.isupper() else "x") if c.isalpha() else c if c.isprintable() else "?" for c in head)
+    return masked + ("…" if len(text) > limit else "")

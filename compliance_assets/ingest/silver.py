@@ -154,7 +154,7 @@ def validate_transactions(
             n_dup = duplicates.count()
             phase("duplicate detection")
 
-            versions[DLQ] = lake.replace_where(dlq_frame(batch, context.run_id), DLQ, f"event_date = '{key}'")
+            versions[DLQ] = lake.replace_where(dlq_frame(batch, context.run_id, masking.salt), DLQ, f"event_date = '{key}'")
             phase("DLQ write")
             silver = silver_frame(batch, refs, duplicates, prior.select(*HISTORY_COLUMNS), masking.salt, context.run_id)
             versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date = '{key}'")

@@ -7,21 +7,40 @@
 `decide` and `submit` write into the file drop's dispositions/<day>/ folder (FILE_DROPS_ROOT or Azure Blob, as
 the platform is configured); the daily alert_dispositions asset records them, so the CLI never writes the lake
 itself. A decision that breaks the contract is refused here with the reason; `submit` reports bad rows (they
-will go to the DLQ) and refuses the file with --strict.
+will go to the DLQ) and refuses the file with --strict. `--day` must be a partition the daily run reads: a
+YYYY-MM-DD date from the first partition up to today (UTC); anything else is refused before anything is written.
 """
 
 import argparse
 import datetime as dt
+import re
 import sys
 import uuid
 from pathlib import Path
 
 from compliance_assets.investigations.decision_files import DECISIONS, Decision, check_file, check_record, decision_file
 from compliance_assets.investigations.dispositions import day_folder
+from partitions import PARTITIONS_START
 
 
 def _today() -> str:
     return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def receipt_day(value: str) -> str:
+    """--day: a YYYY-MM-DD date (exactly) between the first daily partition and today (UTC), so the decisions land
+    in a folder the daily run of that partition reads."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date in the form YYYY-MM-DD (e.g. 2026-12-04)")
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a calendar date ({err})") from None
+    if day.isoformat() > _today():
+        raise argparse.ArgumentTypeError(f"{value} is in the future (today is {_today()} UTC): decisions are filed under the day they are received")
+    if day.isoformat() < PARTITIONS_START:
+        raise argparse.ArgumentTypeError(f"{value} is before the first partition ({PARTITIONS_START})")
+    return day.isoformat()
 
 
 def _drops():
@@ -93,11 +112,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--investigator", required=True)
     d.add_argument("--decided-at", help="RFC 3339 with offset (default: now, UTC)")
     d.add_argument("--note")
-    d.add_argument("--day", default=_today(), help="the receipt day (partition) to file it under (default: today, UTC)")
+    d.add_argument("--day", type=receipt_day, default=_today(), help="the receipt day (partition) to file it under, YYYY-MM-DD, not in the future (default: today, UTC)")
     s = sub.add_parser("submit", help="drop a CSV/JSON file of decisions (alert_id, decision, investigator, decided_at, note)")
     s.add_argument("file")
     s.add_argument("--strict", action="store_true", help="refuse the whole file if any record breaks the contract")
-    s.add_argument("--day", default=_today())
+    s.add_argument("--day", type=receipt_day, default=_today(), help="the receipt day (partition), YYYY-MM-DD, not in the future (default: today, UTC)")
     h = sub.add_parser("history", help="every decision on an alert, oldest first")
     h.add_argument("alert_id")
     return p

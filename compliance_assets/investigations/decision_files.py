@@ -2,7 +2,10 @@
 (contracts/alert_dispositions.schema.json), before anything touches the lake.
 
 Pure Python (the files are small: a team's decisions of a day), so the drop-folder asset and the CLI share it.
-Every record ends as exactly one `Decision` or one `Rejected` with reason codes: nothing is dropped.
+Every record ends as exactly one `Decision` or one `Rejected` with reason codes: nothing is dropped. Hostile or
+broken input never raises: a record that cannot be checked is a rejected record, a file that cannot be parsed
+(not UTF-8, broken or too deeply nested JSON, a CSV field over the csv module's limit) is one rejected
+`UNREADABLE_FILE` record that shows only a short masked excerpt of the file.
 """
 
 import csv
@@ -16,6 +19,7 @@ from typing import Any, Optional
 from jsonschema import Draft202012Validator, FormatChecker
 
 from contracts import load_contract
+from resources.masking import masked_excerpt
 
 CONTRACT = "alert_dispositions"
 DECISIONS = ("CONFIRM", "DISMISS", "ESCALATE")
@@ -45,9 +49,16 @@ class Decision:
 
     @property
     def disposition_id(self) -> str:
-        """Content hash: the same decision submitted twice is one history row, a different one is a new row."""
-        key = "|".join([self.alert_id, self.decision, self.investigator, self.decided_at.isoformat(), self.note or ""])
-        return "DSP-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        """Content hash: the same decision submitted twice is one history row, a different one is a new row.
+        SHA-256 of the canonical JSON of the fields (unambiguous: no separator a note or a name could contain)."""
+        return "DSP-" + hashlib.sha256(canonical_json(self.key_fields()).encode("utf-8")).hexdigest()
+
+    def key_fields(self) -> dict[str, Any]:
+        """What identifies a decision: everything the investigator submitted."""
+        return {
+            "alert_id": self.alert_id, "decision": self.decision, "investigator": self.investigator,
+            "decided_at": self.decided_at.isoformat(), "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,11 @@ class Rejected:
     reason_codes: tuple[str, ...]
     detail: str
     alert_id: Optional[str] = None
+
+
+def canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no whitespace, Unicode as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _validator() -> Draft202012Validator:
@@ -102,8 +118,40 @@ def _raw(record: Any) -> str:
     return json.dumps(record, default=str, sort_keys=True)[:RAW_CHARS]
 
 
+def _shallow_raw(record: Any) -> str:
+    """The record with every value that is not plain text elided (for a record too deeply nested to show)."""
+    if not isinstance(record, dict):
+        return f"<{type(record).__name__}>"
+    return json.dumps({str(k): v if isinstance(v, str) else f"<{type(v).__name__}>" for k, v in record.items()}, sort_keys=True)[:RAW_CHARS]
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _to_utc(value: str) -> dt.datetime:
+    """An RFC 3339 timestamp (already format-checked) in UTC. Raises ValueError for a value Python's datetime
+    does not take (e.g. a leap second) and OverflowError where UTC leaves years 1..9999 (0001-01-01T00:00:00+01:00)."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00")).astimezone(dt.timezone.utc)
+
+
 def check_record(record: Any, source_file: str, source_row: int) -> Decision | Rejected:
-    """One submitted record against the contract."""
+    """One submitted record against the contract (never raises: a record that cannot be checked is rejected)."""
+    try:
+        return _check_record(record, source_file, source_row)
+    except RecursionError:
+        return Rejected(
+            source_file, source_row, _shallow_raw(record), (INVALID_TYPE,),
+            "the record holds values nested too deeply to check; a decision's fields are text",
+            record.get("alert_id") if isinstance(record, dict) and isinstance(record.get("alert_id"), str) else None,
+        )
+
+
+def _check_record(record: Any, source_file: str, source_row: int) -> Decision | Rejected:
     if not isinstance(record, dict):
         return Rejected(source_file, source_row, _raw(record), (INVALID_TYPE,), "a decision must be an object with alert_id, decision, investigator, decided_at")
     rec = _normalise(record)
@@ -113,36 +161,64 @@ def check_record(record: Any, source_file: str, source_row: int) -> Decision | R
         codes = tuple(dict.fromkeys(_reason(e) for e in errors))
         detail = "; ".join(f"{'/'.join(map(str, e.path)) or 'record'}: {e.message}" for e in errors)[:RAW_CHARS]
         return Rejected(source_file, source_row, _raw(record), codes, detail, alert_id)
-    decided_at = dt.datetime.fromisoformat(rec["decided_at"].replace("Z", "+00:00").replace("z", "+00:00")).astimezone(dt.timezone.utc)
+    not_text = [k for k, v in rec.items() if isinstance(v, str) and not _utf8(v)]
+    if not_text:
+        return Rejected(source_file, source_row, _raw(record), (INVALID_FIELD,), f"{', '.join(not_text)}: not valid Unicode text (an unpaired surrogate)", alert_id)
+    try:
+        decided_at = _to_utc(rec["decided_at"])
+    except (OverflowError, ValueError) as err:
+        why = "is out of range once converted to UTC" if isinstance(err, OverflowError) else "is not a valid date and time"
+        return Rejected(source_file, source_row, _raw(record), (INVALID_TIMESTAMP,), f"decided_at: {rec['decided_at']!r} {why}", alert_id)
     return Decision(rec["alert_id"], rec["decision"], rec["investigator"], decided_at, rec.get("note"), source_file, source_row)
 
 
-def read_records(name: str, data: bytes) -> list[Any] | Rejected:
-    """The records of a dropped file: a CSV with a header row, or JSON (one object, a list, or
-    {"dispositions": [...]}). A file that cannot be read at all is one Rejected."""
-    suffix = name[name.rfind("."):].lower() if "." in name else ""
-    if suffix not in SUPPORTED_SUFFIXES:
-        return Rejected(name, None, data[:RAW_CHARS].decode("utf-8", "replace"), (UNSUPPORTED_FILE_TYPE,), f"only {', '.join(SUPPORTED_SUFFIXES)} files are read")
+def unreadable_file(name: str, data: bytes | str, detail: str, code: str = UNREADABLE_FILE) -> Rejected:
+    """The one rejected record of a file that cannot be read: its raw text is a short masked excerpt only."""
+    return Rejected(name, None, masked_excerpt(data), (code,), detail)
+
+
+def _csv_records(text: str) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text))
+    rows = []
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        return Rejected(name, None, data[:RAW_CHARS].decode("utf-8", "replace"), (UNREADABLE_FILE,), f"not UTF-8 text (byte {err.start})")
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        rows = []
         for row in reader:
             extra = row.pop(None, None)  # cells beyond the header
             if extra:
                 row["_extra_cells"] = extra
             rows.append(row)
-        return rows
-    try:
-        doc = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError as err:
-        return Rejected(name, None, text[:RAW_CHARS], (UNREADABLE_FILE,), f"invalid JSON: {err}")
+    except csv.Error as err:  # the csv module's messages name the problem, never the cell's content
+        raise csv.Error(f"{err} (line {reader.line_num})") from err
+    return rows
+
+
+def _json_records(text: str) -> list[Any]:
+    doc = json.loads(text) if text.strip() else []
     if isinstance(doc, dict) and isinstance(doc.get("dispositions"), list):
         return doc["dispositions"]
     return doc if isinstance(doc, list) else [doc]
+
+
+def read_records(name: str, data: bytes) -> list[Any] | Rejected:
+    """The records of a dropped file: a CSV with a header row, or JSON (one object, a list, or
+    {"dispositions": [...]}). A file that cannot be read at all is one Rejected (never an exception), whose
+    raw text and detail quote no more than a short masked excerpt of the file."""
+    suffix = name[name.rfind("."):].lower() if "." in name else ""
+    if suffix not in SUPPORTED_SUFFIXES:
+        return unreadable_file(name, data, f"only {', '.join(SUPPORTED_SUFFIXES)} files are read", UNSUPPORTED_FILE_TYPE)
+    try:
+        text = data.decode("utf-8-sig")
+        return _csv_records(text) if suffix == ".csv" else _json_records(text)
+    except UnicodeDecodeError as err:
+        detail = f"not UTF-8 text ({err.reason} at byte {err.start})"
+    except RecursionError:
+        detail = "nested too deeply to read"
+    except csv.Error as err:
+        detail = f"not a readable CSV file: {str(err)[:200]}"
+    except json.JSONDecodeError as err:
+        detail = f"invalid JSON: {err.msg} at line {err.lineno} column {err.colno}, near {masked_excerpt(err.doc[max(0, err.pos - 20):])!r}"
+    except ValueError:  # e.g. a number of more digits than Python converts (its message is safe, but keep to ours)
+        detail = "invalid JSON: a value that cannot be read (e.g. an integer of more than 4300 digits)"
+    return unreadable_file(name, data, detail)
 
 
 def check_file(name: str, data: bytes) -> tuple[list[Decision], list[Rejected], int]:

@@ -5,7 +5,9 @@ exports, by hand, or by the `compliance-dispositions` CLI). Partition = the day 
 checked against contracts/alert_dispositions.schema.json, then against the lake: the alert must exist in
 anomaly_alerts, and the decision cannot predate the transaction or lie in the future. Valid decisions are
 inserted once (keyed by a content hash), never updated or deleted: a later decision on the same alert supersedes
-the earlier one while both stay in the table. Everything else goes to alert_dispositions_dlq with reason codes.
+the earlier one while both stay in the table. Everything else goes to alert_dispositions_dlq with reason codes:
+one bad record or one unreadable file never fails the day, and a day without decisions (no folder, or files with
+no records) is materialised with zero rows.
 
 Alerts are looked up as the table stands (no graph dependency on anomaly_alerts): training features depend on
 this asset, and alerts depend on scores that depend on those features.
@@ -22,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.investigations.decision_files import (
-    DECIDED_BEFORE_TRANSACTION, DECIDED_IN_FUTURE, UNKNOWN_ALERT, Decision, Rejected, check_file,
+    DECIDED_BEFORE_TRANSACTION, DECIDED_IN_FUTURE, UNKNOWN_ALERT, Decision, Rejected, check_file, unreadable_file,
 )
 from compliance_assets.investigations.labels import DLQ_TABLE, SCHEMA, TABLE, current_decisions
 from compliance_assets.metadata import delta_metadata, markdown_table
@@ -84,22 +86,44 @@ def against_the_lake(decisions: list[Decision], alerts: dict[str, tuple[str, dt.
 
 
 def read_day(file_drops: FileDropResource, day: str) -> tuple[list[str], list[Decision], list[Rejected], int]:
-    """(files, contract-valid decisions, rejected records, records read) of the day's drop folder."""
+    """(files, contract-valid decisions, rejected records, records read) of the day's drop folder (none: an
+    empty delivery). A file that cannot be opened counts as one record, rejected as UNREADABLE_FILE."""
     names = file_drops.list_names(day_folder(day))
     decisions, rejected, read = [], [], 0
     for name in names:
-        d, r, n = check_file(name, file_drops.read_bytes(name))
+        try:
+            data = file_drops.read_bytes(name)
+        except OSError as err:  # e.g. permissions: the file's own problem, not the day's
+            d, r, n = [], [unreadable_file(name, b"", f"could not be opened ({type(err).__name__})")], 1
+        else:
+            d, r, n = check_file(name, data)
         decisions += d
         rejected += r
         read += n
     return names, decisions, rejected, read
 
 
-def existing_ids(spark: SparkSession, lake: LakeResource, ids: list[str]) -> set[str]:
-    if not ids or not lake.table_exists(spark, TABLE):
+KEY_COLUMNS = ("alert_id", "decision", "investigator", "decided_at", "note")
+
+
+def existing_ids(spark: SparkSession, lake: LakeResource, decisions: list[Decision]) -> set[str]:
+    """The disposition_ids of `decisions` already in the history. Matched on the decision's content (the fields
+    its id hashes), so a decision recorded under an earlier id scheme is not recorded a second time."""
+    if not decisions or not lake.table_exists(spark, TABLE):
         return set()
-    wanted = spark.createDataFrame([(i,) for i in ids], "disposition_id string")
-    return {r.disposition_id for r in lake.read(spark, TABLE).select("disposition_id").join(wanted, "disposition_id").collect()}
+    unique = {d.disposition_id: d for d in decisions}
+    wanted = spark.createDataFrame(
+        [(i, d.alert_id, d.decision, d.investigator, d.decided_at, d.note) for i, d in unique.items()],
+        "disposition_id string, alert_id string, decision string, investigator string, decided_at timestamp, note string",
+    ).alias("w")
+    table = lake.read(spark, TABLE).select(*KEY_COLUMNS).alias("t")
+    same = [F.col(f"w.{c}").eqNullSafe(F.col(f"t.{c}")) for c in KEY_COLUMNS]
+    return {r.disposition_id for r in wanted.join(table, same, "left_semi").select("disposition_id").collect()}
+
+
+def _text(value):
+    """A string Spark can store (an unpaired surrogate in a submitted record becomes its escape)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
 
 
 @multi_asset(
@@ -117,7 +141,7 @@ def existing_ids(spark: SparkSession, lake: LakeResource, ids: list[str]) -> set
                 "supersedes the earlier one and both are kept. CONFIRM and DISMISS become training labels from their "
                 "decision time on. Partition = the day the decision files were received (drop folder dispositions/<day>/)."
             ),
-            metadata={"contract": "contracts/alert_dispositions.schema.json", "partition_column": "received_day", "key": "disposition_id (alert_id, decided_at)"},
+            metadata={"contract": "contracts/alert_dispositions.schema.json", "partition_column": "received_day", "key": "disposition_id (SHA-256 of the decision's canonical JSON)"},
         ),
         AssetSpec(
             DLQ_TABLE,
@@ -146,7 +170,7 @@ def record_alert_dispositions(context: AssetExecutionContext, spark: PySparkReso
         unique = {}
         for d, transaction_id, event_time in accepted:
             unique.setdefault(d.disposition_id, (d, transaction_id, event_time))
-        already = existing_ids(session, lake, list(unique))
+        already = existing_ids(session, lake, [d for d, _, _ in unique.values()])
         rows = [
             (did, d.alert_id, tid, et, d.decision, d.investigator, d.decided_at, d.note, d.source_file, d.source_row, day, now, context.run_id)
             for did, (d, tid, et) in unique.items()
@@ -154,7 +178,10 @@ def record_alert_dispositions(context: AssetExecutionContext, spark: PySparkReso
         ]
         if rows or not lake.table_exists(session, TABLE):
             version = lake.insert_new(session.createDataFrame(rows, SCHEMA), TABLE, "disposition_id", partition_by=("received_day",))
-        dlq_rows = [(r.source_file, r.source_row, r.alert_id, r.raw, list(r.reason_codes), r.detail, day, now, context.run_id) for r in rejected]
+        dlq_rows = [
+            (_text(r.source_file), r.source_row, _text(r.alert_id), _text(r.raw), list(r.reason_codes), _text(r.detail), day, now, context.run_id)
+            for r in rejected
+        ]
         dlq_version = lake.replace_where(session.createDataFrame(dlq_rows, DLQ_SCHEMA), DLQ_TABLE, f"received_day = '{key}'", partition_by=("received_day",))
         counts = {
             "files": len(files), "records_read": read, "recorded": len(rows), "already_recorded": len(accepted) - len(rows),
@@ -194,8 +221,7 @@ def dispositions_account_for_every_record(context, spark: PySparkResource, lake:
     meta, passed = {}, True
     for key in context.partition_keys:
         _, decisions, rejected, read = read_day(file_drops, key)
-        ids = list({d.disposition_id for d in decisions})
-        recorded = existing_ids(session, lake, ids)
+        recorded = existing_ids(session, lake, decisions)
         in_dlq = lake.read(session, DLQ_TABLE).where(F.col("received_day") == F.lit(key).cast("date")).count() if lake.table_exists(session, DLQ_TABLE) else 0
         valid_but_unrecorded = [d for d in decisions if d.disposition_id not in recorded]
         # a contract-valid record is either recorded or was rejected against the lake (and so is in the DLQ)

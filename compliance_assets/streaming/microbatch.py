@@ -204,7 +204,9 @@ class MicroBatchProcessor:
         started = time.perf_counter()
         spark = records.sparkSession
         report = BatchReport(batch_id=batch_id)
-        bronze = bronze_rows(records, self.source, F.col("delivery_date"), self.run_id, ingested_at=F.col("arrived_at"))
+        bronze = bronze_rows(
+            records, self.source, F.col("delivery_date"), self.run_id, ingested_at=F.col("arrived_at"), payload_bytes=F.col("payload_bytes"), file_records=F.col("file_records")
+        )
         bronze = bronze.select(*BRONZE_SCHEMA.fieldNames()).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             report.delivery_dates = sorted(str(r.event_date) for r in bronze.select("event_date").distinct().collect())
@@ -230,7 +232,7 @@ class MicroBatchProcessor:
             counts = {bool(r["_rejected"]): r["count"] for r in batch.rows.groupBy("_rejected").count().collect()}
             n_records, n_dlq = sum(counts.values()), counts.get(True, 0)
             t = report.mark("validate", t)
-            writes.submit("write_dlq", self._append, dlq_frame(batch, self.run_id), DLQ, day, batch_id)
+            writes.submit("write_dlq", self._append, dlq_frame(batch, self.run_id, self.salt), DLQ, day, batch_id)
             # earlier silver rows (earlier deliveries and micro-batches), without this batch's own
             # records in case a crash left them written before the batch was committed; only the
             # accounts and transactions of this batch, since the rest cannot change its features

@@ -13,12 +13,12 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from compliance_assets.transforms.ingestion import LANDING_SOURCE, split_lines
+from compliance_assets.transforms.ingestion import LANDING_SOURCE, decoded_payload, split_lines
 from resources.kafka import KafkaResource
 from resources.lake import LakeResource
 
 KAFKA_SOURCE = "kafka"
-RECORD_COLUMNS = ("source", "source_file", "source_line", "payload", "arrived_at", "delivery_date")
+RECORD_COLUMNS = ("source", "source_file", "source_line", "payload", "payload_bytes", "file_records", "arrived_at", "delivery_date")
 
 
 def kafka_records(spark: SparkSession, kafka: KafkaResource, delivery_date: str = "", max_offsets_per_trigger: int = 0) -> DataFrame:
@@ -27,11 +27,14 @@ def kafka_records(spark: SparkSession, kafka: KafkaResource, delivery_date: str 
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     day = F.lit(delivery_date).cast("date") if delivery_date else F.to_date("timestamp")
+    text, invalid_bytes = decoded_payload(F.col("value"))
     return reader.load().select(
         F.lit(KAFKA_SOURCE).alias("source"),
         F.concat_ws("/", F.col("topic"), F.col("partition").cast("string")).alias("source_file"),
         F.col("offset").alias("source_line"),
-        F.col("value").cast("string").alias("payload"),
+        text.alias("payload"),
+        invalid_bytes.alias("payload_bytes"),
+        F.lit(None).cast("long").alias("file_records"),  # a topic partition has no end to count to
         F.col("timestamp").alias("arrived_at"),
         day.alias("delivery_date"),
     )
@@ -54,4 +57,4 @@ def landing_records(spark: SparkSession, lake: LakeResource, max_files_per_trigg
         )
     )
     lines = split_lines(files, "arrived_at", "delivery_date")
-    return lines.select(F.lit(LANDING_SOURCE).alias("source"), "source_file", "source_line", F.col("line").alias("payload"), "arrived_at", "delivery_date")
+    return lines.select(F.lit(LANDING_SOURCE).alias("source"), "source_file", "source_line", F.col("line").alias("payload"), F.col("line_bytes").alias("payload_bytes"), F.col("file_lines").alias("file_records"), "arrived_at", "delivery_date")

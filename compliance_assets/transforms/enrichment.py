@@ -30,6 +30,21 @@ def mask_pii(value: Column, salt: str) -> Column:
     return F.when(value.isNotNull(), F.concat(F.lit("pii_"), F.substring(F.sha2(F.concat(F.lit(salt), value), 256), 1, 16)))
 
 
+MASKED = "pii_masked"
+
+
+def mask_payload_pii(payload: Column, contract_name: str, salt: str) -> Column:
+    """A raw JSON payload with the string value of every `x-pii` property replaced: by the same token as
+    in silver where the record's value was decoded (the column of that name), else by MASKED. A value
+    cut off by the end of a broken line is masked to the end."""
+    for field in pii_fields(load_contract(contract_name)):
+        token = F.coalesce(mask_pii(F.col(field), salt), F.lit(MASKED))
+        # possessive quantifiers: no backtracking (and no deep regex recursion) on long values
+        pattern = rf'("{field}"\s*:\s*)"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|$)'
+        payload = F.regexp_replace(payload, F.lit(pattern), F.concat(F.lit('$1"'), token, F.lit('"')))
+    return payload
+
+
 def mask_contract_pii(df: DataFrame, contract_name: str, salt: str) -> DataFrame:
     """Replace every `x-pii` property of the contract with its token."""
     for field in pii_fields(load_contract(contract_name)):

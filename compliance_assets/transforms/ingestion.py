@@ -1,7 +1,10 @@
 """Reading deliveries into bronze rows: raw payload plus where it came from, nothing parsed yet.
 
 Every line of a JSON-lines delivery becomes one bronze row, keyed by a stable, readable
-ingest id (source, file, line), so re-ingesting the same files gives identical rows.
+ingest id (source, file, line), so re-ingesting the same files gives identical rows. Files are split
+on their bytes: a line that is not valid UTF-8 keeps its original bytes (`payload_bytes`) beside a
+readable copy, and every row carries how many records its file holds by a count of its raw bytes,
+so the conservation check compares with what was delivered, not with what a parser kept.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.errors import AnalysisException
 
 LANDING_SOURCE = "landing"
 
@@ -21,6 +25,8 @@ BRONZE_SCHEMA = T.StructType(
         T.StructField("source_line", T.LongType(), False),
         T.StructField("payload", T.StringType(), True),
         T.StructField("source_payload", T.StringType(), True),
+        T.StructField("payload_bytes", T.BinaryType(), True),
+        T.StructField("source_file_records", T.LongType(), True),
         T.StructField("ingested_at", T.TimestampType(), False),
         T.StructField("dagster_run_id", T.StringType(), True),
     ]
@@ -44,15 +50,33 @@ def file_lines(spark: SparkSession, pattern: str, name_filter: str | None = None
 
 
 def split_lines(files: DataFrame, *keep: str) -> DataFrame:
-    """(source_file, source_line, line, *keep) from whole files (`value`, `path`): the batch and the
-    streaming file source number lines the same way."""
+    """(source_file, source_line, line, line_bytes, file_lines, *keep) from whole files (`value`,
+    `path`): the batch and the streaming file source number lines the same way.
+
+    The split runs on the file's bytes (read as ISO-8859-1, one character per byte, so nothing is
+    replaced); `line` is the line as UTF-8 text and `line_bytes` its original bytes where they are not
+    valid UTF-8. `file_lines` is the file's line count from its raw bytes (newlines, plus an
+    unterminated last line), independent of the split.
+    """
     # split on "\n" (a literal, so no regex runs over the text); a final newline ends the last line
     # rather than starting an empty one, and a "\r" before a newline belongs to the line break
-    lines = files.select(relative_file(F.col("path")).alias("source_file"), F.split(F.col("value"), "\n").alias("_lines"), *keep)
-    exploded = lines.select("source_file", F.size("_lines").alias("_n"), F.posexplode("_lines").alias("pos", "line"), *keep)
+    latin = F.decode(F.col("value").cast("binary"), "ISO-8859-1")
+    newlines = F.length(latin) - F.length(F.replace(latin, F.lit("\n"), F.lit("")))
+    line_count = newlines + F.when((F.length(latin) > 0) & ~latin.endswith("\n"), 1).otherwise(0)
+    lines = files.select(relative_file(F.col("path")).alias("source_file"), F.split(latin, "\n").alias("_lines"), line_count.cast("long").alias("file_lines"), *keep)
+    exploded = lines.select("source_file", "file_lines", F.size("_lines").alias("_n"), F.posexplode("_lines").alias("pos", "line"), *keep)
     exploded = exploded.where(~((F.col("pos") == F.col("_n") - 1) & (F.col("line") == "") & (F.col("_n") > 1)))
     line = F.when(F.col("line").endswith("\r"), F.expr("substring(line, 1, length(line) - 1)")).otherwise(F.col("line"))
-    return exploded.select("source_file", (F.col("pos") + 1).cast("long").alias("source_line"), line.alias("line"), *keep)
+    text, invalid_bytes = decoded_payload(F.encode(line, "ISO-8859-1"))
+    return exploded.select("source_file", (F.col("pos") + 1).cast("long").alias("source_line"), text.alias("line"), invalid_bytes.alias("line_bytes"), "file_lines", *keep)
+
+
+def decoded_payload(raw: Column) -> tuple[Column, Column]:
+    """(text, bytes) of a raw record: its UTF-8 text, and its original bytes only where they are not valid
+    UTF-8 (the text then shows U+FFFD for them, and validation rejects the record as INVALID_UTF8)."""
+    text = raw.cast("string")  # a byte copy: Spark does not check UTF-8 here
+    valid = F.is_valid_utf8(text)
+    return F.when(valid, text).otherwise(F.make_valid_utf8(text)), F.when(~valid, raw)
 
 
 def ingest_id(source: Column, source_file: Column, source_line: Column) -> Column:
@@ -61,10 +85,19 @@ def ingest_id(source: Column, source_file: Column, source_line: Column) -> Colum
 
 
 def bronze_rows(
-    lines: DataFrame, source: str, delivery_date: str | Column, run_id: str | None, source_payload: Column | None = None, ingested_at: Column | None = None
+    lines: DataFrame,
+    source: str,
+    delivery_date: str | Column,
+    run_id: str | None,
+    source_payload: Column | None = None,
+    ingested_at: Column | None = None,
+    payload_bytes: Column | None = None,
+    file_records: Column | None = None,
 ) -> DataFrame:
     """Shape raw lines (with a `payload` column) as bronze rows of one delivery (or, streamed, of
-    each record's arrival day: `delivery_date` and `ingested_at` as columns)."""
+    each record's arrival day: `delivery_date` and `ingested_at` as columns). `payload_bytes` holds
+    the original bytes of a payload that is not valid UTF-8; `file_records` how many records the
+    source file holds by its raw bytes (null where the source has no files, e.g. Kafka)."""
     day = delivery_date if isinstance(delivery_date, Column) else F.lit(delivery_date)
     return lines.select(
         ingest_id(F.lit(source), F.col("source_file"), F.col("source_line")).alias("ingest_id"),
@@ -74,6 +107,8 @@ def bronze_rows(
         "source_line",
         "payload",
         (source_payload if source_payload is not None else F.lit(None).cast("string")).alias("source_payload"),
+        (payload_bytes if payload_bytes is not None else F.lit(None).cast("binary")).alias("payload_bytes"),
+        (file_records if file_records is not None else F.lit(None).cast("long")).cast("long").alias("source_file_records"),
         (ingested_at if ingested_at is not None else F.current_timestamp()).alias("ingested_at"),
         F.lit(run_id).cast("string").alias("dagster_run_id"),
     )
@@ -81,5 +116,11 @@ def bronze_rows(
 
 def read_landing_delivery(spark: SparkSession, folder: str, delivery_date: str, run_id: str | None) -> DataFrame:
     """Bronze rows of a JSON-lines delivery folder: every line is a record (a blank line too, which
-    then fails validation as MALFORMED_JSON rather than vanishing)."""
-    return bronze_rows(file_lines(spark, folder, "*.jsonl*").withColumnRenamed("line", "payload"), LANDING_SOURCE, delivery_date, run_id)
+    then fails validation as MALFORMED_JSON rather than vanishing). A missing folder is an empty delivery."""
+    try:
+        lines = file_lines(spark, folder, "*.jsonl*").withColumnRenamed("line", "payload")
+    except AnalysisException as exc:
+        if exc.getCondition() != "PATH_NOT_FOUND":
+            raise
+        return spark.createDataFrame([], BRONZE_SCHEMA)
+    return bronze_rows(lines, LANDING_SOURCE, delivery_date, run_id, payload_bytes=F.col("line_bytes"), file_records=F.col("file_lines"))

@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from contracts.rules import Rule
-from compliance_assets.transforms.enrichment import BASE_CURRENCY, amount_in_base, join_references, limit_flags, mask_contract_pii, reference_checks
+from compliance_assets.transforms.enrichment import BASE_CURRENCY, amount_in_base, join_references, limit_flags, mask_contract_pii, mask_payload_pii, reference_checks
 from compliance_assets.transforms.ingestion import ingest_id
 from compliance_assets.transforms.features import FEATURE_COLUMNS, HISTORY_DAYS, behaviour_features, reference_features
 from compliance_assets.transforms.outcomes import RuleMasks, outcome_tallies
@@ -135,11 +135,18 @@ def rule_counts(batch_counts: list[tuple[Rule, str, int, int]], duplicates: int,
     return [*batch_counts, (DUPLICATE, DROP, valid_rows, duplicates)]
 
 
-def dlq_frame(batch: CheckedBatch, run_id: str | None) -> DataFrame:
-    """Every rejected record, with its raw payload and all its reason codes."""
+def dlq_frame(batch: CheckedBatch, run_id: str | None, pii_salt: str) -> DataFrame:
+    """Every rejected record, with its payload and all its reason codes.
+
+    The payload's names and free text (the contract's `x-pii` fields) are masked as in silver: the
+    record in clear stays only in bronze (access-restricted), which `ingest_id` points to; so does a
+    mapped source's original row, which the DLQ does not copy.
+    """
     return (
         batch.rows.where(F.col("_rejected"))
         .withColumn("event_date", F.col("ingest_date"))
+        .withColumn("payload", mask_payload_pii(F.col("payload"), "transactions", pii_salt))
+        .withColumn("source_payload", F.lit(None).cast("string"))
         .withColumn("primary_reason", F.col("reason_codes")[0])
         .withColumn("dagster_run_id", F.lit(run_id))
         .withColumn("rejected_at", F.current_timestamp())

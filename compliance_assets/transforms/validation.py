@@ -2,16 +2,20 @@
 
 Each payload is parsed into one VARIANT per contract property (and its string fields once more,
 as text); every rule the contract implies (contracts.rules) is evaluated against the exact JSON
-type and value, so a record fails here exactly when JSON Schema would reject it. Output: the
-typed contract columns, the reason codes, and the rule outcomes as bit masks for dq_results.
-Shared by the batch assets and the streaming job.
+type and value, so a record fails here exactly when JSON Schema would reject it. Before that, the
+payload itself must be valid UTF-8 and exactly one JSON value with unique keys (a leading BOM is
+skipped): Spark's parser would otherwise keep the first of two objects on a line, or the last of two
+equal keys, without a word. Output: the typed contract columns, the reason codes, and the rule
+outcomes as bit masks for dq_results. Shared by the batch assets and the streaming job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -19,16 +23,27 @@ from pyspark.sql import types as T
 from contracts import json_types, load_contract
 from contracts.rules import CRITICAL, Rule, contract_rules
 from contracts.spark import spark_type
+from compliance_assets.transforms import json_payload
 from compliance_assets.transforms.outcomes import RuleMasks
 
-MALFORMED_JSON = Rule("payload.json", None, "json", None, "MALFORMED_JSON", CRITICAL, "payload is parseable JSON")
+INVALID_UTF8 = Rule("payload.utf8", None, "encoding", None, "INVALID_UTF8", CRITICAL, "payload bytes are valid UTF-8")
+MALFORMED_JSON = Rule("payload.json", None, "json", None, json_payload.MALFORMED_JSON, CRITICAL, "payload is parseable JSON")
 NOT_AN_OBJECT = Rule("payload.object", None, "object", None, "NOT_A_JSON_OBJECT", CRITICAL, "payload is a JSON object")
+TRAILING_CONTENT = Rule("payload.single_value", None, "single_value", None, json_payload.TRAILING_CONTENT, CRITICAL, "nothing but whitespace follows the JSON object")
+DUPLICATE_KEY = Rule("payload.unique_keys", None, "unique_keys", None, json_payload.DUPLICATE_KEY, CRITICAL, "no key appears twice in an object")
 
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _INT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 _CORRUPT = "__payload_is_not_a_json_object__"  # where from_json puts what it cannot read as an object
 _TEXT_TYPES = (T.StringType, T.TimestampType, T.DateType)  # contract types that JSON carries as strings
+_JSON_SPACE = " \t\r\n"
+
+
+@F.pandas_udf(T.StringType())
+def _payload_problem(payloads: pd.Series) -> pd.Series:
+    """json_payload's strict reading, for the few payloads the cheap checks cannot clear (null elsewhere)."""
+    return payloads.map(json_payload.payload_problem)
 
 
 @dataclass(frozen=True)
@@ -79,12 +94,25 @@ def _constraint_fails(rule: Rule, field: str, prop: dict[str, Any]) -> Column:
         if val == "date":
             return ~text.rlike(_DATE) | typed.isNull()
         return F.lit(False)
+    if kw == "multipleOf":
+        # exact on the number's JSON text: its decimals (trailing zeros aside) minus its exponent
+        fraction = F.regexp_replace(F.regexp_extract(text, r"\.([0-9]+)", 1), "0+$", "")
+        exponent = F.coalesce(F.regexp_extract(text, r"[eE]([-+]?[0-9]+)$", 1).try_cast("int"), F.lit(0))
+        return (F.length(fraction) - exponent) > decimal_places(val)
     if kw == "items":
         item_types, _ = json_types(val)
         allowed = {"string": "STRING", "number": "DOUBLE", "integer": "BIGINT", "boolean": "BOOLEAN"}
         item = allowed.get(item_types[0], "STRING")
         return ~F.col(_type_column(field)).isin(f"ARRAY<{item}>", "ARRAY<VOID>")
     raise ValueError(f"Unsupported keyword {kw}")
+
+
+def decimal_places(multiple_of: float) -> int:
+    """k for a `multipleOf` of 10^-k (the only kind the contracts use: a number of decimals)."""
+    k = -Decimal(str(multiple_of)).normalize().as_tuple().exponent
+    if Decimal(str(multiple_of)) != Decimal(1).scaleb(-k):
+        raise ValueError(f"multipleOf {multiple_of} is not a power of ten")
+    return max(k, 0)
 
 
 def _type_column(field: str) -> str:
@@ -95,7 +123,7 @@ def _type_column(field: str) -> str:
 def _needs(prop: dict[str, Any]) -> tuple[bool, bool]:
     """Whether a property's rules need its value as text and as a double besides its contract type."""
     typ = spark_type(prop)
-    text = any(k in prop for k in ("pattern", "minLength", "maxLength", "enum", "format"))
+    text = any(k in prop for k in ("pattern", "minLength", "maxLength", "enum", "format", "multipleOf"))
     number = any(k in prop for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"))
     return text and not isinstance(typ, T.StringType), number and not isinstance(typ, T.DoubleType)
 
@@ -129,16 +157,24 @@ def with_parsed_fields(df: DataFrame, contract: dict[str, Any]) -> DataFrame:
     # and a Cast (or a JSON generator) per value, which costs more than parsing the text again
     text_fields = [f for f, prop in props.items() if isinstance(spark_type(prop), _TEXT_TYPES)]
     text_schema = T.StructType([T.StructField(f, T.StringType()) for f in text_fields])
+    payload = F.col("payload")
+    payload = F.when(payload.startswith(json_payload.BOM), F.expr("substring(payload, 2)")).otherwise(payload)  # as JSON readers do
     parsed = df.select(
-        "*", F.from_json(F.col("payload"), schema, options).alias("_j"),
-        F.from_json(F.col("payload"), text_schema, {"mode": "PERMISSIVE", "allowSingleQuotes": "false"}).alias("_s"),
+        "*", F.from_json(payload, schema, options).alias("_j"),
+        F.from_json(payload, text_schema, {"mode": "PERMISSIVE", "allowSingleQuotes": "false"}).alias("_s"),
+        # parse_json refuses repeated keys (from_json keeps the last); both stop after the first value
+        F.try_parse_json(payload).isNotNull().alias("_parses"),
+        _single_flat_object(payload).alias("_flat"),
+        payload.alias("_payload"),
     )
     is_object = F.col("_j").isNotNull() & F.col("_j").getField(_CORRUPT).isNull()
-    valid_json = F.when(is_object, F.lit(True)).otherwise(F.try_parse_json(F.col("payload")).isNotNull())
+    # what the cheap checks cannot clear (a nested or brace-holding object, or one parse_json refused)
+    # goes to the strict reader, which names the problem
+    problem = _payload_problem(F.when(is_object & ~(F.col("_flat") & F.col("_parses")), F.col("_payload")))
     typed_json = parsed.select(
-        "*", is_object.alias("_is_object"), valid_json.alias("_is_json"),
+        "*", is_object.alias("_is_object"), (is_object | F.col("_parses")).alias("_is_json"), problem.alias("_problem"),
         *[F.schema_of_variant(_raw(field)).alias(_type_column(field)) for field in props],
-    )
+    ).drop("_payload", "_parses", "_flat")
     decoded = []
     for field, prop in props.items():
         raw, vtype = _raw(field), F.col(_type_column(field))
@@ -150,26 +186,43 @@ def with_parsed_fields(df: DataFrame, contract: dict[str, Any]) -> DataFrame:
         string = F.col("_s").getField(field) if field in text_fields else F.try_variant_get(raw, "$", "string")
         # a JSON string's characters; a number's or boolean's JSON text (cheap for non-strings)
         value = F.when(vtype == "STRING", string).when(vtype != "VOID", F.to_json(raw))
-        decoded.append((value if isinstance(target, T.StringType) else value.try_cast(target)).alias(typed))
+        # a number's value; beyond the double range (1e309) its JSON text is "Infinity", the value infinite
+        as_double = F.coalesce(value.try_cast("double"), F.when(vtype == "DOUBLE", F.try_variant_get(raw, "$", "double")))
+        decoded.append((value if isinstance(target, T.StringType) else as_double if isinstance(target, T.DoubleType) else value.try_cast(target)).alias(typed))
         if text != typed:
             decoded.append(value.alias(text))
         if number != typed:
-            decoded.append(value.try_cast("double").alias(number))
+            decoded.append(as_double.alias(number))
     return typed_json.select("*", *decoded).drop("_s")
 
 
-def contract_rule_flags(contract: dict[str, Any]) -> tuple[list[RuleFlags], dict[str, Column]]:
-    """Rule flags for every contract rule, and the well-typed condition of every property, over
-    the columns of `with_parsed_fields`."""
+def _single_flat_object(payload: Column) -> Column:
+    """True where the payload is `{...}` with no other brace anywhere (so whatever object a parser
+    read ends at its last character: nothing can follow it); literal replaces, no regex."""
+    def count(char: str) -> Column:
+        return F.length(payload) - F.length(F.replace(payload, F.lit(char), F.lit("")))
+
+    trimmed = F.btrim(payload, F.lit(_JSON_SPACE))
+    return (count("{") == 1) & (count("}") == 1) & trimmed.startswith("{") & trimmed.endswith("}")
+
+
+def contract_rule_flags(contract: dict[str, Any], columns: tuple[str, ...] = ()) -> tuple[list[RuleFlags], dict[str, Column]]:
+    """Rule flags for the payload rules and every contract rule, and the well-typed condition of every
+    property, over the columns of `with_parsed_fields` (`columns`: those of the input)."""
     rules_by_field: dict[str, list[Rule]] = {}
     for rule in contract_rules(contract):
         rules_by_field.setdefault(rule.field, []).append(rule)
 
     parsed = F.col("_is_json")
     is_object = F.col("_is_object")
+    problem = F.col("_problem")
+    has_bytes = F.col("payload_bytes").isNotNull() if "payload_bytes" in columns else F.lit(False)
     flags = [
-        RuleFlags(MALFORMED_JSON, F.lit(True), ~parsed),
+        RuleFlags(INVALID_UTF8, F.lit(True), has_bytes),
+        RuleFlags(MALFORMED_JSON, F.lit(True), ~parsed | F.coalesce(problem == MALFORMED_JSON.reason_code, F.lit(False))),
         RuleFlags(NOT_AN_OBJECT, parsed, parsed & ~is_object),
+        RuleFlags(TRAILING_CONTENT, is_object, is_object & F.coalesce(problem == TRAILING_CONTENT.reason_code, F.lit(False))),
+        RuleFlags(DUPLICATE_KEY, is_object, is_object & F.coalesce(problem == DUPLICATE_KEY.reason_code, F.lit(False))),
     ]
     well_typed_by_field: dict[str, Column] = {}
     for field, prop in contract["properties"].items():
@@ -202,7 +255,7 @@ def validate_payloads(bronze: DataFrame, contract_name: str = "transactions") ->
     """
     contract = load_contract(contract_name)
     parsed = with_parsed_fields(bronze, contract)
-    flags, well_typed = contract_rule_flags(contract)
+    flags, well_typed = contract_rule_flags(contract, tuple(bronze.columns))
     masks = RuleMasks(tuple(f.rule for f in flags), "_contract_failed", "_contract_unchecked")
     typed_cols = [_decoded_columns(field, prop)[2] for field, prop in contract["properties"].items()]
     stage = parsed.select(

@@ -3,10 +3,8 @@ decisions as training labels respecting their decision time; alert precision; th
 
 import datetime as dt
 import json
-import shutil
 
 import pandas as pd
-import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from dagster import DagsterInstance, load_asset_checks_from_modules, materialize
@@ -36,11 +34,6 @@ def drop(lake, day: str, name: str, text: str) -> None:
     folder = lake / "drops" / "dispositions" / day
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(text)
-
-
-@pytest.fixture
-def lake(scored_lake, tmp_path):
-    return shutil.copytree(scored_lake, tmp_path / "lake")
 
 
 def test_decision_files_are_checked_against_the_contract_record_by_record():

@@ -2,10 +2,12 @@
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 from jsonschema import Draft202012Validator, FormatChecker
 
 from compliance_assets.synthetic import SynthConfig, generate_day
+from compliance_assets.transforms.json_payload import PayloadProblem, strict_loads
 from compliance_assets.transforms.validation import validate_payloads
 from contracts import load_contract
 
@@ -43,6 +45,25 @@ EDGE_CASES = [
     "null",
     "",
     '{"transaction_id": "T2", ',
+    # what a lenient parser would let through: content after the object, repeated keys, over-precise amounts
+    json.dumps(BASE) + "\r" + json.dumps({**BASE, "transaction_id": "T3"}),
+    json.dumps(BASE) + " trailing",
+    json.dumps(BASE) + "]",
+    json.dumps(BASE)[:-1] + ', "transaction_id": "T1"}',
+    json.dumps({**BASE, "extra": {"a": 1}})[:-1] + ', "extra": {"a": 1, "a": 2}}',
+    json.dumps({**BASE, "extra": {"a": 1}}),
+    json.dumps({**BASE, "description": "{curly} text"}),
+    json.dumps({**BASE, "amount": 0.004}),
+    json.dumps({**BASE, "amount": 0.005}),
+    json.dumps({**BASE, "amount": 12.50}),
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": 12.500'),
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": 1.000000000000000000000000000001'),
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": 1.25e1'),
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": 1.255e1'),
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": 1e309'),
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": NaN'),
+    "\ufeff" + json.dumps(BASE),
+    "[" * 3000 + "]" * 3000,
 ]
 
 
@@ -50,12 +71,15 @@ def test_spark_validation_matches_jsonschema_on_generated_and_edge_case_records(
     generate_day(SynthConfig(seed=9, events_per_day=1500, malformed_json=0.01, missing_required=0.01, wrong_type=0.01), tmp_path, dt.date(2026, 3, 2))
     lines = [line for path in sorted((tmp_path / "transactions").rglob("*.jsonl")) for line in path.read_text().splitlines()]
     lines += EDGE_CASES
-    validator = Draft202012Validator(load_contract("transactions"), format_checker=FormatChecker())
+    # the reference reads the payload strictly (one value, unique keys, numbers as written) and the
+    # contract with exact decimals, so multipleOf is decided without binary rounding
+    contract = json.loads(json.dumps(load_contract("transactions")), parse_float=Decimal)
+    validator = Draft202012Validator(contract, format_checker=FormatChecker())
 
     def reference_valid(line: str) -> bool:
         try:
-            return validator.is_valid(json.loads(line))
-        except json.JSONDecodeError:
+            return validator.is_valid(strict_loads(line))
+        except PayloadProblem:
             return False
 
     frame = spark.createDataFrame([(i, line) for i, line in enumerate(lines)], "i long, payload string")
@@ -81,3 +105,34 @@ def test_typed_values_equal_the_decoded_json(spark):
         for field in ("latitude", "longitude"):
             assert getattr(row, field) == (float(record[field]) if field in record else None), field
         assert row.event_time == dt.datetime(2026, 3, 2, 10, 0)
+
+
+REASON_CASES = {
+    json.dumps(BASE) + "\r" + json.dumps({**BASE, "transaction_id": "T3"}): ["TRAILING_CONTENT"],
+    json.dumps(BASE) + "]": ["TRAILING_CONTENT"],
+    json.dumps(BASE)[:-1] + ', "amount": 13}': ["DUPLICATE_KEY"],
+    json.dumps({**BASE, "extra": {"a": 1}})[:-1] + ', "extra": {"a": 1, "a": 2}}': ["DUPLICATE_KEY"],
+    json.dumps({**BASE, "amount": 0.004}): ["AMOUNT_TOO_PRECISE"],
+    json.dumps({**BASE, "amount": 0.005}): ["AMOUNT_TOO_PRECISE"],
+    json.dumps(BASE).replace('"amount": 12.5', '"amount": 1e309'): ["ABSURD_AMOUNT"],
+    json.dumps(BASE).replace('"latitude"', '"x"').replace('"amount": 12.5', '"amount": 12.5, "latitude": 1e400'): ["ABOVE_MAXIMUM:latitude"],
+    "\ufeff" + json.dumps(BASE): [],
+    "[" * 3000 + "]" * 3000: ["MALFORMED_JSON"],
+}
+
+
+def test_payload_problems_get_their_own_reason_codes(spark):
+    """Content after the object, repeated keys, over-precise and out-of-range numbers each get exactly their
+    reason; a leading byte-order mark is skipped."""
+    cases = list(REASON_CASES)
+    frame = spark.createDataFrame(list(enumerate(cases)), "i long, payload string")
+    checked, _ = validate_payloads(frame)
+    got = {cases[r.i]: list(r.reason_codes) for r in checked.select("i", "reason_codes").collect()}
+    assert got == REASON_CASES
+
+
+def test_invalid_utf8_bytes_are_rejected_with_their_reason(spark):
+    frame = spark.createDataFrame([(0, json.dumps(BASE), None), (1, json.dumps(BASE), bytearray(b'{"x":"\xff"}'))], "i long, payload string, payload_bytes binary")
+    checked, _ = validate_payloads(frame)
+    got = {r.i: list(r.reason_codes) for r in checked.select("i", "reason_codes").collect()}
+    assert got == {0: [], 1: ["INVALID_UTF8"]}
