@@ -12,6 +12,9 @@ from contracts.rules import contract_rules
 from contracts.spark import struct_type
 
 
+_TEXT_KEYWORDS = ("pattern", "minLength", "maxLength")
+
+
 def _checks(rule_keyword: str, value: Any) -> list[pa.Check]:
     if rule_keyword == "minimum":
         return [pa.Check.greater_than_or_equal_to(value)]
@@ -39,12 +42,15 @@ def pandera_schema(contract: dict[str, Any] | str, *, skip_checks_on: tuple[str,
     """
     if isinstance(contract, str):
         contract = load_contract(contract)
+    fields = struct_type(contract).fields
+    text_columns = {f.name for f in fields if isinstance(f.dataType, T.StringType)}
     checks: dict[str, list[pa.Check]] = {}
     for rule in contract_rules(contract):
-        if rule.field not in skip_checks_on:
+        # a pattern or length rule is on the JSON text: checked at validation, not on a typed timestamp column
+        if rule.field not in skip_checks_on and (rule.keyword not in _TEXT_KEYWORDS or rule.field in text_columns):
             checks.setdefault(rule.field, []).extend(_checks(rule.keyword, rule.value))
     columns = {}
-    for field in struct_type(contract).fields:
+    for field in fields:
         dtype = None if isinstance(field.dataType, (T.ArrayType, T.MapType)) else field.dataType
         columns[field.name] = pa.Column(dtype, checks=checks.get(field.name, []), nullable=field.nullable, description=field.metadata.get("comment"))
     return pa.DataFrameSchema(columns, strict=False, name=contract.get("title"))

@@ -4,6 +4,9 @@ for the deployment profile (resources/profiles.py)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from resources.azure import AdlsSettings, hadoop_azure_package
 from resources.case_management import CaseManagementResource, case_management_from_env
 from resources.file_drops import FileDropResource, LocalFileDrops, file_drops_from_env
@@ -31,12 +34,19 @@ def azure_spark_resource():
     return build_spark_resource((hadoop_azure_package(),), adls.spark_conf(), adls.secret_env())
 
 
+def _source_mappings_dir() -> str:
+    """SOURCE_MAPPINGS_DIR resolved (symbolic links too) where the code location starts; empty = the default
+    (the repository's examples/ folder, compliance_assets/transforms/source_mapping.py)."""
+    value = os.getenv("SOURCE_MAPPINGS_DIR", "").strip()
+    return str(Path(value).resolve()) if value else ""
+
+
 def build_resources() -> dict:
     """The resource set of the deployment profile (DEPLOYMENT_PROFILE, local by default): the same resource
     classes, values from environment variables; azure adds ADLS Gen2 to Spark and requires its settings."""
     return {
         "spark": azure_spark_resource() if current_profile() == AZURE else build_spark_resource(),
-        "lake": LakeResource(root=default_lake_root()),
+        "lake": LakeResource(root=default_lake_root(), source_mappings_dir=_source_mappings_dir()),
         "masking": masking_from_env(),
         "mlflow": mlflow_tracking_from_env(),
         "model_registry": registry_from_env(),

@@ -23,6 +23,13 @@ class LakeResource(ConfigurableResource):
 
     root: str = Field(description="Lake root: a local folder or an abfss:// URI.")
     landing_root: str = Field(default="", description="Where source files land; defaults to <root>/landing.")
+    source_mappings_dir: str = Field(
+        default="",
+        description=(
+            "The only folder source mappings (transactions_bronze's `source_mapping` config or run tag) are read from "
+            "(SOURCE_MAPPINGS_DIR); empty = the repository's examples/ folder. A mapping's data path must be inside the landing area."
+        ),
+    )
 
     @property
     def landing(self) -> str:
@@ -53,18 +60,16 @@ class LakeResource(ConfigurableResource):
             return self.read(spark, table)
         return spark.createDataFrame([], schema)
 
-    def replace_where(self, df: DataFrame, table: str, predicate: str, partition_by: tuple[str, ...] = ("event_date",)) -> int:
+    def replace_where(self, df: DataFrame, table: str, predicate: str, partition_by: tuple[str, ...] = ("event_date",), merge_schema: bool = False) -> int:
         """Atomically replace the rows matching `predicate` with `df` (idempotent partition write).
 
-        Returns the Delta table version this write created.
+        `merge_schema` lets the write add columns a newer release introduced to a table an older one
+        created (existing rows read them as null). Returns the Delta table version this write created.
         """
-        (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", predicate)
-            .partitionBy(*partition_by)
-            .save(self.table_path(table))
-        )
+        writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
+        writer.partitionBy(*partition_by).save(self.table_path(table))
         return self.version(df.sparkSession, table)
 
     def insert_new(self, df: DataFrame, table: str, key: str, partition_by: tuple[str, ...] = ("event_date",)) -> int:
@@ -82,8 +87,12 @@ class LakeResource(ConfigurableResource):
         return int(self._last_commit(spark, table)["version"])
 
     def rows_written(self, spark: SparkSession, table: str) -> int:
-        """Rows the table's latest commit wrote (from Delta's operation metrics, no scan)."""
-        return int(self._last_commit(spark, table)["operationMetrics"]["numOutputRows"])
+        """Rows the table's latest commit wrote (from Delta's operation metrics, no scan).
+
+        A write of no rows records no `numOutputRows` (only `numFiles` 0): that is 0. Delta makes no commit
+        at all for an empty replaceWhere that removes nothing, so after one this reports the commit before
+        it: a caller that may write an empty frame counts its rows itself."""
+        return int((self._last_commit(spark, table)["operationMetrics"] or {}).get("numOutputRows", 0))
 
     def _last_commit(self, spark: SparkSession, table: str):
         from delta.tables import DeltaTable

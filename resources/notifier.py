@@ -9,9 +9,10 @@ alerting sensor logs alerts instead of posting them.
 import datetime as dt
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import requests
 from dagster import ConfigurableResource, EnvVar
@@ -50,9 +51,14 @@ def safe_target(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}"
 
 
+MIN_SECRET_PIECE = 8  # a path segment or query value at least this long is a secret on its own
+
+
 def secret_parts(url: str) -> list[str]:
     """The pieces of a webhook URL that must never appear anywhere: the URL itself, its path (where Slack and
-    Teams put the token), query, fragment and credentials. Longest first, so replacements do not overlap."""
+    Teams put the token), query, fragment and credentials, the last path segment and the query values (the
+    token on its own), each also percent-encoded (urllib.parse.quote / quote_plus, as a URL ends up inside
+    another URL or a form body) and decoded. Longest first, so replacements do not overlap."""
     url = url.strip()
     if not url:
         return []
@@ -60,13 +66,30 @@ def secret_parts(url: str) -> list[str]:
     candidates = [url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.path, parts.query, parts.fragment]
     if parts.username or parts.password:
         candidates.append(parts.netloc.rsplit("@", 1)[0])
-    return sorted({c for c in candidates if c and c != "/"}, key=len, reverse=True)
+    pieces = [parts.path.rstrip("/").rsplit("/", 1)[-1], *(value for _, value in parse_qsl(parts.query, keep_blank_values=True))]
+    candidates += [p for p in pieces if len(p) >= MIN_SECRET_PIECE]
+    forms = set()
+    for c in candidates:
+        forms.update((c, quote(c), quote(c, safe=""), quote_plus(c), unquote(c)))
+    return sorted({c for c in forms if c and c != "/"}, key=len, reverse=True)
 
 
 def redact(text: str, url: str) -> str:
+    """`text` without any of the webhook's secret parts (percent-encodings matched in upper or lower case)."""
     for part in secret_parts(url):
-        text = text.replace(part, REDACTED)
+        text = re.sub(re.escape(part), REDACTED, text, flags=re.IGNORECASE) if "%" in part else text.replace(part, REDACTED)
     return text
+
+
+def redact_payload(value, url: str):
+    """A JSON-shaped payload with every string redacted (`redact`)."""
+    if isinstance(value, str):
+        return redact(value, url)
+    if isinstance(value, dict):
+        return {k: redact_payload(v, url) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_payload(v, url) for v in value]
+    return value
 
 
 class _RedactWebhookSecrets(logging.Filter):
@@ -132,6 +155,7 @@ class NotifierResource(ConfigurableResource):
         if not url:
             return False, None, "no webhook configured"
         hide_in_http_logs(*secret_parts(url))
+        payload = redact_payload(payload, url)  # an error message may quote the URL (or its encoded token)
         try:
             response = requests.post(url, json=payload, timeout=self.timeout_seconds, allow_redirects=False)
         except Exception as exc:  # connection refused, DNS, timeout, TLS, invalid URL: all "not delivered"

@@ -2,7 +2,9 @@
 
 Partition = the delivery day. Native deliveries are JSON-lines files under
 landing/transactions/event_date=<day>/; foreign historical files come in through a source mapping
-(config `source_mapping`). Re-materialising replaces exactly that day's rows of that source.
+(config `source_mapping`, or the run tag `source_mapping`). The mapping is read only from the mappings
+folder (SOURCE_MAPPINGS_DIR) and its data only from inside the landing area (see transforms/source_mapping.py).
+Re-materialising replaces exactly that day's rows of that source.
 """
 
 
@@ -13,7 +15,7 @@ from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_delivery
-from compliance_assets.transforms.source_mapping import load_mapping, read_mapped_delivery
+from compliance_assets.transforms.source_mapping import load_mapping, mappings_dir, read_mapped_delivery
 from compliance_assets.ops.audit import record_operation
 from partitions import daily_partitions
 from resources.lake import LakeResource
@@ -24,7 +26,12 @@ TABLE = "transactions_bronze"
 class BronzeConfig(Config):
     source_mapping: str = Field(
         default="",
-        description="Path of a YAML source mapping for foreign historical files; empty = the run tag source_mapping if set (UI backfills), else the native JSON-lines landing folder.",
+        description=(
+            "A YAML source mapping for foreign historical files, in the mappings folder (SOURCE_MAPPINGS_DIR, default the "
+            "repository's examples/; a relative path is relative to that folder, e.g. legacy_core_banking/mapping.yaml); its data "
+            "path is relative to the landing area. Empty = the run tag source_mapping if set (UI backfills), else the native "
+            "JSON-lines landing folder."
+        ),
     )
 
 
@@ -44,7 +51,7 @@ class BronzeConfig(Config):
 def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
     mapping_path = config.source_mapping or context.run.tags.get("source_mapping", "")
-    mapping = load_mapping(mapping_path) if mapping_path else None
+    mapping = load_mapping(mapping_path, landing=lake.landing, folder=mappings_dir(lake.source_mappings_dir)) if mapping_path else None
     source = mapping.name if mapping else LANDING_SOURCE
     total, version = 0, -1
     for key in context.partition_keys:
@@ -52,8 +59,10 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
             rows = read_mapped_delivery(session, mapping, key, context.run_id)
         else:
             rows = read_landing_delivery(session, lake.landing_path("transactions", f"event_date={key}"), key, context.run_id)
-        version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date = '{key}' AND source = '{source}'")
-        count = lake.rows_written(session, TABLE)
+        before = lake.version(session, TABLE) if lake.table_exists(session, TABLE) else -1
+        # merge_schema: a lake written before payload_bytes / source_file_records existed gains them
+        version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date = '{key}' AND source = '{source}'", merge_schema=True)
+        count = lake.rows_written(session, TABLE) if version != before else 0  # an empty day that replaced nothing makes no commit
         context.log.info(f"bronze {key} ({source}): {count} records")
         total += count
     record_operation(context, session, lake, TABLE)

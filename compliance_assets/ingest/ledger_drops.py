@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import markdown_table
-from compliance_assets.reference_data import load_reference_csv
+from compliance_assets.reference_data import read_contract_csv
 from contracts import contract_path, load_contract
 from contracts.rules import CRITICAL, contract_rules
 from partitions import daily_partitions
@@ -39,8 +39,9 @@ def drop_name(day: str) -> str:
 
 
 def check_header(data: bytes, where: str) -> list[str]:
-    """The file is UTF-8 and its header names the contract's columns in contract order (the CSV loader
-    maps columns by position). Returns the columns."""
+    """The file is UTF-8 and its header names the contract's columns in contract order (the loader
+    matches columns by name; the landed file keeps the ledger's layout for whoever reads it by
+    position). Returns the columns."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -145,13 +146,13 @@ def land_ledger_file(context: AssetExecutionContext, spark: SparkSession, lake: 
     try:
         staged = files.stage(data)
         try:
-            rows = load_reference_csv(spark, staged, CONTRACT)
-        except ValueError as err:  # values of the wrong type (the loader names the rows)
+            loaded = read_contract_csv(spark, staged, CONTRACT)
+        except ValueError as err:  # values of the wrong type (the loader gives line numbers, masked excerpts)
             raise Failure(f"{source} breaks the {CONTRACT} contract's types: {err}; nothing was landed", metadata={"source": source}) from err
         try:
-            n, violations, duplicates = contract_violations(rows)
+            n, violations, duplicates = contract_violations(loaded.rows)
         finally:
-            rows.unpersist()
+            loaded.unpersist()
         if violations or duplicates:
             problems = [f"{rule}: {k} rows" for rule, k in sorted(violations.items())] + ([f"{', '.join(load_contract(CONTRACT)['x-natural-key'])}: {duplicates} duplicates"] if duplicates else [])
             raise Failure(f"{source} breaks the {CONTRACT} contract ({contract_path(CONTRACT).name}): {'; '.join(problems)}; nothing was landed", metadata={"source": source})

@@ -1,8 +1,10 @@
 """transaction_outcomes: investigators' confirmed labels, as delivered each day.
 
-Partition = the delivery day of landing/outcomes/<day>.csv. A label is knowable only from its
-decision_time on, which is what point-in-time-correct training features rely on. Checks (contract
-and unique transaction_id per delivery) are the reference-data checks.
+Partition = the delivery day of landing/outcomes/<day>.csv (RFC 4180 CSV, columns matched by header
+name, read by the reference-data loader); a day without a file, or with a header-only one, is an empty
+partition. A label is knowable only from its decision_time on, which is what point-in-time-correct
+training features rely on. Checks (contract and unique transaction_id per delivery) are the
+reference-data checks, blocking: a failure stops the assets that read the outcomes in the same run.
 """
 
 

@@ -190,6 +190,7 @@ class MicroBatchProcessor:
             df.write.format("delta").mode("append")
             .option("txnAppId", f"{self.stream}:{table}:{day}")
             .option("txnVersion", batch_id)
+            .option("mergeSchema", str(table == BRONZE).lower())  # bronze of an older release gains its new columns
             .partitionBy(partition_by)
             .save(self.lake.table_path(table))
         )

@@ -76,10 +76,13 @@ def test_a_mapped_historical_backfill_runs_from_the_cli_as_one_partition_range_r
         generate_day(SynthConfig(seed=3, events_per_day=200), lake / "landing", day)
     shutil.rmtree(lake / "landing" / "transactions")
 
-    # the example mapping, with the legacy exports beside it (its path is relative to the mapping)
+    # the legacy exports where the example mapping's data path points (relative to the landing area), and the
+    # mapping in a mappings folder of its own (SOURCE_MAPPINGS_DIR: mappings are read from nowhere else)
     source = lake / "landing" / "legacy_core"
     (source / "exports").mkdir(parents=True)
-    shutil.copy(EXAMPLE / "mapping.yaml", source / "mapping.yaml")
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    shutil.copy(EXAMPLE / "mapping.yaml", mappings / "legacy_core.yaml")
     header = (EXAMPLE / "exports" / "txn_export_20260302.csv").read_text(encoding="utf-8").splitlines()[0].split(";")
     expected = {str(day): write_legacy_day(source / "exports", header, day) for day in DAYS}
 
@@ -88,9 +91,9 @@ def test_a_mapped_historical_backfill_runs_from_the_cli_as_one_partition_range_r
         **os.environ,
         "LAKE_ROOT": str(lake), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "DAGSTER_HOME": str(home),
         "SPARK_MASTER": "local[2]", "SPARK_SHUFFLE_PARTITIONS": "2", "SPARK_DRIVER_MEMORY": "2g", "SPARK_UI_ENABLED": "false",
-        "PII_HASH_SALT": "test-salt",
+        "PII_HASH_SALT": "test-salt", "SOURCE_MAPPINGS_DIR": str(mappings),
     }
-    config = {"ops": {"transactions_bronze": {"config": {"source_mapping": str(source / "mapping.yaml")}}}}
+    config = {"ops": {"transactions_bronze": {"config": {"source_mapping": "legacy_core.yaml"}}}}  # relative to SOURCE_MAPPINGS_DIR
     proc = subprocess.run(
         [str(REPO / ".venv" / "bin" / "dagster"), "asset", "materialize", "-m", "compliance_assets.definitions",
          "--select", ASSETS, "--partition-range", f"{first}...{last}", "--config-json", json.dumps(config)],

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import time
+from urllib.parse import quote, quote_plus
 
 import pytest
 from dagster import (
@@ -30,6 +31,7 @@ from dagster import (
     define_asset_job,
     instance_for_test,
 )
+import yaml
 from deltalake import DeltaTable
 
 from partitions import daily_partitions
@@ -37,6 +39,7 @@ from resources.lake import LakeResource
 from resources.notifier import Alert, NotifierResource, alert_payload, notifier_from_env, redact, safe_target
 from sensors.alerting import (
     DELIVERED,
+    mask_error,
     GAVE_UP,
     LOGGED_NO_WEBHOOK,
     NO_WEBHOOK_MESSAGE,
@@ -90,13 +93,34 @@ def ledger_extract() -> None:
     raise RuntimeError("ledger feed missing for the day")
 
 
+# what a broken input file holds: a failed run's error quotes it (a parser's snippet, the bad record)
+PLANTED_SECRET = "planted-s3cr3t-4d8c"
+PLANTED_RECORD = f"TX-77;Erika Mustermann;DE89370400440532013000;{PLANTED_SECRET}"
+
+
+@asset(partitions_def=daily_partitions)
+def legacy_import() -> None:
+    text = f"name: legacy\ncolumns: [{PLANTED_RECORD}\nsecret: {PLANTED_SECRET}\n"
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # the root cause (the YAML error) quotes the line it choked on
+        raise ValueError(f"could not read the export: {PLANTED_RECORD!r}") from exc
+
+
+@asset(partitions_def=daily_partitions)
+def record_import() -> None:
+    raise ValueError(f"could not parse line 7 of export.csv: {PLANTED_RECORD}\nwith token={PLANTED_SECRET} and 'Erika Mustermann, Hauptstrasse 1, Berlin'")
+
+
 defs = Definitions(
-    assets=[risk_scores_gold, transactions_silver, ledger_extract],
+    assets=[risk_scores_gold, transactions_silver, ledger_extract, legacy_import, record_import],
     asset_checks=[scores_in_unit_interval, silver_rows_conserved],
     jobs=[
         define_asset_job("nightly_scoring", selection=[risk_scores_gold, scores_in_unit_interval]),
         define_asset_job("nightly_silver", selection=[transactions_silver, silver_rows_conserved]),
         define_asset_job("ledger_reconciliation", selection=[ledger_extract]),
+        define_asset_job("legacy_import_job", selection=[legacy_import]),
+        define_asset_job("record_import_job", selection=[record_import]),
     ],
 )
 
@@ -189,6 +213,34 @@ def test_a_failed_run_is_posted_once_with_its_job(instance, tmp_path, receiver):
     )
     assert "ledger feed missing for the day" in alert["error"]
     assert "`ledger_reconciliation`" in body["text"] and "Run FAILED" in body["text"]
+
+
+@pytest.mark.parametrize("job, root_class", [("legacy_import_job", "ParserError"), ("record_import_job", "ValueError")])
+def test_a_failed_run_quoting_its_input_reaches_the_webhook_masked(instance, tmp_path, receiver, job, root_class):
+    """The run's error quotes a record and a secret (as a parser's error does): the webhook gets the exception class
+    and the shape of the content, never the content."""
+    result = run_job(instance, job)
+    assert not result.success
+    step_error = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error
+    assert PLANTED_SECRET in step_error.to_string() or PLANTED_SECRET in (step_error.cause.to_string() if step_error.cause else ""), "the run's own error does hold it"
+    tick(instance, tmp_path, NotifierResource(webhook_url=receiver.url()), AlertCursor(since=time.time() - 60).to_json())
+    [(_, body)] = receiver.posts
+    error = body["compliance_alert"]["error"]
+    assert error.startswith(f"step {job.removesuffix('_job')}: ") and root_class in error
+    assert "[masked: " in error
+    everything = json.dumps(body) + notifications(tmp_path).to_csv()
+    for piece in [PLANTED_RECORD, PLANTED_SECRET, "Erika", "Mustermann", "DE89370400440532013000", "Hauptstrasse"]:
+        assert piece not in everything, piece
+
+
+def test_mask_error_keeps_plain_messages_and_masks_content():
+    assert mask_error("ledger feed missing for the day") == "ledger feed missing for the day"
+    assert mask_error("Source mapping x.yaml is not valid YAML (line 3, column 1)") == "Source mapping x.yaml is not valid YAML (line 3, column 1)"
+    masked = mask_error(f"bad line: {PLANTED_RECORD}")
+    assert masked.startswith("bad line: [masked: XX-99;Xxxxx") and PLANTED_SECRET not in masked
+    assert "hunter2" not in mask_error("password=hunter2 and https://u:hunter2@h.example/p?sig=hunter2")
+    assert "erika@example.com" not in mask_error("mail erika@example.com") and "4111" not in mask_error("card 4111 1111 1111 1111")
+    assert "Max Power lives in Springfield" not in mask_error("value 'Max Power lives in Springfield' is wrong")
 
 
 def test_failures_before_the_sensor_started_are_sent_when_recent(instance, tmp_path, receiver):
@@ -407,6 +459,19 @@ def test_secrets_are_redacted_and_only_scheme_and_host_shown():
     assert safe_target(url) == "https://hooks.example.com:8443"
     text = redact(f"failed {url} then /services/{TOKEN} and user:pw", url)
     assert TOKEN not in text and "pw" not in text
+    # percent-encoded (a URL inside another URL or a form body), in upper or lower case, and the token on its own
+    for form in (quote(url, safe=""), quote_plus(url), quote(f"/services/{TOKEN}", safe=""), quote(url, safe="").lower(), TOKEN):
+        assert TOKEN not in redact(f"x {form} y", url) and form not in redact(f"x {form} y", url), form
+    assert redact("nothing secret here", url) == "nothing secret here"
+
+
+def test_the_posted_payload_is_redacted(receiver):
+    url = receiver.url()
+    notifier = NotifierResource(webhook_url=url)
+    alert = Alert("run:r", "run_failure", "r", "j", 1_775_000_000.0, summary=f"failed posting to {quote(url, safe='')} ({TOKEN})")
+    assert notifier.post(alert_payload(alert))[0]
+    [(_, body)] = receiver.posts
+    assert TOKEN not in json.dumps(body) and "%2Fhooks%2F" not in json.dumps(body)
 
 
 def test_the_table_spec():

@@ -64,6 +64,8 @@ EDGE_CASES = [
     json.dumps(BASE).replace('"amount": 12.5', '"amount": NaN'),
     "\ufeff" + json.dumps(BASE),
     "[" * 3000 + "]" * 3000,
+    json.dumps({**BASE, "event_time": "2026-03-02T10:00:00.123456Z"}),
+    json.dumps({**BASE, "event_time": "2026-03-02T10:00:00.1234567Z"}),
 ]
 
 
@@ -118,6 +120,8 @@ REASON_CASES = {
     json.dumps(BASE).replace('"latitude"', '"x"').replace('"amount": 12.5', '"amount": 12.5, "latitude": 1e400'): ["ABOVE_MAXIMUM:latitude"],
     "\ufeff" + json.dumps(BASE): [],
     "[" * 3000 + "]" * 3000: ["MALFORMED_JSON"],
+    json.dumps({**BASE, "event_time": "2026-03-02T10:00:00.123456789Z"}): ["EVENT_TIME_TOO_PRECISE"],
+    json.dumps({**BASE, "event_time": "2026-03-02"}): ["INVALID_FORMAT:event_time"],
 }
 
 
