@@ -18,7 +18,6 @@ delivery attempt, the cursor's JSON); the sensor reads the event log, posts and 
 
 import datetime as dt
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from dagster import (
 )
 
 from resources.lake import LakeResource
-from resources.masking import masked_excerpt
+from resources.masking import mask_error
 from resources.notifier import CHECK_KIND, RUN_KIND, WEBHOOK_ENV, Alert, NotifierResource, alert_payload, alert_text, retry_delay
 
 TABLE = "alert_notifications"
@@ -139,60 +138,6 @@ def alert_from_check(record, run_tags: Mapping[str, str] | None = None) -> Optio
         severity=evaluation.severity.value,
         summary=_clip(summary) if summary else None,
     )
-
-
-# What of an error may leave the platform. A run's error can quote its input: a parser's snippet of the line it
-# choked on (YAML, CSV, JSON), a record, a secret from a configuration file. The webhook (and the
-# alert_notifications table) get the exception class and the message with secrets redacted and record-like or
-# quoted content replaced by a short masked excerpt (resources.masking.masked_excerpt: letters x/X, digits 9).
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|client[_-]?secret|token|access[_-]?token|api[_-]?key|access[_-]?key|account[_-]?key|"
-    r"sas|sig|signature|credentials?|authorization)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
-)
-_AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
-_URL_QUERY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s?#'\"]*)\?[^\s'\"]+")
-_LONG_TOKEN = re.compile(r"(?<![\w./-])[A-Za-z0-9+_=-]{40,}(?![\w./-])")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
-_QUOTED = re.compile(r"'([^'\n]{24,})'|\"([^\"\n]{24,})\"")
-_CARET_LINE = re.compile(r"^\s*\^+\s*$")
-_RECORD_SEPARATORS = (("[;|\t]", 2), (",", 4), (":", 4))  # separators directly followed by a value, and how many make a record
-
-
-def _record_like(line: str) -> bool:
-    return any(len(re.findall(f"{sep}(?=\\S)", line)) >= n for sep, n in _RECORD_SEPARATORS) or bool(re.search(r"\{\s*\"[^\"]+\"\s*:", line))
-
-
-def mask_error(message: str) -> str:
-    """An error message fit for a chat channel: credentials, tokens, e-mail addresses, IBANs and card numbers
-    redacted; a parser's snippet line (the one above a `^` marker), record-like lines (values joined by `;`, `|`,
-    tabs, or many `,` / `:`, JSON objects) and long quoted values replaced by masked excerpts."""
-    lines = message.splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if _CARET_LINE.match(line):
-            continue  # the marker under a snippet: it only points into the (masked) line above
-        if i + 1 < len(lines) and _CARET_LINE.match(lines[i + 1]):
-            if line.strip():
-                out.append(f"[masked: {masked_excerpt(line.strip())}]")
-            continue
-        if _record_like(line):
-            # mask the record-like parts of `prefix: record`, else the whole line
-            parts = line.split(": ")
-            masked = [f"[masked: {masked_excerpt(part.strip())}]" if _record_like(part) else part for part in parts]
-            line = ": ".join(masked) if any(_record_like(part) for part in parts) else f"[masked: {masked_excerpt(line.strip())}]"
-        line = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", line)
-        line = _AUTH_HEADER.sub(lambda m: f"{m.group(1)} <redacted>", line)
-        line = _URL_USERINFO.sub(lambda m: f"{m.group(1)}<redacted>@", line)
-        line = _URL_QUERY.sub(lambda m: f"{m.group(1)}?<redacted>", line)
-        line = _QUOTED.sub(lambda m: repr(masked_excerpt(m.group(1) or m.group(2))), line)
-        for pattern in (_EMAIL, _IBAN, _CARD):
-            line = pattern.sub(lambda m: masked_excerpt(m.group(0)), line)
-        line = _LONG_TOKEN.sub("<redacted>", line)
-        out.append(line)
-    return "\n".join(out)
 
 
 def _root_cause(error) -> str:

@@ -36,10 +36,10 @@ from deltalake import DeltaTable
 
 from partitions import daily_partitions
 from resources.lake import LakeResource
+from resources.masking import mask_error
 from resources.notifier import Alert, NotifierResource, alert_payload, notifier_from_env, redact, safe_target
 from sensors.alerting import (
     DELIVERED,
-    mask_error,
     GAVE_UP,
     LOGGED_NO_WEBHOOK,
     NO_WEBHOOK_MESSAGE,
