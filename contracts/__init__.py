@@ -7,6 +7,7 @@ Spark schemas (`contracts.spark`), validation rules (`contracts.rules`) and pand
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,13 @@ def json_types(prop: dict[str, Any]) -> tuple[list[str], bool]:
 def pii_fields(contract: dict[str, Any]) -> list[str]:
     """Properties marked `x-pii: true`: masked before they leave bronze."""
     return [name for name, prop in contract["properties"].items() if prop.get("x-pii")]
+
+
+def json_validator(name: str):
+    """A JSON Schema (2020-12, formats checked) validator of a contract whose numbers are Decimal, so
+    `multipleOf` (0.01 for amounts) is decided exactly; give it instances parsed with parse_float=Decimal
+    (compliance_assets.transforms.json_payload.strict_loads does), not binary floats."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    schema = json.loads(contract_path(name).read_text(), parse_float=Decimal)
+    return Draft202012Validator(schema, format_checker=FormatChecker())

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import json
 import math
+from decimal import Decimal
 from collections import Counter
 from pathlib import Path
 
@@ -14,12 +15,12 @@ from jsonschema import Draft202012Validator
 
 from compliance_assets.synthetic import DEFECT_KINDS, SCENARIOS, SynthConfig, generate_day, generate_days
 from compliance_assets.synthetic.cli import main as cli_main
-from contracts import REFERENCE_TABLES, load_contract
+from contracts import REFERENCE_TABLES, json_validator, load_contract
 
 DAY = dt.date(2026, 3, 2)
 CONFIG = SynthConfig(seed=7, events_per_day=3_000, rows_per_file=1_000, anomaly_rate=0.03)
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
-TX_VALIDATOR = Draft202012Validator(load_contract("transactions"), format_checker=FORMAT_CHECKER)
+TX_VALIDATOR = json_validator("transactions")  # exact decimals: validate records parsed with parse_float=Decimal
 
 
 def haversine_km(lat1, lon1, lat2, lon2) -> float:
@@ -141,7 +142,7 @@ def test_defects_only_on_normal_transactions(day):
 
 def test_clean_lines_validate(day):
     for rec, t in day.clean:
-        errors = list(TX_VALIDATOR.iter_errors(rec))
+        errors = list(TX_VALIDATOR.iter_errors(json.loads(json.dumps(rec), parse_float=Decimal)))
         assert not errors, (t, [e.message for e in errors])
         assert rec["event_time"].endswith("Z")
         assert rec["event_time"][:10] == t["event_date"]
@@ -157,7 +158,7 @@ def test_defective_lines_fail_as_expected(day):
             with pytest.raises(json.JSONDecodeError):
                 json.loads(line)
             continue
-        errors = list(TX_VALIDATOR.iter_errors(json.loads(line)))
+        errors = list(TX_VALIDATOR.iter_errors(json.loads(line, parse_float=Decimal)))
         assert len(errors) == 1, (t, [e.message for e in errors])
         e = errors[0]
         if kind == "missing_required":
