@@ -36,7 +36,7 @@ def azure_spark_resource():
 
 def _source_mappings_dir() -> str:
     """SOURCE_MAPPINGS_DIR resolved (symbolic links too) where the code location starts; empty = the default
-    (the repository's examples/ folder, compliance_assets/transforms/source_mapping.py)."""
+    (the repository's examples/ folder, compliance_assets/transforms/mapping_files.py)."""
     value = os.getenv("SOURCE_MAPPINGS_DIR", "").strip()
     return str(Path(value).resolve()) if value else ""
 

@@ -3,7 +3,7 @@
 Partition = the delivery day. Native deliveries are JSON-lines files under
 landing/transactions/event_date=<day>/; foreign historical files come in through a source mapping
 (config `source_mapping`, or the run tag `source_mapping`). The mapping is read only from the mappings
-folder (SOURCE_MAPPINGS_DIR) and its data only from inside the landing area (see transforms/source_mapping.py).
+folder (SOURCE_MAPPINGS_DIR) and its data only from inside the landing area (see transforms/mapping_files.py).
 Re-materialising replaces exactly that day's rows of that source.
 """
 
@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_delivery
-from compliance_assets.transforms.source_mapping import load_mapping, mappings_dir, read_mapped_delivery
+from compliance_assets.transforms.mapping_files import load_mapping, mappings_dir
+from compliance_assets.transforms.source_mapping import read_mapped_delivery
 from compliance_assets.ops.audit import record_operation
 from partitions import daily_partitions
 from resources.lake import LakeResource

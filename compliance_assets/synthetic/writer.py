@@ -170,7 +170,9 @@ def generate_day(config: SynthConfig, landing_root: Path, day: dt.date) -> DaySu
             src[is_late] = len(stream_df) + np.arange(len(late_df))
             base = pd.concat([stream_df, late_df], ignore_index=True).iloc[src].reset_index(drop=True)
 
-            clean = base[OUTPUT_COLUMNS].to_json(orient="records", lines=True).rstrip("\n").split("\n") if base_n else []
+            # six decimals: amounts (two) and coordinates (five) as generated; pandas' default of ten writes a rounded
+            # amount such as 883695.93 as 883695.9300000001, which the contract rejects as AMOUNT_TOO_PRECISE
+            clean = base[OUTPUT_COLUMNS].to_json(orient="records", lines=True, double_precision=6).rstrip("\n").split("\n") if base_n else []
             eligible = (base["_role"].to_numpy() == NORMAL) & (base["_day_off"].to_numpy() == 0)
             final, base_index, defect = inject(clean, eligible, a, rng_for(config, day, STREAM_DEFECTS, c))
             defect = np.where((defect == "") & is_late[base_index], "late_arrival", defect)

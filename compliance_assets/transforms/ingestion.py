@@ -53,22 +53,32 @@ def split_lines(files: DataFrame, *keep: str) -> DataFrame:
     """(source_file, source_line, line, line_bytes, file_lines, *keep) from whole files (`value`,
     `path`): the batch and the streaming file source number lines the same way.
 
-    The split runs on the file's bytes (read as ISO-8859-1, one character per byte, so nothing is
-    replaced); `line` is the line as UTF-8 text and `line_bytes` its original bytes where they are not
-    valid UTF-8. `file_lines` is the file's line count from its raw bytes (newlines, plus an
-    unterminated last line), independent of the split.
+    A file that is valid UTF-8 (the rule) is split as text; any other is split on its bytes (read as
+    ISO-8859-1, one character per byte, so nothing is replaced), and each of its lines that is not valid
+    UTF-8 keeps its original bytes in `line_bytes` beside its text. `file_lines` is the file's line count
+    from its raw bytes (newlines, plus an unterminated last line), independent of the split.
     """
     # split on "\n" (a literal, so no regex runs over the text); a final newline ends the last line
     # rather than starting an empty one, and a "\r" before a newline belongs to the line break
-    latin = F.decode(F.col("value").cast("binary"), "ISO-8859-1")
-    newlines = F.length(latin) - F.length(F.replace(latin, F.lit("\n"), F.lit("")))
-    line_count = newlines + F.when((F.length(latin) > 0) & ~latin.endswith("\n"), 1).otherwise(0)
-    lines = files.select(relative_file(F.col("path")).alias("source_file"), F.split(latin, "\n").alias("_lines"), line_count.cast("long").alias("file_lines"), *keep)
-    exploded = lines.select("source_file", "file_lines", F.size("_lines").alias("_n"), F.posexplode("_lines").alias("pos", "line"), *keep)
+    utf8 = F.is_valid_utf8(F.col("value"))  # the raw bytes: the text reader does not check them
+    content = F.when(utf8, F.col("value")).otherwise(F.decode(F.col("value").cast("binary"), "ISO-8859-1"))
+    newlines = F.length(content) - F.length(F.replace(content, F.lit("\n"), F.lit("")))
+    line_count = newlines + F.when((F.length(content) > 0) & ~content.endswith("\n"), 1).otherwise(0)
+    lines = files.select(
+        relative_file(F.col("path")).alias("source_file"), utf8.alias("_utf8"), F.split(content, "\n").alias("_lines"), line_count.cast("long").alias("file_lines"), *keep
+    )
+    exploded = lines.select("source_file", "file_lines", "_utf8", F.size("_lines").alias("_n"), F.posexplode("_lines").alias("pos", "line"), *keep)
     exploded = exploded.where(~((F.col("pos") == F.col("_n") - 1) & (F.col("line") == "") & (F.col("_n") > 1)))
     line = F.when(F.col("line").endswith("\r"), F.expr("substring(line, 1, length(line) - 1)")).otherwise(F.col("line"))
     text, invalid_bytes = decoded_payload(F.encode(line, "ISO-8859-1"))
-    return exploded.select("source_file", (F.col("pos") + 1).cast("long").alias("source_line"), text.alias("line"), invalid_bytes.alias("line_bytes"), "file_lines", *keep)
+    return exploded.select(
+        "source_file",
+        (F.col("pos") + 1).cast("long").alias("source_line"),
+        F.when(F.col("_utf8"), line).otherwise(text).alias("line"),
+        F.when(~F.col("_utf8"), invalid_bytes).alias("line_bytes"),
+        "file_lines",
+        *keep,
+    )
 
 
 def decoded_payload(raw: Column) -> tuple[Column, Column]:

@@ -95,10 +95,15 @@ def _constraint_fails(rule: Rule, field: str, prop: dict[str, Any]) -> Column:
             return ~text.rlike(_DATE) | typed.isNull()
         return F.lit(False)
     if kw == "multipleOf":
-        # exact on the number's JSON text: its decimals (trailing zeros aside) minus its exponent
+        # an integer, or a decimal written with at most k decimals, passes on its JSON type alone; else exact on
+        # the number's JSON text: its decimals (trailing zeros aside) minus its exponent
+        k, vtype = decimal_places(val), F.col(_type_column(field))
+        few_decimals = vtype.isin(*_INT_TYPES)
+        for scale in range(k + 1):
+            few_decimals = few_decimals | (vtype.startswith("DECIMAL") & vtype.endswith(f",{scale})"))
         fraction = F.regexp_replace(F.regexp_extract(text, r"\.([0-9]+)", 1), "0+$", "")
         exponent = F.coalesce(F.regexp_extract(text, r"[eE]([-+]?[0-9]+)$", 1).try_cast("int"), F.lit(0))
-        return (F.length(fraction) - exponent) > decimal_places(val)
+        return F.when(few_decimals, F.lit(False)).otherwise((F.length(fraction) - exponent) > k)
     if kw == "items":
         item_types, _ = json_types(val)
         allowed = {"string": "STRING", "number": "DOUBLE", "integer": "BIGINT", "boolean": "BOOLEAN"}

@@ -15,14 +15,8 @@ from dagster import DagsterInstance, RunConfig, materialize
 
 from compliance_assets.ingest.bronze import BronzeConfig, transactions_bronze
 from compliance_assets.synthetic import SynthConfig, generate_day
-from compliance_assets.transforms.source_mapping import (
-    DEFAULT_MAPPINGS_DIR,
-    SOURCE_MAPPINGS_ENV,
-    SourceMappingError,
-    data_pattern,
-    load_mapping,
-    read_mapped_delivery,
-)
+from compliance_assets.transforms.mapping_files import DEFAULT_MAPPINGS_DIR, SOURCE_MAPPINGS_ENV, SourceMappingError, data_pattern, load_mapping
+from compliance_assets.transforms.source_mapping import read_mapped_delivery
 from resources.lake import LakeResource
 from tests.conftest import make_resources
 from tests.helpers import INGEST_ASSETS, read_delta
