@@ -13,6 +13,7 @@ YYYY-MM-DD date from the first partition up to today (UTC); anything else is ref
 
 import argparse
 import datetime as dt
+import os
 import re
 import sys
 import uuid
@@ -130,5 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     return decide(args, drops) if args.command == "decide" else submit(args, drops)
 
 
+def console() -> None:
+    """The `compliance-dispositions` command. After `history` the process ends without the interpreter's
+    teardown: delta-rs's pyarrow scan can leave native I/O threads that abort a normal exit now and then
+    ("terminate called without an active exception", delta-io/delta-rs#2184), after the output is printed."""
+    code = main()
+    if sys.argv[1:2] == ["history"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
