@@ -92,9 +92,9 @@ def check_batch(bronze: DataFrame, refs: ReferenceFrames, delivery_date: str, la
     contract_cols = [c for c in validated.columns if c not in delivered.columns and not c.startswith("_") and c != "reason_codes"]
     rows = df.select(
         "ingest_id", "ingest_date", "source", "source_file", "source_line",
-        # the raw record is kept for the DLQ only; valid records are re-derivable from bronze
+        # the raw record is kept for the DLQ only (masked there); valid records are re-derivable from bronze,
+        # and so is a mapped source's original row, which the DLQ does not copy
         F.when(F.col("_rejected"), F.col("payload")).alias("payload"),
-        F.when(F.col("_rejected"), F.col("source_payload")).alias("source_payload"),
         *contract_cols, "event_date", "fx_rate_to_base", "fx_rate_date",
         F.when(F.col("_rejected"), F.concat("reason_codes", rejecting.reason_codes())).otherwise(F.array().cast("array<string>")).alias("reason_codes"),
         flagging.reason_codes().alias("dq_warnings"),
@@ -146,7 +146,7 @@ def dlq_frame(batch: CheckedBatch, run_id: str | None, pii_salt: str) -> DataFra
         batch.rows.where(F.col("_rejected"))
         .withColumn("event_date", F.col("ingest_date"))
         .withColumn("payload", mask_payload_pii(F.col("payload"), "transactions", pii_salt))
-        .withColumn("source_payload", F.lit(None).cast("string"))
+        .withColumn("source_payload", F.lit(None).cast("string"))  # in bronze only (ingest_id)
         .withColumn("primary_reason", F.col("reason_codes")[0])
         .withColumn("dagster_run_id", F.lit(run_id))
         .withColumn("rejected_at", F.current_timestamp())
