@@ -1,19 +1,31 @@
 """Reference-data assets: KYC profiles, account limits, watchlists, FX rates, merchant profiles.
 
-Each is loaded from the day's CSV file (or the latest earlier one within LOOKBACK_DAYS when no new
-file was delivered) into a Delta table partitioned by event_date, typed by its contract; Delta time
-travel keeps every earlier version. With no file in the window the day is an empty partition (a
-warning in the log and the metadata). Files are RFC 4180 CSV (a quote inside a quoted field is
-doubled, as Python's csv module and pandas write it) with a header naming the contract's columns in
-any order. Checks, both blocking (a failure stops the assets that read the table in the same run):
-the partition matches its contract (pandera) and natural keys are unique.
+A snapshot is a delivered file, landing/reference/<table>/<YYYY-MM-DD>.csv, loaded into the Delta
+partition of its day (event_date) and typed by its contract; Delta time travel keeps every earlier
+version. Files need not come every day: each delivery day is served by the newest snapshot on or
+before it (`serving_snapshots`; a monthly KYC extract serves its month), which is what silver looks up.
+Materialising a range loads every file dated in it with one Spark read per table and one Delta commit;
+when the range's first day has no file of its own, the newest earlier file is loaded into that day's
+partition as well, so every day of the range finds its snapshot inside the range. A day without a file
+keeps no rows (Delta has no empty partitions): Dagster records it materialised, its checks pass on no
+rows, and the log (a warning) and the metadata name such days, days that no snapshot serves at all and
+days served by one older than LOOKBACK_DAYS. A header-only file loads no rows either, so the days it
+would serve are served by the snapshot before it. Re-materialising a range replaces exactly its days.
+
+Files are RFC 4180 CSV (a quote inside a quoted field is doubled, as Python's csv module and pandas
+write it) with a header naming the contract's columns in any order. Checks, both blocking (a failure
+stops the assets that read the table in the same run): the snapshots match their contract (pandera)
+and natural keys are unique within each.
 """
 
 
+import bisect
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass
+from functools import reduce
 
 from dagster import (
     AssetCheckResult,
@@ -39,7 +51,9 @@ from resources.lake import LakeResource
 from resources.masking import masked_excerpt
 
 GROUP = "reference_data"
-LOOKBACK_DAYS = 31
+LOOKBACK_DAYS = 31  # a day served by an older snapshot is reported (a warning), not refused
+DATED_FILE = re.compile(r"(\d{4}-\d{2}-\d{2})\.csv")
+PARTITION_DIR = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})")
 # RFC 4180: fields with a comma, quote or line break are quoted and a quote inside one is doubled
 # (Spark's CSV reader escapes with a backslash unless told otherwise)
 CSV_OPTIONS = {"quote": '"', "escape": '"', "dateFormat": "yyyy-MM-dd"}
@@ -74,42 +88,97 @@ class ContractRows:
         self.cached.unpersist()
 
 
-def reference_file_for(spark, lake: LakeResource, table: str, day: dt.date) -> str | None:
-    """The day's file, else the most recent earlier one within LOOKBACK_DAYS; None without either."""
-    for back in range(LOOKBACK_DAYS + 1):
-        candidate = lake.landing_path("reference", table, f"{(day - dt.timedelta(days=back)).isoformat()}.csv")
-        if lake.path_exists(spark, candidate):
-            return candidate
-    return None
+def _hadoop(spark, path: str):
+    """(Hadoop Path, its FileSystem): local folders and abfss:// alike, without a Spark job."""
+    hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path, hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
+
+
+def dated_files(spark, folder: str) -> dict[str, str]:
+    """{day: path} of the <YYYY-MM-DD>.csv files in a landing folder (one listing; empty without the folder)."""
+    hadoop_path, fs = _hadoop(spark, folder)
+    if not fs.exists(hadoop_path):
+        return {}
+    found = {}
+    for status in fs.listStatus(hadoop_path):
+        match = DATED_FILE.fullmatch(status.getPath().getName())
+        if status.isFile() and match and _is_date(match.group(1)):
+            found[match.group(1)] = f"{folder}/{match.group(0)}"
+    return found
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def serving_snapshots(snapshot_days, days) -> dict[str, str | None]:
+    """{day: the newest snapshot day on or before it, None when there is none} (days as YYYY-MM-DD)."""
+    ordered = sorted(snapshot_days)
+    return {day: (ordered[i - 1] if (i := bisect.bisect_right(ordered, day)) else None) for day in days}
+
+
+def snapshot_days(spark, lake: LakeResource, table: str) -> list[str]:
+    """The days that hold a snapshot of `table` in the lake, from the Delta log's file list (no table scan)."""
+    if not lake.table_exists(spark, table):
+        return []
+    return sorted({m.group(1) for f in lake.read(spark, table).inputFiles() if (m := PARTITION_DIR.search(f))})
+
+
+def day_ranges(days) -> str:
+    """Days as runs of consecutive days: '2026-05-02..2026-05-05, 2026-05-09' ('none' without any)."""
+    runs: list[list[dt.date]] = []
+    for day in sorted(dt.date.fromisoformat(d) for d in days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs) or "none"
 
 
 def csv_header(spark, path: str, table: str) -> list[str]:
-    """The column names on the file's first line (RFC 4180 quoting; a UTF-8 byte order mark dropped)."""
-    first = spark.read.text(path).first()
+    """The column names on the file's first line (RFC 4180 quoting; a UTF-8 byte order mark dropped), read
+    through the file system (a compressed file through its codec), not with a Spark job."""
+    hadoop_path, fs = _hadoop(spark, path)
+    jvm = spark._jvm
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(spark._jsc.hadoopConfiguration()).getCodec(hadoop_path)
+    stream = fs.open(hadoop_path)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(codec.createInputStream(stream) if codec else stream, "UTF-8"))
+    try:
+        first = reader.readLine()
+    finally:
+        reader.close()
     if first is None:
         raise ContractCsvError(f"{path} is empty: no header line naming the {table} contract's columns")
-    return [name.strip() for name in next(csv.reader([first.value.lstrip("\ufeff")]), [""])]
+    return [name.strip() for name in next(csv.reader([first.lstrip("\ufeff")]), [""])]
 
 
 def check_header(header: list[str], path: str, table: str) -> None:
-    """Every contract column once, nothing else, in any order; the error names columns, never values."""
-    expected = list(load_contract(table)["properties"])
+    """Every required contract column once, optional ones at most once, nothing else, in any order (an
+    optional column left out reads as null: its x-when-absent); the error names columns, never values."""
+    contract = load_contract(table)
+    expected, required = list(contract["properties"]), contract.get("required", [])
     where = f"{path}: the header does not match the {table} contract ({contract_path(table).name})"
     if not set(header) & set(expected):
         # no contract column at all: most likely a data row where the header should be, so no names
         raise ContractCsvError(f"{where}: its first line names none of the columns {expected} (a missing header? masked: {masked_excerpt(','.join(header))!r})")
-    missing = [c for c in expected if c not in header]
+    missing = [c for c in required if c not in header]
     unknown = [c[:64] for c in header if c not in expected]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if missing or unknown or repeated:
         problems = [f"{what} {cols}" for what, cols in (("missing columns", missing), ("unknown columns", unknown), ("repeated columns", repeated)) if cols]
-        raise ContractCsvError(f"{where}: {'; '.join(problems)}; the file needs exactly the columns {expected}, in any order")
+        optional = [c for c in expected if c not in required]
+        raise ContractCsvError(f"{where}: {'; '.join(problems)}; the file needs the columns {required} and may have {optional}, each once, in any order")
 
 
 def read_contract_csv(spark, path: str, table: str, multi_line: bool | None = None) -> ContractRows:
     """Read an RFC 4180 CSV file of a contract (`table`): columns matched by the header's names and typed
-    by the contract; a row that does not fit (a value of the wrong type, too few or too many fields)
-    fails the read with a ContractCsvError giving counts, line numbers and masked excerpts.
+    by the contract (an optional column the header leaves out is null); a row that does not fit (a value of
+    the wrong type, too few or too many fields) fails the read with a ContractCsvError giving counts, line
+    numbers and masked excerpts.
 
     `multi_line` (quoted fields with line breaks; the file is then read in one task) defaults to the
     reference tables, small files with names in them; the ledger and outcomes files are large and split.
@@ -129,7 +198,9 @@ def read_contract_csv(spark, path: str, table: str, multi_line: bool | None = No
         examples = raw.where(F.col(CORRUPT).isNotNull()).limit(EXAMPLES).collect()
         raw.unpersist()
         raise ContractCsvError(malformed_rows_message(spark, path, table, header, contract, total, bad, examples))
-    return ContractRows(raw.select(*contract.fieldNames()), int(total), raw)
+    # an optional column the file leaves out is null in every row
+    columns = [F.col(f.name) if f.name in header else F.lit(None).cast(f.dataType).alias(f.name) for f in contract.fields]
+    return ContractRows(raw.select(*columns), int(total), raw)
 
 
 def load_reference_csv(spark, path: str, table: str) -> DataFrame:
@@ -172,19 +243,46 @@ def line_numbers(spark, path: str, records: list[str]) -> dict[str, int]:
     return found
 
 
-def write_contract_csv_day(spark, lake: LakeResource, table: str, key: str, path: str, delivered: bool = True) -> tuple[int, int]:
-    """Replace day `key` of `table` with the rows of the contract CSV at `path` (none when not
-    `delivered`: an empty partition), stamped with the day and the file name; returns (Delta version, rows)."""
-    loaded = read_contract_csv(spark, path, table) if delivered else None
-    df = loaded.rows if loaded else spark.createDataFrame([], struct_type(table))
-    df = df.withColumn("event_date", F.lit(key).cast("date")).withColumn("source_file", F.lit(path.rsplit("/", 1)[-1]))
+def load_contract_files(spark, lake: LakeResource, table: str, files: dict[str, str], first: str, last: str) -> tuple[int, dict[str, int]]:
+    """Replace days first..last of `table` with the rows of the contract CSV files `files` ({day: path}, days
+    in the range), each stamped with its day (event_date) and file name: one Spark read of all of them (files
+    grouped by header, each header checked), one count, one replaceWhere. A file with a row that does not fit
+    the contract fails the load before anything is written, with read_contract_csv's error (lines, masked
+    excerpts). Returns (Delta version, {day: rows}); days without a file keep no rows."""
+    contract = struct_type(table)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for _, path in sorted(files.items()):
+        header = csv_header(spark, path, table)
+        check_header(header, path, table)
+        groups.setdefault(tuple(header), []).append(path)
+    day_of = {path.rsplit("/", 1)[-1]: day for day, path in files.items()}
+    parts = []
+    for header, paths in groups.items():
+        # the header's order, so Spark's positional read puts each column under its own name (as read_contract_csv)
+        read_schema = T.StructType([T.StructField(name, contract[name].dataType) for name in header]).add(CORRUPT, T.StringType())
+        raw = spark.read.csv(
+            paths, schema=read_schema, header=True, enforceSchema=True, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT,
+            multiLine=table in REFERENCE_TABLES, **CSV_OPTIONS,
+        )
+        columns = [F.col(f.name) if f.name in header else F.lit(None).cast(f.dataType).alias(f.name) for f in contract.fields]
+        parts.append(raw.select(*columns, CORRUPT, F.col("_metadata.file_name").alias("source_file")))
+    if parts:
+        loaded = reduce(DataFrame.unionByName, parts).cache()
+    else:
+        loaded = spark.createDataFrame([], T.StructType([*contract.fields, T.StructField(CORRUPT, T.StringType()), T.StructField("source_file", T.StringType())]))
     try:
-        version = lake.replace_where(df, table, f"event_date = '{key}'")
+        counts = {r.source_file: (r.total, r.bad) for r in loaded.groupBy("source_file").agg(F.count(F.lit(1)).alias("total"), F.count(CORRUPT).alias("bad")).collect()}
+        broken = sorted(files[day_of[name]] for name, (_, bad) in counts.items() if bad)
+        if broken:
+            read_contract_csv(spark, broken[0], table).unpersist()  # raises with the lines and masked excerpts
+            raise ContractCsvError(f"{broken[0]}: rows that do not match the {table} contract ({contract_path(table).name})")
+        day = F.create_map(*[F.lit(x) for name, d in day_of.items() for x in (name, d)])[F.col("source_file")] if day_of else F.lit(None)
+        rows = loaded.select(*contract.fieldNames(), day.cast("date").alias("event_date"), "source_file")
+        version = lake.replace_where(rows, table, f"event_date >= '{first}' AND event_date <= '{last}'")
     finally:
-        if loaded:
-            loaded.unpersist()
+        loaded.unpersist()
     # counted here, not from the commit: Delta makes no commit for an empty write that removes nothing
-    return version, loaded.count if loaded else 0
+    return version, {day_of[name]: int(total) for name, (total, _) in counts.items()}
 
 
 def build_reference_asset(table: str) -> AssetsDefinition:
@@ -201,25 +299,37 @@ def build_reference_asset(table: str) -> AssetsDefinition:
     )
     def _reference(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
         session = spark.spark_session
-        rows_total, files, missing = 0, [], []
-        version = -1
-        for key in context.partition_keys:
-            path = reference_file_for(session, lake, table, dt.date.fromisoformat(key))
-            if path is None:
-                context.log.warning(
-                    f"{table} {key}: no file for the day or the {LOOKBACK_DAYS} days before it under "
-                    f"{lake.landing_path('reference', table)}; the partition is empty"
-                )
-                missing.append(key)
-            version, rows = write_contract_csv_day(session, lake, table, key, path or lake.landing_path("reference", table, f"{key}.csv"), path is not None)
-            rows_total += rows
-            if path:
-                files.append(path.rsplit("/", 1)[-1])
-            context.log.info(f"{table} {key}: {rows} rows from {path or 'no file'}")
+        days = sorted(context.partition_keys)
+        first, last = days[0], days[-1]
+        folder = lake.landing_path("reference", table)
+        delivered = dated_files(session, folder)
+        files = {d: path for d, path in delivered.items() if first <= d <= last}
+        earlier = max((d for d in delivered if d < first), default=None)
+        if first not in files and earlier:
+            files[first] = delivered[earlier]  # the first day's snapshot: the newest earlier file
+        version, rows = load_contract_files(session, lake, table, files, first, last)
+
+        serving = serving_snapshots([d for d in delivered if d <= last], days)
+        without_file = [d for d in days if d not in delivered]
+        without_snapshot = [d for d in days if serving[d] is None]
+        stale = [d for d in days if serving[d] and (dt.date.fromisoformat(d) - dt.date.fromisoformat(serving[d])).days > LOOKBACK_DAYS]
+        if without_file:
+            context.log.warning(
+                f"{table}: no file under {folder} for {day_ranges(without_file)} ({len(without_file)} of {len(days)} days): "
+                f"each such day is served by the newest snapshot on or before it"
+                + (f" ({first} by {earlier}.csv, loaded into {first})" if first in without_file and earlier else "")
+            )
+        if without_snapshot:
+            context.log.warning(f"{table}: no snapshot on or before {day_ranges(without_snapshot)}: those deliveries find no {table} rows")
+        if stale:
+            context.log.warning(f"{table}: {day_ranges(stale)} served by a snapshot more than {LOOKBACK_DAYS} days old")
+        context.log.info(f"{table}: {sum(rows.values())} rows from {len(files)} files for {first}..{last}")
         return MaterializeResult(
             metadata=delta_metadata(
-                lake.table_path(table), version, rows_total, struct_type(table),
-                source_files=", ".join(files) or "none", days_without_file=", ".join(missing) or "none",
+                lake.table_path(table), version, sum(rows.values()), struct_type(table),
+                source_files=", ".join(sorted({p.rsplit("/", 1)[-1] for p in files.values()})) or "none",
+                snapshots_written=len(files), days_without_file=day_ranges(without_file),
+                days_without_snapshot=day_ranges(without_snapshot), days_served_by_stale_snapshot=day_ranges(stale),
             )
         )
 

@@ -2,6 +2,9 @@
 
 Spark schemas (`contracts.spark`), validation rules (`contracts.rules`) and pandera schemas
 (`contracts.pandera_schemas`) are all derived from these files at run time, never retyped.
+One thing a deployment sets: the identifier patterns (ACCOUNT_ID_PATTERN, MERCHANT_ID_PATTERN,
+contracts/id_patterns.py), applied here as the contracts are loaded. They are read once, with the
+first contract loaded (contracts are parsed once per process); reload_contracts() reads them again.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from contracts.id_patterns import configured_id_patterns, with_id_patterns
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
 
@@ -26,10 +31,23 @@ def contract_path(name: str) -> Path:
     raise KeyError(f"No contract named {name!r}; known contracts: {', '.join(known)}")
 
 
+@lru_cache(maxsize=1)
+def id_patterns() -> dict[str, str]:
+    """The deployment's identifier patterns ({field: pattern}; read from the environment once, checked)."""
+    return configured_id_patterns()
+
+
 @lru_cache(maxsize=None)
 def load_contract(name: str) -> dict[str, Any]:
-    """Load a contract by name (parsed once per process)."""
-    return json.loads(contract_path(name).read_text())
+    """Load a contract by name (parsed once per process), with the deployment's identifier patterns."""
+    return with_id_patterns(json.loads(contract_path(name).read_text()), id_patterns())
+
+
+def reload_contracts() -> None:
+    """Forget the loaded contracts and identifier settings: the next load reads the files and the
+    environment again (what a test that changes the settings calls before and after)."""
+    id_patterns.cache_clear()
+    load_contract.cache_clear()
 
 
 def json_types(prop: dict[str, Any]) -> tuple[list[str], bool]:
@@ -51,5 +69,5 @@ def json_validator(name: str):
     (compliance_assets.transforms.json_payload.strict_loads does), not binary floats."""
     from jsonschema import Draft202012Validator, FormatChecker
 
-    schema = json.loads(contract_path(name).read_text(), parse_float=Decimal)
+    schema = with_id_patterns(json.loads(contract_path(name).read_text(), parse_float=Decimal), id_patterns())
     return Draft202012Validator(schema, format_checker=FormatChecker())

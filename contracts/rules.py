@@ -85,5 +85,6 @@ def contract_rules(contract: dict[str, Any] | str) -> list[Rule]:
         add("type", "/".join(types))
         for keyword in CONSTRAINT_KEYWORDS:
             if keyword in prop:
-                add(keyword, prop[keyword])
+                # a nullable enum lists null among its values (JSON Schema's way); null is not a value to check
+                add(keyword, [v for v in prop[keyword] if v is not None] if keyword == "enum" else prop[keyword])
     return rules

@@ -61,7 +61,13 @@ def struct_type(contract: dict[str, Any] | str) -> T.StructType:
     required = set(contract.get("required", []))
     return T.StructType(
         [
-            T.StructField(name, spark_type(prop), nullable=name not in required, metadata={"comment": prop.get("description", "")})
+            T.StructField(name, spark_type(prop), nullable=name not in required, metadata={"comment": column_comment(prop)})
             for name, prop in contract["properties"].items()
         ]
     )
+
+
+def column_comment(prop: dict[str, Any]) -> str:
+    """A property's description and, for an optional one, what its absence means (`x-when-absent`)."""
+    absent = f"Absent: {prop['x-when-absent']}" if "x-when-absent" in prop else ""
+    return " ".join(part for part in (prop.get("description", ""), absent) if part)

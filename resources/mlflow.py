@@ -7,6 +7,7 @@ Scoring loads `models:/<MODEL_NAME>@champion`; training registers versions as `@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -103,6 +104,18 @@ class ModelRegistryResource(ConfigurableResource):
                 f"Model {self.model_name} version {version.version} ({uri}, run {version.run_id}) could not be loaded: "
                 f"{type(exc).__name__}: {exc}. Nothing was scored; roll back to a working version with the rollback_model job."
             ) from exc
+
+    def run_dict(self, run_id: str, artifact: str) -> dict | None:
+        """A JSON artifact logged with a model's run (None when that run has none: an older model)."""
+        import tempfile
+
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self.client().download_artifacts(run_id, artifact, tmp)
+                with open(path) as f:
+                    return json.load(f)
+        except (MlflowException, OSError):
+            return None
 
     def champion(self):
         """(version, RiskModel) of `@champion`, or a Failure that says how to get one."""

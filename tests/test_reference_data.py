@@ -1,6 +1,7 @@
 """Reference-data files: RFC 4180 CSV with columns matched by header name, errors that name columns and
-lines but never quote a row, an empty partition for a header-only file or no file in the lookback window,
-and contract checks that stop the assets reading the table in the same run."""
+lines but never quote a row, an empty partition for a header-only file, snapshots loaded for the days that
+have a file (each day served by the newest one on or before it), and contract checks that stop the
+assets reading the table in the same run."""
 
 import csv
 import datetime as dt
@@ -8,7 +9,7 @@ import datetime as dt
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from compliance_assets.reference_data import LOOKBACK_DAYS, build_reference_checks, reference_assets, reference_checks
+from compliance_assets.reference_data import LOOKBACK_DAYS, build_reference_checks, reference_assets, reference_checks, serving_snapshots
 from compliance_assets.synthetic import SynthConfig, generate_day
 from contracts import load_contract
 from tests.conftest import make_resources
@@ -64,6 +65,16 @@ def run(lake, table, day=DAY):
     return result, instance
 
 
+def run_range(lake, table, first, last):
+    """One run over days first..last (a single-run backfill's tags)."""
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [ASSETS[table], *build_reference_checks(table)], resources=make_resources(lake), instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+    return result, instance
+
+
 def failure_text(result) -> str:
     return "\n".join(e.event_specific_data.error.to_string() for e in result.get_step_failure_events())
 
@@ -74,8 +85,9 @@ def everything_logged(result, instance) -> str:
 
 
 def materialization_metadata(result, table) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(table)]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    """The metadata of the run's materialisation (a range run records one event per day, all alike)."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(table)]
+    return {k: v.value for k, v in events[0].materialization.metadata.items()}
 
 
 @pytest.mark.parametrize("columns", [KYC_COLUMNS, SWAPPED, list(reversed(KYC_COLUMNS))], ids=["contract-order", "lat-lon-swapped", "reversed"])
@@ -95,7 +107,7 @@ def test_an_rfc4180_file_loads_every_value_exactly_into_its_own_column(spark, tm
 @pytest.mark.parametrize(
     "columns, expected",
     [
-        ([c for c in KYC_COLUMNS if c != "home_latitude"], "missing columns ['home_latitude']"),
+        ([c for c in KYC_COLUMNS if c != "account_id"], "missing columns ['account_id']"),  # a required column
         ([*KYC_COLUMNS, "nickname"], "unknown columns ['nickname']"),
     ],
     ids=["missing", "unknown"],
@@ -151,24 +163,48 @@ def test_a_header_only_file_is_an_empty_partition(spark, tmp_path):
     assert kept["entity_name"].tolist() == ['Acme, "Holdings"', None]
 
 
-def test_without_a_file_in_the_lookback_window_the_partition_is_empty_with_a_warning(spark, tmp_path):
-    old = dt.date.fromisoformat(DAY) - dt.timedelta(days=LOOKBACK_DAYS + 1)
-    write_csv(reference_file(tmp_path, "watchlists", old.isoformat()), WATCHLIST_COLUMNS, [["ACC00000009", "ACCOUNT", "INTERNAL_BLOCKLIST", "", "2025-12-01"]], WATCHLIST_COLUMNS)
+def test_a_range_loads_only_the_delivered_snapshots_and_names_the_days_without_one(spark, tmp_path):
+    day = dt.date.fromisoformat(DAY)
+    before, second = (day - dt.timedelta(days=LOOKBACK_DAYS + 3)).isoformat(), (day + dt.timedelta(days=1)).isoformat()
+    last = (day + dt.timedelta(days=LOOKBACK_DAYS + 2)).isoformat()
+    entry = ["ACC00000009", "ACCOUNT", "INTERNAL_BLOCKLIST", "", "2025-12-01"]
+    write_csv(reference_file(tmp_path, "watchlists", before), WATCHLIST_COLUMNS, [entry], WATCHLIST_COLUMNS)
+    write_csv(reference_file(tmp_path, "watchlists", second), WATCHLIST_COLUMNS, [entry, ["CP000001", "COUNTERPARTY", "SANCTIONS_EU", "", "2024-01-02"]], WATCHLIST_COLUMNS)
 
-    # the last day of the old file's window still loads it
-    last_covered = (old + dt.timedelta(days=LOOKBACK_DAYS)).isoformat()
-    covered, _ = run(tmp_path, "watchlists", last_covered)
-    assert covered.success
-    assert read_delta(tmp_path, "watchlists", event_date=last_covered)["source_file"].tolist() == [f"{old.isoformat()}.csv"]
-    assert materialization_metadata(covered, "watchlists")["days_without_file"] == "none"
-
-    result, instance = run(tmp_path, "watchlists")
+    result, instance = run_range(tmp_path, "watchlists", DAY, last)
     assert result.success, failure_text(result)
-    assert len(read_delta(tmp_path, "watchlists", event_date=DAY)) == 0
+    assert all(check_results(result).values())
+    # the range's first day holds the newest earlier file; then only the days that have a file of their own
+    written = read_delta(tmp_path, "watchlists")
+    assert written.groupby(written["event_date"].astype(str))["source_file"].agg(lambda f: sorted(set(f))).to_dict() == {
+        DAY: [f"{before}.csv"], second: [f"{second}.csv"],
+    }
     metadata = materialization_metadata(result, "watchlists")
-    assert metadata["days_without_file"] == DAY and metadata["dagster/row_count"] == 0 and metadata["source_files"] == "none"
-    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30 and "no file for the day" in e.user_message]
-    assert len(warnings) == 1 and f"the {LOOKBACK_DAYS} days before it" in warnings[0] and "partition is empty" in warnings[0]
+    third = (day + dt.timedelta(days=2)).isoformat()
+    assert metadata["days_without_file"] == f"{DAY}, {third}..{last}" and metadata["snapshots_written"] == 2
+    assert metadata["dagster/row_count"] == 3 and metadata["days_without_snapshot"] == "none"
+    # the first day is served by a snapshot older than LOOKBACK_DAYS, and so is the range's last day
+    assert metadata["days_served_by_stale_snapshot"] == f"{DAY}, {last}"
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
+    assert any("no file" in w and f"{third}..{last}" in w and f"{before}.csv" in w for w in warnings), warnings
+    assert any("more than 31 days old" in w for w in warnings), warnings
+
+    # re-materialising the range replaces exactly its days: a file taken back takes its rows with it
+    reference_file(tmp_path, "watchlists", second).unlink()
+    again, _ = run_range(tmp_path, "watchlists", DAY, last)
+    assert again.success
+    assert set(read_delta(tmp_path, "watchlists")["event_date"].astype(str)) == {DAY}
+
+    # a range before any file: nothing serves it, which the log and the metadata say
+    early, early_instance = run_range(tmp_path, "watchlists", "2026-01-01", "2026-01-02")
+    assert early.success
+    assert materialization_metadata(early, "watchlists")["days_without_snapshot"] == "2026-01-01..2026-01-02"
+    assert any("no snapshot on or before 2026-01-01..2026-01-02" in e.user_message for e in early_instance.all_logs(early.run_id) if e.level == 30)
+
+
+def test_each_day_is_served_by_the_newest_snapshot_on_or_before_it():
+    served = serving_snapshots(["2026-05-01", "2026-05-04"], ["2026-04-30", "2026-05-01", "2026-05-03", "2026-05-04", "2026-06-30"])
+    assert served == {"2026-04-30": None, "2026-05-01": "2026-05-01", "2026-05-03": "2026-05-01", "2026-05-04": "2026-05-04", "2026-06-30": "2026-05-04"}
 
 
 def test_a_watchlist_breaking_its_contract_stops_silver_in_the_same_run(spark, tmp_path):

@@ -4,21 +4,24 @@ Partition = the delivery day. Native deliveries are JSON-lines files under
 landing/transactions/event_date=<day>/; foreign historical files come in through a source mapping
 (config `source_mapping`, or the run tag `source_mapping`). The mapping is read only from the mappings
 folder (SOURCE_MAPPINGS_DIR) and its data only from inside the landing area (see transforms/mapping_files.py).
-Re-materialising replaces exactly that day's rows of that source.
+A mapping with `split_by` names one export covering many days: it is read once per run and each record
+goes to the partition of its own date; the run writes the days of its partition keys. Re-materialising
+replaces exactly that day's rows of that source.
 """
 
 
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
 from pydantic import Field
+from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_delivery
-from compliance_assets.transforms.mapping_files import load_mapping, mappings_dir
-from compliance_assets.transforms.source_mapping import read_mapped_delivery
+from compliance_assets.transforms.mapping_files import SourceMapping, load_mapping, mappings_dir
+from compliance_assets.transforms.source_mapping import export_days, read_mapped_delivery, read_mapped_export
 from compliance_assets.ops.audit import record_operation
-from partitions import daily_partitions
+from partitions import PARTITIONS_START, PARTITIONS_START_ENV, daily_partitions, day_literals
 from resources.lake import LakeResource
 
 TABLE = "transactions_bronze"
@@ -54,6 +57,8 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
     mapping_path = config.source_mapping or context.run.tags.get("source_mapping", "")
     mapping = load_mapping(mapping_path, landing=lake.landing, folder=mappings_dir(lake.source_mappings_dir)) if mapping_path else None
     source = mapping.name if mapping else LANDING_SOURCE
+    if mapping and mapping.split_by:
+        return _write_split_export(context, session, lake, mapping)
     total, version = 0, -1
     for key in context.partition_keys:
         if mapping:
@@ -68,6 +73,35 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
         total += count
     record_operation(context, session, lake, TABLE)
     return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=source))
+
+
+def _write_split_export(context: AssetExecutionContext, session, lake: LakeResource, mapping: SourceMapping) -> MaterializeResult:
+    """Read a split export once, check its days add up to its files, and replace the run's days of its source."""
+    keys = context.partition_keys
+    export = read_mapped_export(session, mapping, context.run_id).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        days = export_days(export)
+        rows = export.where(F.col("event_date").isin(day_literals(keys))).select(*BRONZE_SCHEMA.fieldNames())
+        in_keys = ", ".join(f"'{k}'" for k in keys)
+        version = lake.replace_where(rows, TABLE, f"event_date IN ({in_keys}) AND source = '{mapping.name}'", merge_schema=True)
+    finally:
+        export.unpersist()
+    for key in keys:
+        context.log.info(f"bronze {key} ({mapping.name}): {days['per_day'].get(key, 0)} records")
+    total = sum(days["per_day"].get(k, 0) for k in keys)
+    early = sum(n for day, n in days["per_day"].items() if day < PARTITIONS_START)
+    if early:
+        context.log.warning(
+            f"{early} records of the export are dated before the first daily partition {PARTITIONS_START}: no run can load "
+            f"them until the partitions start earlier (setting {PARTITIONS_START_ENV})"
+        )
+    record_operation(context, session, lake, TABLE)
+    first, last = (min(days["per_day"]), max(days["per_day"])) if days["per_day"] else ("", "")
+    return MaterializeResult(metadata={
+        **delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=mapping.name),
+        "export_days": f"{first}..{last}", "export_records": days["records"], "export_records_outside_run": days["records"] - total,
+        "export_records_without_split_date": days["undated"], "export_records_before_first_partition": early,
+    })
 
 
 @asset_check(asset=TABLE, partitions_def=daily_partitions, description="Every bronze record has a unique ingest id (source, file, line).")

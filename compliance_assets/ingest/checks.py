@@ -44,11 +44,48 @@ def silver_rows_conserved(context, spark: PySparkResource, lake: LakeResource) -
 
 
 def delivered_records(bronze):
-    """(records the delivered files hold by their raw bytes, bronze rows): each file's own count once,
-    plus one per row from a source without files (a Kafka message)."""
+    """(records the delivered files hold by their raw bytes, bronze rows): each file's own count once per
+    delivery day (for an export split across days, the records assigned to that day), plus one per row
+    from a source without files (a Kafka message)."""
     per_file = bronze.groupBy("event_date", "source", "source_file").agg(F.max("source_file_records").alias("records"), F.count("*").alias("rows"))
     totals = per_file.agg(F.sum(F.coalesce("records", "rows")).alias("delivered"), F.sum("rows").alias("bronze")).collect()[0]
     return int(totals.delivered or 0), int(totals.bronze or 0)
+
+
+@asset_check(
+    asset=BRONZE,
+    partitions_def=daily_partitions,
+    description=(
+        "An export split across delivery days (a mapping's split_by) adds up: each day holds the records assigned to it, all "
+        "its days were read from one version of the file, and together they are the records the file holds by its raw "
+        "bytes. Fails as a warning while days of the export are not loaded yet, as an error when the days disagree."
+    ),
+)
+def split_exports_add_up(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+    bronze = lake.read(spark.spark_session, BRONZE)
+    if "source_file_total_records" not in bronze.columns:  # a lake no split export was ever written to
+        return AssetCheckResult(passed=True, metadata={"split_files": 0})
+    bronze = bronze.where(F.col("source_file_total_records").isNotNull())
+    touched = bronze.where(F.col("event_date").isin(day_literals(context.partition_keys))).select("source", "source_file").distinct()
+    days = bronze.join(touched, ["source", "source_file"], "left_semi").groupBy("source", "source_file", "event_date").agg(
+        F.count(F.lit(1)).alias("rows"), F.max("source_file_records").alias("records"),
+        F.min("source_file_total_records").alias("low"), F.max("source_file_total_records").alias("high"),
+    )
+    files = days.groupBy("source", "source_file").agg(
+        F.sum("rows").alias("rows"), F.sum("records").alias("records"), F.min("low").alias("low"), F.max("high").alias("high"),
+        F.sum((F.col("rows") != F.col("records")).cast("int")).alias("days_miscounted"),
+    ).collect()
+    broken = [f for f in files if f.days_miscounted or f.low != f.high or f.records > f.high]
+    pending = [f for f in files if f not in broken and f.records < f.high]
+    rows = [{"file": f"{f.source}:{f.source_file}", "loaded": f.records, "file_records": f.high, "versions_disagree": f.low != f.high} for f in broken + pending]
+    return AssetCheckResult(
+        passed=not broken and not pending,
+        severity=AssetCheckSeverity.ERROR if broken else AssetCheckSeverity.WARN,
+        metadata={
+            "split_files": len(files), "files_inconsistent": len(broken), "files_with_days_not_loaded": len(pending),
+            "records_not_loaded": sum(f.high - f.records for f in pending), "files": markdown_table(rows[:50]),
+        },
+    )
 
 
 @asset_check(

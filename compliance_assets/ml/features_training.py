@@ -18,7 +18,7 @@ from compliance_assets.investigations.labels import SCHEMA as DISPOSITION_SCHEMA
 from compliance_assets.investigations.labels import TABLE as DISPOSITIONS
 from compliance_assets.investigations.labels import disposition_outcomes
 from compliance_assets.metadata import delta_metadata
-from compliance_assets.ml.model_features import DEFAULT_LABEL_DELAY_DAYS, MODEL_FEATURES, features_for
+from compliance_assets.ml.model_features import DEFAULT_LABEL_DELAY_DAYS, MODEL_FEATURES, features_for, measured_label_delay_days
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
 from partitions import daily_partitions
 from resources.lake import LakeResource
@@ -31,9 +31,30 @@ OUTCOME_SCHEMA = T.StructType(
 )
 
 
-def label_delay_days() -> int:
-    """Days between a transaction and the end of the merchant-risk windows (MERCHANT_LABEL_DELAY_DAYS)."""
-    return int(os.getenv("MERCHANT_LABEL_DELAY_DAYS", DEFAULT_LABEL_DELAY_DAYS))
+DELAY_COLUMN = "label_delay_days"  # the delay a row's merchant-risk features were built with
+LABEL_DELAY_ENV = "MERCHANT_LABEL_DELAY_DAYS"
+
+
+def label_delay_setting() -> int | None:
+    """MERCHANT_LABEL_DELAY_DAYS: a whole number of days, or `auto` / unset = measure it from the outcomes."""
+    value = os.getenv(LABEL_DELAY_ENV, "auto").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if not value.isdigit():
+        raise ValueError(f"{LABEL_DELAY_ENV}={value!r}: expected a whole number of days or 'auto'")
+    return int(value)
+
+
+def label_delay_days(spark: SparkSession, lake: LakeResource) -> tuple[int, str]:
+    """(days between a transaction and the end of the merchant-risk windows, where the figure comes
+    from): the setting, else the delay by which most confirmed-bad outcomes known so far were decided
+    (model_features.measured_label_delay_days), else DEFAULT_LABEL_DELAY_DAYS before any outcome."""
+    configured = label_delay_setting()
+    if configured is not None:
+        return configured, LABEL_DELAY_ENV
+    silver = lake.read_or_empty(spark, SILVER, "transaction_id string, event_time timestamp")
+    measured = measured_label_delay_days(read_outcomes(spark, lake), silver)
+    return (measured, "measured from the outcomes") if measured is not None else (DEFAULT_LABEL_DELAY_DAYS, "default (no confirmed-bad outcome yet)")
 
 
 def table_version(spark: SparkSession, lake: LakeResource, table: str) -> int:
@@ -76,21 +97,23 @@ def labels_as_of(
     )
 
 
-def delivery_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
-    """The silver rows of one delivery day (late arrivals included)."""
-    d = dt.date.fromisoformat(day)
+def delivery_rows(spark: SparkSession, lake: LakeResource, day: str, last_day: str | None = None) -> DataFrame:
+    """The silver rows of delivery day `day`, or of the days `day` .. `last_day` (late arrivals included)."""
+    first, last = dt.date.fromisoformat(day), dt.date.fromisoformat(last_day or day)
     return (
         lake.read(spark, SILVER)
-        .where(F.col("event_date").between(F.lit(d - dt.timedelta(days=DEFAULT_LATENESS_DAYS)), F.lit(d)))
-        .where(F.col("ingest_date") == F.lit(d))
+        .where(F.col("event_date").between(F.lit(first - dt.timedelta(days=DEFAULT_LATENESS_DAYS)), F.lit(last)))
+        .where(F.col("ingest_date").between(F.lit(first), F.lit(last)))
     )
 
 
-def delivery_features(spark: SparkSession, lake: LakeResource, day: str, delay_days: int, extra_columns: tuple[str, ...] = ()) -> DataFrame:
-    """Model features of the delivery's silver rows (what both training and scoring start from)."""
-    d = dt.date.fromisoformat(day)
-    rows = delivery_rows(spark, lake, day)
-    return features_for(rows, lake.read(spark, SILVER), read_outcomes(spark, lake), d - dt.timedelta(days=DEFAULT_LATENESS_DAYS), d, delay_days, ("ingest_date", *extra_columns))
+def delivery_features(spark: SparkSession, lake: LakeResource, day: str, delay_days: int, extra_columns: tuple[str, ...] = (), last_day: str | None = None) -> DataFrame:
+    """Model features of the silver rows of delivery day `day` (or of the days `day` .. `last_day`, in one pass:
+    a row's features depend on its merchant and event date, not on its delivery); what both training and
+    scoring start from."""
+    first, last = dt.date.fromisoformat(day), dt.date.fromisoformat(last_day or day)
+    rows = delivery_rows(spark, lake, day, last_day)
+    return features_for(rows, lake.read(spark, SILVER), read_outcomes(spark, lake), first - dt.timedelta(days=DEFAULT_LATENESS_DAYS), last, delay_days, ("ingest_date", *extra_columns))
 
 
 @asset(
@@ -110,17 +133,20 @@ def delivery_features(spark: SparkSession, lake: LakeResource, day: str, delay_d
 )
 def ml_features_training(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
-    delay = label_delay_days()
+    delay, delay_source = label_delay_days(session, lake)
+    context.log.info(f"merchant-risk label delay: {delay} days ({delay_source})")
     labels = labels_as_of(session, lake)
-    total, version = 0, -1
-    for key in context.partition_keys:
-        features = delivery_features(session, lake, key, delay).join(labels, "transaction_id", "left")
-        version = lake.replace_where(features, TABLE, f"ingest_date = '{key}'")
-        rows = lake.rows_written(session, TABLE)
-        total += rows
-        context.log.info(f"{TABLE} {key}: {rows} rows")
+    days = sorted(context.partition_keys)
+    first, last = days[0], days[-1]
+    # the whole range in one pass and one write
+    features = delivery_features(session, lake, first, delay, last_day=last).join(labels, "transaction_id", "left").withColumn(DELAY_COLUMN, F.lit(delay))
+    # merge_schema: a table written before the delay column (or a new feature) existed gains it
+    before = table_version(session, lake, TABLE)
+    version = lake.replace_where(features, TABLE, f"ingest_date >= '{first}' AND ingest_date <= '{last}'", merge_schema=True)
+    total = lake.rows_written(session, TABLE) if version != before else 0  # an empty write that replaced nothing makes no commit
+    context.log.info(f"{TABLE} {first}..{last}: {total} rows")
     schema = lake.read(session, TABLE).schema
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, schema, features=len(MODEL_FEATURES), label_delay_days=delay))
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, schema, features=len(MODEL_FEATURES), label_delay_days=delay, label_delay_source=delay_source))
 
 
 @asset_check(asset=TABLE, partitions_def=daily_partitions, blocking=True, description="Every silver row of the delivery day has exactly one feature row.")

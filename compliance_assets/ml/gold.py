@@ -1,4 +1,5 @@
-"""risk_scores_gold: every silver transaction of a delivery day scored by the champion model.
+"""risk_scores_gold: every silver transaction of a delivery day scored by the champion model (a range of
+days in one scoring pass and one write).
 
 MERGE upsert keyed on (transaction_id, event_time): a row changes only when its score, band,
 reasons, model or DQ status change, so re-materialising with the same champion leaves identical
@@ -41,22 +42,24 @@ class ScoringConfig(Config):
     reason: str = Field(default="", description="Rollback: why (recorded in model_audit).")
 
 
-def write_scores(scored: DataFrame, lake: LakeResource, day: str) -> int:
-    """Write a delivery's scores; returns the Delta version.
+def write_scores(scored: DataFrame, lake: LakeResource, day: str, last_day: str | None = None) -> int:
+    """Write the scores of delivery day `day` (or of the days `day` .. `last_day`); returns the Delta version.
 
-    A delivery scored for the first time is appended in one pass: silver holds each transaction in
-    one delivery only, so none of its keys can be in gold yet. Re-scoring MERGEs (update the rows
-    whose score, reasons, model or DQ status changed; delete rows of the delivery no longer in
+    Deliveries scored for the first time are appended in one pass: silver holds each transaction in
+    one delivery only, so none of their keys can be in gold yet. Re-scoring MERGEs (update the rows
+    whose score, reasons, model or DQ status changed; delete rows of the deliveries no longer in
     silver; insert new ones) from a persisted frame, since MERGE reads its source twice.
     """
     spark = scored.sparkSession
     path = lake.table_path(TABLE)
-    if not lake.table_exists(spark, TABLE) or lake.read(spark, TABLE).where(F.col("ingest_date") == F.lit(day).cast("date")).limit(1).count() == 0:
+    first, last = dt.date.fromisoformat(day), dt.date.fromisoformat(last_day or day)
+    delivered = f"t.ingest_date >= DATE'{first}' AND t.ingest_date <= DATE'{last}'"
+    if not lake.table_exists(spark, TABLE) or lake.read(spark, TABLE).where(F.col("ingest_date").between(F.lit(first), F.lit(last))).limit(1).count() == 0:
         scored.write.format("delta").mode("append").partitionBy("event_date").save(path)
         return lake.version(spark, TABLE)
     source = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        dates = [r.event_date for r in source.select("event_date").distinct().collect()] or [dt.date.fromisoformat(day)]
+        dates = [r.event_date for r in source.select("event_date").distinct().collect()] or [first]
         in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
         changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in COMPARED) + " OR NOT (to_json(t.top_features) <=> to_json(s.top_features))"
         (
@@ -64,7 +67,7 @@ def write_scores(scored: DataFrame, lake: LakeResource, day: str) -> int:
             .merge(source.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
             .whenMatchedUpdateAll(condition=changed)
             .whenNotMatchedInsertAll()
-            .whenNotMatchedBySourceDelete(condition=f"t.ingest_date = DATE'{day}'")
+            .whenNotMatchedBySourceDelete(condition=delivered)
             .execute()
         )
     finally:
@@ -114,17 +117,19 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
         rollback_champion(context, session, lake, model_registry, config.rollback_to_version, config.requested_by, config.reason)
     version, model = model_registry.champion()  # fails clearly, before anything is written
     scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-    total, delta_version, bands = 0, -1, {}
-    for key in context.partition_keys:
-        features = delivery_features(session, lake, key, model.label_delay_days, ("dq_status",))
-        scored = with_model_ids(score_frame(features, model), model_registry.model_name, version.version, version.run_id, context.run_id, scored_at)
-        delta_version = write_scores(scored.select(*GOLD_COLUMNS), lake, key)
-        written = lake.read(session, TABLE).where(F.col("ingest_date") == F.lit(key).cast("date"))
-        counts = {r.risk_band: r["count"] for r in written.groupBy("risk_band").count().collect()}
-        n = sum(counts.values())
-        total += n
-        bands = {b: bands.get(b, 0) + counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}
-        context.log.info(f"{TABLE} {key}: {n} rows scored by {model_registry.model_name} v{version.version}: {counts}")
+    days = sorted(context.partition_keys)
+    first, last = days[0], days[-1]
+    features = delivery_features(session, lake, first, model.label_delay_days, ("dq_status",), last_day=last)
+    scored = with_model_ids(score_frame(features, model), model_registry.model_name, version.version, version.run_id, context.run_id, scored_at)
+    delta_version = write_scores(scored.select(*GOLD_COLUMNS), lake, first, last)
+    written = lake.read(session, TABLE).where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
+    per_day: dict[str, dict[str, int]] = {}
+    for r in written.groupBy("ingest_date", "risk_band").count().collect():
+        per_day.setdefault(str(r.ingest_date), {})[r.risk_band] = r["count"]
+    bands = {b: sum(c.get(b, 0) for c in per_day.values()) for b in ("LOW", "MEDIUM", "HIGH")}
+    total = sum(bands.values())
+    for day in days:
+        context.log.info(f"{TABLE} {day}: {sum(per_day.get(day, {}).values())} rows scored by {model_registry.model_name} v{version.version}: {per_day.get(day, {})}")
     record_operation(context, session, lake, TABLE, rollback=config.rollback_to_version is not None)
     return MaterializeResult(
         metadata=delta_metadata(
@@ -144,10 +149,8 @@ def _gold_rows(context, spark, lake):
 def every_silver_row_scored_once(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
     gold = _gold_rows(context, spark, lake).select("transaction_id", "event_time")
-    silver = None
-    for key in context.partition_keys:
-        rows = delivery_rows(session, lake, key).select("transaction_id", "event_time")
-        silver = rows if silver is None else silver.unionByName(rows)
+    days = sorted(context.partition_keys)
+    silver = delivery_rows(session, lake, days[0], days[-1]).select("transaction_id", "event_time")
     n_silver, n_gold = silver.count(), gold.count()
     unscored = silver.join(gold, ["transaction_id", "event_time"], "left_anti").count()
     extra = gold.join(silver, ["transaction_id", "event_time"], "left_anti").count()

@@ -1,8 +1,8 @@
 """transaction_outcomes: investigators' confirmed labels, as delivered each day.
 
 Partition = the delivery day of landing/outcomes/<day>.csv (RFC 4180 CSV, columns matched by header
-name, read by the reference-data loader); a day without a file, or with a header-only one, is an empty
-partition. A label is knowable only from its decision_time on, which is what point-in-time-correct
+name, read by the reference-data loader); a day without a file, or with a header-only one, holds no
+outcomes. A range is loaded with one read of its files and one Delta commit. A label is knowable only from its decision_time on, which is what point-in-time-correct
 training features rely on. Checks (contract and unique transaction_id per delivery) are the
 reference-data checks, blocking: a failure stops the assets that read the outcomes in the same run.
 """
@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, as
 from dagster_pyspark import PySparkResource
 
 from compliance_assets.metadata import delta_metadata
-from compliance_assets.reference_data import build_reference_checks, write_contract_csv_day
+from compliance_assets.reference_data import build_reference_checks, dated_files, day_ranges, load_contract_files
 from contracts.spark import struct_type
 from partitions import daily_partitions
 from resources.lake import LakeResource
@@ -34,18 +34,16 @@ TABLE = "transaction_outcomes"
 )
 def transaction_outcomes(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
-    total, version, missing = 0, -1, []
-    for key in context.partition_keys:
-        path = lake.landing_path("outcomes", f"{key}.csv")
-        delivered = lake.path_exists(session, path)
-        if not delivered:
-            # investigators do not decide something every day: no file is an empty delivery
-            context.log.warning(f"{TABLE} {key}: no file at {path}; the day has no outcomes")
-            missing.append(key)
-        version, rows = write_contract_csv_day(session, lake, TABLE, key, path, delivered)
-        total += rows
-        context.log.info(f"{TABLE} {key}: {rows} outcomes")
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, struct_type(TABLE), days_without_file=", ".join(missing) or "none"))
+    days = sorted(context.partition_keys)
+    folder = lake.landing_path("outcomes")
+    files = {d: path for d, path in dated_files(session, folder).items() if days[0] <= d <= days[-1]}
+    missing = [d for d in days if d not in files]
+    if missing:
+        # investigators do not decide something every day: no file is an empty delivery
+        context.log.warning(f"{TABLE}: no file under {folder} for {day_ranges(missing)}; those days have no outcomes")
+    version, rows = load_contract_files(session, lake, TABLE, files, days[0], days[-1])
+    context.log.info(f"{TABLE}: {sum(rows.values())} outcomes from {len(files)} files for {days[0]}..{days[-1]}")
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, sum(rows.values()), struct_type(TABLE), days_without_file=day_ranges(missing)))
 
 
 outcome_checks = build_reference_checks(TABLE)

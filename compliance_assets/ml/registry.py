@@ -1,8 +1,9 @@
 """Model promotion and rollback, each recorded in the model_audit Delta table.
 
 Promotion: the challenger becomes champion only when an approver is named and it beats the
-champion on the challenger's own holdout (re-read with Delta time travel at the version it was
-trained on). Rollback: champion points back at a named earlier version; the rollback_model job
+champion on the challenger's own evaluation period (re-read with Delta time travel at the version it
+was trained on; the challenger's labelled rows there at their out-of-fold scores, since its final
+trees learned from every label). Rollback: champion points back at a named earlier version; the rollback_model job
 then re-scores the chosen partition range (see risk_scores_gold).
 """
 
@@ -17,8 +18,8 @@ from pydantic import Field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from compliance_assets.ml.risk_model import evaluate
-from compliance_assets.ml.training import load_training_frame
+from compliance_assets.ml.risk_model import evaluate, evaluation_scores
+from compliance_assets.ml.training import EVALUATION_ARTIFACT, load_training_frame
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
 
@@ -61,8 +62,10 @@ def record_audit(spark: SparkSession, lake: LakeResource, action: str, model_nam
     lake.insert_new(spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT_TABLE, "audit_id")
 
 
-def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: dict) -> dict[str, dict]:
-    """Metrics of each model in `models` on the holdout `candidate` (a ModelVersion) was evaluated on."""
+def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: dict, out_of_fold: dict | None = None) -> dict[str, dict]:
+    """Metrics of each model in `models` on the evaluation period `candidate` (a ModelVersion) was
+    evaluated on; the model named "challenger" at `out_of_fold` scores where given (its run's
+    EVALUATION_ARTIFACT)."""
     tags = candidate.tags
     first, last = tags["training_window"].split("..")
     frame, *_ = load_training_frame(
@@ -71,7 +74,11 @@ def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: 
         dispositions_version=int(tags.get("dispositions_delta_version", -1)),  # models trained before dispositions existed
     )
     holdout = frame[frame["event_time"] >= pd.Timestamp(tags["holdout_start"])]
-    return {name: evaluate(model, holdout) for name, model in models.items()}
+    oof = pd.DataFrame(out_of_fold) if out_of_fold else None
+    return {
+        name: evaluate(model, holdout, evaluation_scores(model, holdout, oof) if name == "challenger" and oof is not None else None)
+        for name, model in models.items()
+    }
 
 
 class PromotionConfig(Config):
@@ -109,7 +116,7 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
     models = {"challenger": model_registry.load(challenger)}
     if champion is not None:
         models["champion"] = model_registry.load(champion)
-    metrics = holdout_metrics(session, lake, challenger, models)
+    metrics = holdout_metrics(session, lake, challenger, models, model_registry.run_dict(challenger.run_id, EVALUATION_ARTIFACT))
     ap_new = metrics["challenger"]["average_precision"]
     ap_old = metrics["champion"]["average_precision"] if champion is not None else None
     evidence = {"holdout_of_version": challenger.version, "metrics": metrics, "min_improvement": config.min_improvement}

@@ -1,6 +1,11 @@
 """The risk model: gradient-boosted trees on confirmed outcomes plus an unsupervised anomaly signal,
 stacked and calibrated to a [0, 1] risk score, with exact per-row TreeSHAP attributions.
 
+Every confirmed outcome trains the trees: calibration is cross-fitted (K folds by event time; each
+fold's out-of-fold tree scores fit the stacker), and the latest fold's out-of-fold scores are the
+evaluation a promotion compares. Features a dataset does not have (all missing) are recorded as
+absent and left out of the anomaly model, never filled with a constant.
+
 Pure Python (numpy, LightGBM, scikit-learn): training runs on the driver; `RiskModel.score` is
 what every Spark scoring path calls inside `mapInPandas`. The model is an MLflow pyfunc model, so
 the registry holds everything scoring needs (features, thresholds, the label delay it was built for).
@@ -37,8 +42,7 @@ class TrainingParams:
     anomaly_trees: int = 100
     alert_budget: float = 0.005  # share of transactions that may be HIGH (alerted)
     review_budget: float = 0.03  # share that may be MEDIUM or HIGH
-    calibration_fraction: float = 0.2
-    holdout_fraction: float = 0.2
+    folds: int = 5  # cross-fitting folds by event time; the latest is the evaluation period
     top_k: int = 5
     seed: int = 7
 
@@ -75,6 +79,7 @@ class RiskModel(mlflow.pyfunc.PythonModel):
     label_delay_days: int
     top_k: int = 5
     params: dict = field(default_factory=dict)
+    absent_features: tuple[str, ...] = ()  # missing on every training row: no tree splits on them, the anomaly model ignores them
 
     # --- scoring ---------------------------------------------------------------------------
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
@@ -83,8 +88,13 @@ class RiskModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"model input lacks features: {', '.join(missing)}")
         return frame.loc[:, list(self.features)].to_numpy(dtype=np.float64, na_value=np.nan)
 
+    def _present(self) -> np.ndarray:
+        absent = set(getattr(self, "absent_features", ()))  # models registered before absence was recorded have none
+        return np.array([f not in absent for f in self.features])
+
     def anomaly_signal(self, X: np.ndarray) -> np.ndarray:
-        filled = np.where(np.isnan(X), self.fill_values, X)
+        present = self._present()
+        filled = np.where(np.isnan(X), self.fill_values, X)[:, present]
         return -self.anomaly.score_samples(filled)
 
     def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,32 +141,29 @@ class RiskModel(mlflow.pyfunc.PythonModel):
 
 
 # --- training ------------------------------------------------------------------------------
-def time_split(frame: pd.DataFrame, params: TrainingParams) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Train / calibration / holdout by event time: the model is always judged on later data.
+@dataclass
+class Evaluation:
+    """The evaluation period (the latest fold by event time) with every labelled row's out-of-fold
+    score: what trees trained without those rows made of them. A promotion compares on it."""
 
-    The cut points are quantiles of the confirmed outcomes' event times (the latest days have few
-    outcomes yet, since they arrive late); unlabelled rows fall into the period of their time.
-    """
-    frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
-    times = frame.loc[frame["label"].notna(), "event_time"]
-    if times.empty:
-        raise TrainingDataError("the training window has no confirmed outcomes")
-    train_end = times.quantile(1 - params.calibration_fraction - params.holdout_fraction, interpolation="lower")
-    cal_end = times.quantile(1 - params.holdout_fraction, interpolation="lower")
-    t = frame["event_time"]
-    return frame[t <= train_end], frame[(t > train_end) & (t <= cal_end)], frame[t > cal_end]
+    start: pd.Timestamp
+    scores: pd.DataFrame  # transaction_id, label, score
 
 
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["label"].notna()]
 
 
-def _check_positives(name: str, frame: pd.DataFrame) -> None:
-    labelled = _labelled(frame)
-    pos = int((labelled["label"] == 1).sum())
-    if pos < MIN_POSITIVES or pos == len(labelled):
+def fold_ids(n: int, folds: int) -> np.ndarray:
+    """Fold of each of n rows in event-time order: `folds` contiguous blocks of (nearly) equal size."""
+    return (np.arange(n) * folds) // max(n, 1)
+
+
+def _check_positives(name: str, labels: np.ndarray) -> None:
+    pos = int((labels == 1).sum())
+    if pos < MIN_POSITIVES or pos == len(labels):
         raise TrainingDataError(
-            f"the {name} split has {len(labelled)} confirmed outcomes of which {pos} are positive; at least "
+            f"{name} has {len(labels)} confirmed outcomes of which {pos} are positive; at least "
             f"{MIN_POSITIVES} positives and some negatives are needed. Widen the training window or wait for more outcomes."
         )
 
@@ -168,9 +175,10 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
     return float(values[order][min(idx, len(values) - 1)])
 
 
-def evaluate(model: RiskModel, frame: pd.DataFrame) -> dict[str, float]:
-    """Holdout metrics on confirmed outcomes; the alert threshold is the model's HIGH bound."""
-    all_scores = model.score(frame).risk_score  # every row once; the labelled ones are a subset
+def evaluate(model: RiskModel, frame: pd.DataFrame, scores: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics on the confirmed outcomes of `frame` (the model's scores, or the given `scores` of
+    every row); the alert threshold is the model's HIGH bound."""
+    all_scores = model.score(frame).risk_score if scores is None else scores  # every row once; the labelled ones are a subset
     known = frame["label"].notna().to_numpy()
     y = frame["label"].to_numpy()[known].astype(int)
     score = all_scores[known]
@@ -187,58 +195,89 @@ def evaluate(model: RiskModel, frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def train(frame: pd.DataFrame, features: tuple[str, ...], params: TrainingParams, label_delay_days: int) -> tuple[RiskModel, dict[str, float]]:
-    """Train, stack, calibrate and set band thresholds; return the model and its holdout metrics.
+def evaluation_scores(model: RiskModel, frame: pd.DataFrame, evaluation: pd.DataFrame) -> np.ndarray:
+    """Scores of `frame`'s rows for `evaluate`: the out-of-fold score where `evaluation` has one
+    (labelled rows the model's trees were also trained on), else the model's own."""
+    scores = model.score(frame).risk_score
+    oof = frame["transaction_id"].map(evaluation.set_index("transaction_id")["score"]).to_numpy(dtype=np.float64)
+    return np.where(np.isnan(oof), scores, oof)
 
-    `frame` holds the features, `label` (null where no outcome was known at the cut-off),
-    `event_time`, `transaction_id` and `weight` (1 / sampling rate of the row).
-    """
-    train_df, cal_df, hold_df = time_split(frame, params)
-    for name, part in (("training", train_df), ("calibration", cal_df), ("holdout", hold_df)):
-        _check_positives(name, part)
 
-    labelled = _labelled(train_df)
-    X = labelled.loc[:, list(features)].to_numpy(dtype=np.float64, na_value=np.nan)
-    booster = lgb.train(
+def _booster(X: np.ndarray, y: np.ndarray, features: tuple[str, ...], params: TrainingParams) -> lgb.Booster:
+    return lgb.train(
         {
             "objective": "binary", "num_leaves": params.num_leaves, "max_depth": params.max_depth,
             "learning_rate": params.learning_rate, "min_data_in_leaf": params.min_data_in_leaf,
             "seed": params.seed, "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1,
         },
-        lgb.Dataset(X, label=labelled["label"].to_numpy().astype(int), feature_name=list(features)),
+        lgb.Dataset(X, label=y, feature_name=list(features)),
         num_boost_round=params.num_trees,
     )
-    X_all = train_df.loc[:, list(features)].to_numpy(dtype=np.float64, na_value=np.nan)
-    fill = np.nan_to_num(np.nanmedian(X_all, axis=0), nan=0.0)
+
+
+def train(frame: pd.DataFrame, features: tuple[str, ...], params: TrainingParams, label_delay_days: int) -> tuple[RiskModel, dict[str, float], Evaluation]:
+    """Train, stack, calibrate and set band thresholds; return the model, its metrics on the
+    evaluation period and that period's out-of-fold scores.
+
+    `frame` holds the features, `label` (null where no outcome was known at the cut-off),
+    `event_time`, `transaction_id` and `weight` (1 / sampling rate of the row). The final trees
+    learn from every label; the stacker (log-odds = c + a * trees + b * anomaly) learns from the
+    out-of-fold tree scores of `params.folds` folds by event time, so it is calibrated on scores of
+    rows the trees did not see.
+    """
+    frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
+    labelled_mask = frame["label"].notna().to_numpy()
+    labelled = frame[labelled_mask]
+    y = labelled["label"].to_numpy().astype(int)
+    folds = fold_ids(len(labelled), params.folds)
+    if not len(labelled):
+        raise TrainingDataError("the training window has no confirmed outcomes")
+    for k in range(params.folds):
+        _check_positives(f"fold {k + 1} of {params.folds} (by event time)", y[folds == k])
+
+    X_all = frame.loc[:, list(features)].to_numpy(dtype=np.float64, na_value=np.nan)
+    X = X_all[labelled_mask]
+    oof = np.empty(len(y))
+    for k in range(params.folds):
+        oof[folds == k] = _booster(X[folds != k], y[folds != k], features, params).predict(X[folds == k], raw_score=True)
+    booster = _booster(X, y, features, params)
+
+    absent = tuple(f for f, col in zip(features, X_all.T) if np.isnan(col).all())
+    present = np.array([f not in absent for f in features])
+    fill = np.nan_to_num(np.nanmedian(np.where(present, X_all, 0.0), axis=0), nan=0.0)
     anomaly = IsolationForest(n_estimators=params.anomaly_trees, max_samples=256, random_state=params.seed)
-    anomaly.fit(np.where(np.isnan(X_all), fill, X_all), sample_weight=train_df["weight"].to_numpy())
+    w = frame["weight"].to_numpy()
+    anomaly.fit(np.where(np.isnan(X_all), fill, X_all)[:, present], sample_weight=w)
 
     model = RiskModel(
         features=tuple(features), booster_text=booster.model_to_string(), tables=compile_tables(booster), anomaly=anomaly,
         fill_values=fill, anomaly_mean=0.0, stack_coef=(1.0, 0.0), stack_intercept=0.0, thresholds={"MEDIUM": 1.0, "HIGH": 1.0},
-        label_delay_days=label_delay_days, top_k=params.top_k, params=asdict(params),
+        label_delay_days=label_delay_days, top_k=params.top_k, params=asdict(params), absent_features=absent,
     )
-    model.anomaly_mean = float(np.average(model.anomaly_signal(X_all), weights=train_df["weight"].to_numpy()))
+    signal = model.anomaly_signal(X_all)
+    model.anomaly_mean = float(np.average(signal, weights=w))
 
-    # stack and calibrate on later data than the trees saw: log-odds = c + a * trees + b * anomaly
-    cal = _labelled(cal_df)
-    Xc = cal.loc[:, list(features)].to_numpy(dtype=np.float64, na_value=np.nan)
-    trees = model.tables.base_value + contributions(model.tables, Xc).sum(axis=1)
-    stacker = LogisticRegression(C=1.0).fit(np.column_stack([trees, model.anomaly_signal(Xc)]), cal["label"].to_numpy().astype(int))
+    stacker = LogisticRegression(C=1.0).fit(np.column_stack([oof, signal[labelled_mask]]), y)
     model.stack_coef = (float(stacker.coef_[0][0]), float(stacker.coef_[0][1]))
     model.stack_intercept = float(stacker.intercept_[0])
+    oof_score = stacker.predict_proba(np.column_stack([oof, signal[labelled_mask]]))[:, 1]
 
-    # band thresholds from the calibration period's whole population: the alert budget is a volume
-    cal_scores = model.score(cal_df).risk_score
-    w = cal_df["weight"].to_numpy()
+    # band thresholds from the whole population (the alert budget is a volume): labelled rows at their out-of-fold score
+    scores = model.score(frame).risk_score
+    scores[labelled_mask] = oof_score
     model.thresholds = {
-        "MEDIUM": weighted_quantile(cal_scores, w, 1 - params.review_budget),
-        "HIGH": weighted_quantile(cal_scores, w, 1 - params.alert_budget),
+        "MEDIUM": weighted_quantile(scores, w, 1 - params.review_budget),
+        "HIGH": weighted_quantile(scores, w, 1 - params.alert_budget),
     }
-    metrics = evaluate(model, hold_df)
+    last = folds == params.folds - 1
+    start = labelled["event_time"].to_numpy()[last].min()
+    period = (frame["event_time"] >= start).to_numpy()
+    evaluation = Evaluation(pd.Timestamp(start), pd.DataFrame({"transaction_id": labelled["transaction_id"].to_numpy()[last], "label": y[last], "score": oof_score[last]}))
+    metrics = evaluate(model, frame[period], scores[period])
     metrics.update(
-        training_outcomes=float(len(labelled)), training_positives=float(labelled["label"].sum()),
-        calibration_outcomes=float(len(cal)), stack_weight_trees=model.stack_coef[0], stack_weight_anomaly=model.stack_coef[1],
+        cv_average_precision=float(average_precision_score(y, oof_score)), cv_roc_auc=float(roc_auc_score(y, oof_score)),
+        training_outcomes=float(len(y)), training_positives=float(y.sum()), folds=float(params.folds),
+        absent_features=float(len(absent)), stack_weight_trees=model.stack_coef[0], stack_weight_anomaly=model.stack_coef[1],
         threshold_medium=model.thresholds["MEDIUM"], threshold_high=model.thresholds["HIGH"],
     )
-    return model, metrics
+    return model, metrics, evaluation

@@ -18,14 +18,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.ml.features_training import TABLE as FEATURES_TABLE
-from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, label_delay_days, labels_as_of, table_version
+from compliance_assets.ml.features_training import DELAY_COLUMN, DISPOSITIONS, OUTCOMES, label_delay_days, labels_as_of, table_version
 from compliance_assets.ml.model_features import MODEL_FEATURES
-from compliance_assets.ml.risk_model import TrainingDataError, TrainingParams, time_split, train
+from compliance_assets.ml.risk_model import TrainingDataError, TrainingParams, train
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, ModelRegistryResource
 
 TRAINING_WINDOW_DAYS = 28
+EVALUATION_ARTIFACT = "evaluation_scores.json"
 MAX_UNLABELLED_ROWS = 200_000  # unlabelled rows (anomaly model, band thresholds) are sampled to this
 
 
@@ -36,7 +37,7 @@ class TrainingConfig(Config):
     learning_rate: float = Field(default=TrainingParams.learning_rate)
     alert_budget: float = Field(default=TrainingParams.alert_budget, description="Share of transactions that may be HIGH risk (raise an alert).")
     review_budget: float = Field(default=TrainingParams.review_budget, description="Share of transactions that may be MEDIUM or HIGH risk.")
-    holdout_fraction: float = Field(default=TrainingParams.holdout_fraction, description="Latest share of the confirmed outcomes (by event time) kept for evaluation.")
+    folds: int = Field(default=TrainingParams.folds, description="Cross-fitting folds by event time: every outcome trains the trees; the stacker is calibrated on out-of-fold scores and the latest fold is the evaluation period.")
 
     def params(self) -> TrainingParams:
         return TrainingParams(**self.model_dump())
@@ -65,8 +66,17 @@ def load_training_frame(
     # a deterministic hash sample: the same window and cut-off always give the same training set
     keep = F.col("label").isNotNull() | ((F.abs(F.xxhash64("transaction_id", F.lit(seed))) % 1_000_000) < rate * 1_000_000)
     weight = F.when(F.col("label").isNotNull(), F.lit(1.0)).otherwise(F.lit(1.0 / rate))
-    out = df.where(keep).select("transaction_id", "event_time", "label", *MODEL_FEATURES, weight.alias("weight")).toPandas()
+    delay = F.col(DELAY_COLUMN) if DELAY_COLUMN in df.columns else F.lit(None).cast("int")  # rows built before the delay was recorded
+    out = df.where(keep).select("transaction_id", "event_time", "label", *MODEL_FEATURES, weight.alias("weight"), delay.alias(DELAY_COLUMN)).toPandas()
     return out, features_version, outcomes_version, dispositions_version
+
+
+def training_label_delay(spark: SparkSession, lake: LakeResource, frame: pd.DataFrame) -> tuple[int, str, list[int]]:
+    """(the delay the model scores with, what the outcomes say now, the delays the window's feature
+    rows were built with): the latest delivery's, so training and scoring see merchant risk alike."""
+    now, source = label_delay_days(spark, lake)
+    built = frame.sort_values("event_time")[DELAY_COLUMN].dropna().astype(int)
+    return (int(built.iloc[-1]) if len(built) else now), f"{now} ({source})", sorted(set(built.tolist()))
 
 
 @asset(
@@ -95,27 +105,34 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     last_day = dt.date.fromisoformat(context.partition_key)
     first_day = last_day - dt.timedelta(days=TRAINING_WINDOW_DAYS - 1)
     cutoff = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time())
-    delay = label_delay_days()
     params = config.params()
     try:
         frame, delta_version, outcomes_version, dispositions_version = load_training_frame(session, lake, first_day, last_day, cutoff, params.seed)
         context.log.info(f"training frame: {len(frame)} rows, {int(frame['label'].notna().sum())} confirmed outcomes")
-        model, metrics = train(frame, MODEL_FEATURES, params, delay)
+        delay, delay_now, built_with = training_label_delay(session, lake, frame)
+        model, metrics, evaluation = train(frame, MODEL_FEATURES, params, delay)
     except TrainingDataError as exc:
         mlf.end_run(status="FAILED")
         raise Failure(f"Cannot train on deliveries {first_day}..{last_day} (labels decided before {cutoff}): {exc}") from exc
+    if len(built_with) > 1:
+        context.log.warning(f"the training window's merchant-risk features were built with label delays {built_with} days; the model scores with {delay}. Re-materialise {FEATURES_TABLE} for the window to rebuild them with one delay.")
+    if model.absent_features:
+        context.log.warning(f"features absent from every training row (the data has no such field): {', '.join(model.absent_features)}")
 
-    holdout = time_split(frame, params)[2]
     mlf.log_params(
         {
             **{k: v for k, v in params.__dict__.items()},
             "training_first_day": first_day.isoformat(), "training_last_day": last_day.isoformat(),
-            "label_cutoff": cutoff.isoformat(), "label_delay_days": delay, "features": len(MODEL_FEATURES),
+            "label_cutoff": cutoff.isoformat(), "label_delay_days": delay, "label_delay_from_outcomes_now": delay_now,
+            "label_delay_of_feature_rows": ",".join(map(str, built_with)) or "not recorded",
+            "absent_features": ",".join(model.absent_features) or "none", "features": len(MODEL_FEATURES),
             "training_table": FEATURES_TABLE, "training_delta_version": delta_version, "outcomes_delta_version": outcomes_version, "dispositions_delta_version": dispositions_version, "training_rows": len(frame),
         }
     )
     mlf.log_metrics(metrics)
-    mlf.log_dict({"features": list(MODEL_FEATURES)}, "features.json")
+    mlf.log_dict({"features": list(MODEL_FEATURES), "absent_features": list(model.absent_features)}, "features.json")
+    # the evaluation period's out-of-fold scores: a promotion compares the champion with these, not with in-sample scores
+    mlf.log_dict(evaluation.scores.to_dict(orient="list"), EVALUATION_ARTIFACT)
     example = frame.loc[:, list(MODEL_FEATURES)].head(5).astype("float64")
     # log_model registers through MLflow's process-wide registry URI: point it at this resource's
     # registry (another step in the process may have pointed it elsewhere)
@@ -131,7 +148,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     client = model_registry.client()
     tags = {
         "training_delta_version": str(delta_version), "outcomes_delta_version": str(outcomes_version), "dispositions_delta_version": str(dispositions_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
-        "holdout_start": str(holdout["event_time"].min()), "dagster_run_id": context.run_id,
+        "holdout_start": str(evaluation.start), "dagster_run_id": context.run_id, "label_delay_days": str(delay),
         "average_precision": f"{metrics['average_precision']:.4f}",
     }
     for k, v in tags.items():

@@ -3,8 +3,9 @@
 Per model feature, the population stability index (PSI) of the day's feature rows (ml_features_training,
 the same features scoring uses) against a deterministic sample of the model's own training rows, re-read
 with Delta time travel at the version it was trained on; decile bins from the training sample, missing
-values in a bin of their own. Also the risk-band distribution against the model's calibrated band shares,
-the DLQ rate and the lowest DQ rule pass rate. Thresholds come from the monitoring resource.
+values in a bin of their own; a feature with no value at all on either side (a dataset without that
+field) is reported ABSENT, not scored. Also the risk-band distribution against the model's calibrated
+band shares, the DLQ rate and the lowest DQ rule pass rate. Thresholds come from the monitoring resource.
 """
 
 import datetime as dt
@@ -37,6 +38,7 @@ BANDS = ("LOW", "MEDIUM", "HIGH")
 # features whose day-level distribution differs from any training window by construction: reported, not judged
 EXEMPT = {"is_weekend": "a single day is either all weekend or all weekday"}
 EXEMPT_STATUS = "EXEMPT"
+ABSENT_STATUS = "ABSENT"  # no value at all in the training rows or the day (the dataset lacks the field): not scored
 SCHEMA = T.StructType(
     [
         T.StructField("event_date", T.DateType(), False),  # the delivery day (Dagster partition)
@@ -102,6 +104,39 @@ def bin_label(edges: list[float], b: int) -> str:
     return f"({edges[b - 1]:.4g}, {edges[b]:.4g}]"
 
 
+def absent_from(expected: dict[int, int], actual: dict[int, int]) -> str | None:
+    """Where a feature has no value at all (every row missing): "reference", "current", "both", or None.
+    An empty side (no rows) is not absent: there is nothing to say about it."""
+    gone = [side for side, counts in (("reference", expected), ("current", actual)) if counts and set(counts) == {MISSING_BIN}]
+    return "both" if len(gone) == 2 else gone[0] if gone else None
+
+
+def feature_drift(reference: DataFrame, current: DataFrame, features: list[str], warn: float, fail: float) -> list[tuple]:
+    """(feature, PSI, status, current rows, detail) per feature of `current` against `reference`. A feature
+    with no value at all on either side (a dataset without that field) is ABSENT: reported, not scored
+    (its one bin of missing values is not a distribution to compare)."""
+    edges = bin_edges(reference, features)
+    expected, actual = bin_counts(reference, edges), bin_counts(current, edges)
+    n_current = sum(next(iter(actual.values()), {}).values())
+    out = []
+    for f in features:
+        value = round(psi(expected[f], actual[f]), 6) if n_current else None
+        bins = sorted(set(expected[f]) | set(actual[f]))
+        e_total, a_total = sum(expected[f].values()) or 1, sum(actual[f].values()) or 1
+        detail = {"bins": [{"bin": bin_label(edges[f], b), "expected": round(expected[f].get(b, 0) / e_total, 5), "actual": round(actual[f].get(b, 0) / a_total, 5)} for b in bins]}
+        absent = absent_from(expected[f], actual[f])
+        if absent:
+            value, status = None, ABSENT_STATUS
+            detail["absent"] = absent
+        elif f in EXEMPT:
+            status = EXEMPT_STATUS
+            detail["exempt"] = EXEMPT[f]
+        else:
+            status = level(value, warn, fail)
+        out.append((f, value, status, n_current, detail))
+    return out
+
+
 def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int) -> DataFrame:
     """A deterministic sample of the training rows of a registered model version (Delta time travel)."""
     tags = version.tags
@@ -141,22 +176,10 @@ def drift_rows(spark: SparkSession, lake: LakeResource, registry: ModelRegistryR
     def row(metric, name, value, warn, fail, status, rows, detail):
         return (d, metric, name, value, warn, fail, status, rows, json.dumps(detail, sort_keys=True, default=str), registry.model_name, str(version.version), reference_label, run_id, now)
 
-    out = []
     features = list(model.features)
     reference = reference_sample(spark, lake, version, monitoring.drift_reference_rows).select(*[F.col(f).cast("double").alias(f) for f in features]).localCheckpoint(eager=True)
     current = lake.read(spark, FEATURES).where(F.col("ingest_date") == F.lit(day).cast("date")).select(*[F.col(f).cast("double").alias(f) for f in features])
-    edges = bin_edges(reference, features)
-    expected, actual = bin_counts(reference, edges), bin_counts(current, edges)
-    n_current = sum(next(iter(actual.values()), {}).values())
-    for f in features:
-        value = round(psi(expected[f], actual[f]), 6) if n_current else None
-        bins = sorted(set(expected[f]) | set(actual[f]))
-        e_total, a_total = sum(expected[f].values()) or 1, sum(actual[f].values()) or 1
-        detail = {"bins": [{"bin": bin_label(edges[f], b), "expected": round(expected[f].get(b, 0) / e_total, 5), "actual": round(actual[f].get(b, 0) / a_total, 5)} for b in bins]}
-        status = EXEMPT_STATUS if f in EXEMPT else level(value, monitoring.psi_warn, monitoring.psi_fail)
-        if f in EXEMPT:
-            detail["exempt"] = EXEMPT[f]
-        out.append(row(FEATURE_PSI, f, value, monitoring.psi_warn, monitoring.psi_fail, status, n_current, detail))
+    out = [row(FEATURE_PSI, f, value, monitoring.psi_warn, monitoring.psi_fail, status, n, detail) for f, value, status, n, detail in feature_drift(reference, current, features, monitoring.psi_warn, monitoring.psi_fail)]
 
     bands = {r.risk_band: r["count"] for r in lake.read(spark, GOLD).where(F.col("ingest_date") == F.lit(day).cast("date")).groupBy("risk_band").count().collect()}
     n_scored = sum(bands.values())

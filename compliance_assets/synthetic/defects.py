@@ -13,7 +13,8 @@ import numpy as np
 from compliance_assets.synthetic.config import EXTRA_LINE_DEFECTS, INLINE_DEFECTS, SynthConfig
 
 # Required fields a producer may drop, with how often each is the one dropped.
-MISSING_FIELDS = (("amount", 0.3), ("currency", 0.25), ("event_time", 0.25), ("account_id", 0.1), ("channel", 0.05), ("country", 0.05))
+# required contract fields a "missing field" defect drops (channel and country are optional: a record without them is valid)
+MISSING_FIELDS = (("amount", 0.3), ("currency", 0.25), ("event_time", 0.3), ("account_id", 0.15))
 WRONG_TYPE_FIELDS = ("amount", "event_time")
 UNKNOWN_CURRENCIES = ("XXX", "EURO", "usd", "BTC", "EU", "RUR")
 LINE_KINDS = (*INLINE_DEFECTS, *EXTRA_LINE_DEFECTS)

@@ -13,4 +13,5 @@ def haversine_km(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Colu
     phi1, phi2 = F.radians(lat1), F.radians(lat2)
     dphi, dlmb = F.radians(lat2 - lat1), F.radians(lon2 - lon1)
     a = F.pow(F.sin(dphi / 2), 2) + F.cos(phi1) * F.cos(phi2) * F.pow(F.sin(dlmb / 2), 2)
-    return F.lit(2 * EARTH_RADIUS_KM) * F.asin(F.least(F.lit(1.0), F.sqrt(a)))
+    # least() skips nulls: without the guard a missing coordinate would give half the Earth's circumference
+    return F.lit(2 * EARTH_RADIUS_KM) * F.asin(F.when(a.isNotNull(), F.least(F.lit(1.0), F.sqrt(a))))

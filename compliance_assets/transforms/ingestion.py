@@ -27,6 +27,7 @@ BRONZE_SCHEMA = T.StructType(
         T.StructField("source_payload", T.StringType(), True),
         T.StructField("payload_bytes", T.BinaryType(), True),
         T.StructField("source_file_records", T.LongType(), True),
+        T.StructField("source_file_total_records", T.LongType(), True),
         T.StructField("ingested_at", T.TimestampType(), False),
         T.StructField("dagster_run_id", T.StringType(), True),
     ]
@@ -94,6 +95,10 @@ def ingest_id(source: Column, source_file: Column, source_line: Column) -> Colum
     return F.concat_ws(":", source, source_file, source_line.cast("string"))
 
 
+def _long(count: Column | None) -> Column:
+    return (count if count is not None else F.lit(None)).cast("long")
+
+
 def bronze_rows(
     lines: DataFrame,
     source: str,
@@ -103,11 +108,15 @@ def bronze_rows(
     ingested_at: Column | None = None,
     payload_bytes: Column | None = None,
     file_records: Column | None = None,
+    file_total_records: Column | None = None,
+    keep: tuple[str, ...] = (),
 ) -> DataFrame:
     """Shape raw lines (with a `payload` column) as bronze rows of one delivery (or, streamed, of
-    each record's arrival day: `delivery_date` and `ingested_at` as columns). `payload_bytes` holds
-    the original bytes of a payload that is not valid UTF-8; `file_records` how many records the
-    source file holds by its raw bytes (null where the source has no files, e.g. Kafka)."""
+    each record's arrival day; or, for an export split across days, of each record's own day:
+    `delivery_date` and `ingested_at` as columns). `payload_bytes` holds the original bytes of a payload
+    that is not valid UTF-8; `file_records` how many records the source file holds by its raw bytes
+    (null where the source has no files, e.g. Kafka), for a split export those assigned to the row's day,
+    and `file_total_records` then all the file's records. `keep` names input columns to carry along."""
     day = delivery_date if isinstance(delivery_date, Column) else F.lit(delivery_date)
     return lines.select(
         ingest_id(F.lit(source), F.col("source_file"), F.col("source_line")).alias("ingest_id"),
@@ -118,9 +127,11 @@ def bronze_rows(
         "payload",
         (source_payload if source_payload is not None else F.lit(None).cast("string")).alias("source_payload"),
         (payload_bytes if payload_bytes is not None else F.lit(None).cast("binary")).alias("payload_bytes"),
-        (file_records if file_records is not None else F.lit(None).cast("long")).cast("long").alias("source_file_records"),
+        _long(file_records).alias("source_file_records"),
+        _long(file_total_records).alias("source_file_total_records"),
         (ingested_at if ingested_at is not None else F.current_timestamp()).alias("ingested_at"),
         F.lit(run_id).cast("string").alias("dagster_run_id"),
+        *keep,
     )
 
 

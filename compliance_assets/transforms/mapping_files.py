@@ -3,7 +3,8 @@
 The mapping's location arrives through run config or the run tag `source_mapping`, so whoever can
 launch a run chooses it; it is untrusted. A mapping is read only from the mappings folder
 (SOURCE_MAPPINGS_DIR, LakeResource.source_mappings_dir; default: the repository's examples/ folder),
-after resolving symbolic links; its data `path` is relative to the landing area (LakeResource.landing)
+after resolving symbolic links; its data `path` (a file or glob per partition day with a {date} placeholder,
+or, with `split_by`, one export covering many days) is relative to the landing area (LakeResource.landing)
 and must stay inside it (no `..` segment; in a local landing folder every matched file, symbolic links
 resolved, must be inside the landing folder). Error messages name the file, the line and the rule that
 failed, never the file's contents (source column names are shown only when they look like names, else
@@ -41,21 +42,30 @@ class SourceMappingError(ValueError):
     """A source mapping that cannot be applied; the message says what to fix (never quoting the file)."""
 
 
+EVENT_TIME = "event_time"  # split_by: event_time
+
+
 @dataclass(frozen=True)
 class SourceMapping:
     name: str
     format: str
-    path: str  # absolute data path or glob inside the landing area, with the {date} placeholder
+    path: str  # absolute data path or glob inside the landing area, with the {date} placeholder (none when split)
     options: dict[str, Any]
     columns: dict[str, dict[str, Any]]
     origin: str
     landing: str = ""  # the landing area the data path must stay in
+    split_by: str | dict[str, Any] | None = None  # "event_time" or {column, format}: one export split into days
 
     def path_for(self, day: dt.date) -> str:
         return _DATE_PLACEHOLDER.sub(lambda m: day.strftime(m.group(1) or "%Y-%m-%d"), self.path)
 
+    def split_spec(self) -> dict[str, Any]:
+        """Where a split export's record date is read: event_time's mapping, or the split_by column and format."""
+        return self.columns[EVENT_TIME] if self.split_by == EVENT_TIME else dict(self.split_by or {})
+
     def source_columns(self) -> list[str]:
-        return sorted({spec["column"] for spec in self.columns.values() if "column" in spec})
+        specs = [*self.columns.values(), *([self.split_by] if isinstance(self.split_by, dict) else [])]
+        return sorted({spec["column"] for spec in specs if "column" in spec})
 
 
 def shown_name(name: Any) -> str:
@@ -226,6 +236,8 @@ def describe_schema_error(error: jsonschema.ValidationError) -> str:
         what = f"must be of type {' or '.join(allowed)}, not {_json_type(instance)}"
     elif rule == "enum":
         what = f"must be one of {', '.join(map(str, expected))}"
+    elif rule == "const":
+        what = f"must be {expected}"
     elif rule == "pattern":
         what = f"does not have the required form (pattern {expected})"
     elif rule == "required":
@@ -294,6 +306,15 @@ def load_mapping(path: str | Path, *, landing: str, folder: str | Path | None = 
     missing = [f for f in contract["required"] if f not in raw["columns"]]
     if missing:
         raise SourceMappingError(f"Source mapping {shown} does not map required contract fields {missing}")
+    split_by = raw.get("split_by")
+    if split_by is not None and _DATE_PLACEHOLDER.search(raw["path"]):
+        raise SourceMappingError(
+            f"Source mapping {shown} is invalid: with split_by its path names the export itself (a file or glob read once "
+            "per run), so it may not have a {date} placeholder"
+        )
     columns = {field: ({"column": spec} if isinstance(spec, str) else dict(spec)) for field, spec in raw["columns"].items()}
+    if split_by == EVENT_TIME and EVENT_TIME not in columns:
+        raise SourceMappingError(f"Source mapping {shown} splits by event_time but does not map event_time")
     file_path = data_pattern(raw["path"], landing, raw["name"])
-    return SourceMapping(raw["name"], raw["format"], file_path, dict(raw.get("options", {})), columns, str(real), landing)
+    split = dict(split_by) if isinstance(split_by, dict) else split_by
+    return SourceMapping(raw["name"], raw["format"], file_path, dict(raw.get("options", {})), columns, str(real), landing, split)

@@ -35,10 +35,11 @@ class RuleExpr:
     failed: Column
 
 
-def rejecting_rule_exprs(delivery_date: str, lateness_days: int) -> list[RuleExpr]:
-    """Referential and timeliness rules, evaluated on validated, reference-joined rows."""
+def rejecting_rule_exprs(delivery_date: str | Column, lateness_days: int) -> list[RuleExpr]:
+    """Referential and timeliness rules, evaluated on validated, reference-joined rows; timeliness against
+    the delivery day (a day, or each row's own day as a column such as `ingest_date`)."""
     contract_ok = F.col("_contract_failed") == 0  # the contract rules' failure mask (validation.validate_payloads)
-    day = F.lit(delivery_date).cast("date")
+    day = delivery_date if isinstance(delivery_date, Column) else F.lit(delivery_date).cast("date")
     has_time = contract_ok & F.col("event_time").isNotNull()
     return [
         RuleExpr(UNKNOWN_ACCOUNT, contract_ok, contract_ok & F.col("_kyc_found").isNull()),
@@ -50,7 +51,8 @@ def rejecting_rule_exprs(delivery_date: str, lateness_days: int) -> list[RuleExp
 
 def flagging_rule_exprs() -> list[RuleExpr]:
     """Warnings that keep the record but mark it dq_status WARN."""
-    located_channel = F.col("channel").isin("CARD_PRESENT", "ATM")
+    # an unknown channel (absent) does not say whether coordinates are due: not checked, not passed
+    located_channel = F.coalesce(F.col("channel").isin("CARD_PRESENT", "ATM"), F.lit(False))
     has_merchant = F.col("merchant_id").isNotNull()
     return [
         RuleExpr(MISSING_LOCATION, located_channel, located_channel & (F.col("latitude").isNull() | F.col("longitude").isNull())),

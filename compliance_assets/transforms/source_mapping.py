@@ -4,7 +4,9 @@ The mapping names, for each contract field, the source column and how to convert
 pattern and zone, decimal comma, code-value translation, prefix/padding). The result is a
 contract-shaped JSON payload per source row, so foreign data goes through exactly the same
 validation as native deliveries; values that cannot be converted are passed through as strings
-and land in the DLQ with a reason code. The original row is kept in bronze.source_payload. Where a
+and land in the DLQ with a reason code. The original row is kept in bronze.source_payload. A mapping
+reads one file (or glob) per partition day, or, with `split_by`, one export covering many days, read
+once and split into daily partitions by each record's own date (read_mapped_export). Where a
 mapping may come from, where its data may be and how its file is read: mapping_files.py.
 """
 
@@ -17,12 +19,13 @@ import json
 import re
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from contracts import json_types, load_contract
 from compliance_assets.transforms.ingestion import bronze_rows, file_lines, relative_file
 from compliance_assets.transforms.mapping_files import (
+    EVENT_TIME,
     SourceMapping,
     SourceMappingError,
     check_matched_files,
@@ -30,16 +33,18 @@ from compliance_assets.transforms.mapping_files import (
     shown_names,
 )
 
+
 def _json_value(col: Column) -> Column:
     """The JSON text of a typed value (null stays null, so the key is omitted)."""
     wrapped = F.to_json(F.struct(col.alias("v")))
     return F.when(col.isNotNull(), F.regexp_extract(wrapped, r'^\{"v":(.*)\}$', 1))
 
 
-def _convert(field: str, prop: dict[str, Any], spec: dict[str, Any], src: Column) -> Column:
-    """JSON text of the contract value for one field; unconvertible input passes through as a JSON string."""
+def _source_text(spec: dict[str, Any], src: Column) -> Column:
+    """A source value as the mapping reads it: trimmed (blank = null), codes translated, padded and prefixed;
+    a constant as its text."""
     if "constant" in spec:
-        return F.lit(json.dumps(spec["constant"]))
+        return F.lit(str(spec["constant"]))
     value = F.trim(src.cast("string"))
     value = F.when(value != "", value)
     if "values" in spec:
@@ -49,6 +54,23 @@ def _convert(field: str, prop: dict[str, Any], spec: dict[str, Any], src: Column
         value = F.lpad(value, spec["zero_pad"], "0")
     if spec.get("prefix"):
         value = F.concat(F.lit(spec["prefix"]), value)
+    return value
+
+
+def _date_time_text(spec: dict[str, Any], value: Column) -> Column:
+    """A timestamp's contract text (RFC 3339 in UTC) read with the mapping's pattern and zone; the value
+    unchanged where it cannot be read (validation then rejects it, or reads it as it stands)."""
+    ts = F.try_to_timestamp(value, F.lit(spec["format"])) if spec.get("format") else value.try_cast("timestamp")
+    if spec.get("timezone"):
+        ts = F.to_utc_timestamp(ts, spec["timezone"])
+    return F.when(ts.isNotNull(), F.date_format(ts, "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")).otherwise(value)
+
+
+def _convert(field: str, prop: dict[str, Any], spec: dict[str, Any], src: Column) -> Column:
+    """JSON text of the contract value for one field; unconvertible input passes through as a JSON string."""
+    if "constant" in spec:
+        return F.lit(json.dumps(spec["constant"]))
+    value = _source_text(spec, src)
     types, _ = json_types(prop)
     as_string = _json_value(value)
     if "number" in types or "integer" in types:
@@ -60,12 +82,12 @@ def _convert(field: str, prop: dict[str, Any], spec: dict[str, Any], src: Column
         arr = F.filter(F.split(value, re.escape(sep)), lambda c: F.trim(c) != "")
         return F.when(value.isNotNull(), _json_value(arr)).otherwise(_json_value(F.array().cast("array<string>")))
     if prop.get("format") == "date-time":
-        ts = F.try_to_timestamp(value, F.lit(spec["format"])) if spec.get("format") else value.try_cast("timestamp")
-        if spec.get("timezone"):
-            ts = F.to_utc_timestamp(ts, spec["timezone"])
-        iso = F.date_format(ts, "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
-        return F.when(ts.isNotNull(), _json_value(iso)).otherwise(as_string)
+        return _json_value(_date_time_text(spec, value))
     return as_string
+
+
+def _source(spec: dict[str, Any], row: dict[str, Column]) -> Column:
+    return row[spec["column"]] if "column" in spec else F.lit(None)
 
 
 def mapped_payload(mapping: SourceMapping, row: dict[str, Column]) -> Column:
@@ -73,8 +95,7 @@ def mapped_payload(mapping: SourceMapping, row: dict[str, Column]) -> Column:
     contract = load_contract("transactions")
     parts = []
     for field, spec in mapping.columns.items():
-        src = row[spec["column"]] if "column" in spec else F.lit(None)
-        parts.append(F.concat(F.lit(f'"{field}":'), _convert(field, contract["properties"][field], spec, src)))
+        parts.append(F.concat(F.lit(f'"{field}":'), _convert(field, contract["properties"][field], spec, _source(spec, row))))
     return F.concat(F.lit("{"), F.concat_ws(",", *parts), F.lit("}"))
 
 
@@ -112,15 +133,15 @@ def _json_key_path(mapping: SourceMapping, name: str) -> str:
     raise SourceMappingError(f"Source mapping '{mapping.name}': a JSON source column name cannot contain both ' and \"")
 
 
-def read_mapped_delivery(spark: SparkSession, mapping: SourceMapping, delivery_date: str, run_id: str | None) -> DataFrame:
-    """Bronze rows for one day of a mapped source (one row per source record, original row kept)."""
-    # checked again once the day is in: a {date:<format>} could spell a '..' segment
-    pattern = data_pattern(mapping.path_for(dt.date.fromisoformat(delivery_date)), mapping.landing, mapping.name)
+def _mapped_records(spark: SparkSession, mapping: SourceMapping, pattern: str, what: str) -> tuple[DataFrame, dict[str, Column]]:
+    """(rows, source columns) of the files matching `pattern`: rows hold source_file, source_line, the payload,
+    the original row (source_payload), line_bytes and _records (the file's records by its raw bytes, null for
+    Parquet); the source columns by name, for a split day."""
     hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(pattern)
     fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
     matches = fs.globStatus(hadoop_path)
     if not matches:
-        raise SourceMappingError(f"Source mapping '{mapping.name}': no file matches {pattern} for {delivery_date}")
+        raise SourceMappingError(f"Source mapping '{mapping.name}': no file matches {pattern}{what}")
     check_matched_files(mapping, [str(m.getPath().toUri().getPath()) for m in matches])
     first_file = str(matches[0].getPath())
 
@@ -161,6 +182,71 @@ def read_mapped_delivery(spark: SparkSession, mapping: SourceMapping, delivery_d
         )
         cols = {c: F.try_variant_get("_v", _json_key_path(mapping, c), "string") for c in mapping.source_columns()}
         source_payload = F.col("_line")
-    payload = mapped_payload(mapping, cols)
-    shaped = rows.select("source_file", "source_line", payload.alias("payload"), source_payload.alias("source_payload"), "line_bytes", "_records")
-    return bronze_rows(shaped, mapping.name, delivery_date, run_id, F.col("source_payload"), payload_bytes=F.col("line_bytes"), file_records=F.col("_records"))
+    rows = rows.select("*", mapped_payload(mapping, cols).alias("payload"), source_payload.alias("source_payload"))
+    return rows, cols
+
+
+def read_mapped_delivery(spark: SparkSession, mapping: SourceMapping, delivery_date: str, run_id: str | None) -> DataFrame:
+    """Bronze rows for one day of a mapped source (one row per source record, original row kept)."""
+    # checked again once the day is in: a {date:<format>} could spell a '..' segment
+    pattern = data_pattern(mapping.path_for(dt.date.fromisoformat(delivery_date)), mapping.landing, mapping.name)
+    rows, _ = _mapped_records(spark, mapping, pattern, f" for {delivery_date}")
+    return bronze_rows(rows, mapping.name, delivery_date, run_id, F.col("source_payload"), payload_bytes=F.col("line_bytes"), file_records=F.col("_records"))
+
+
+def split_day(mapping: SourceMapping, row: dict[str, Column]) -> Column:
+    """The delivery day a record of a split export belongs to (null where it cannot be read): with
+    `split_by: event_time`, the UTC date of event_time as the payload carries it (converted with the
+    mapping's pattern and zone, then read as validation reads it); with `split_by: {column, format}`, the
+    date written in that column (its pattern, default ISO; a timestamp's date as written)."""
+    spec = mapping.split_spec()
+    value = _source_text(spec, _source(spec, row))
+    if mapping.split_by == EVENT_TIME:
+        return F.to_date(_date_time_text(spec, value).try_cast("timestamp"))
+    return F.to_date(F.try_to_timestamp(value, F.lit(spec["format"])) if spec.get("format") else value.try_cast("date"))
+
+
+def read_mapped_export(spark: SparkSession, mapping: SourceMapping, run_id: str | None) -> DataFrame:
+    """Bronze rows of every day of a split export (a mapping with `split_by`; its path, a file or a glob,
+    read once), `event_date` = each record's split day.
+
+    A record whose split day cannot be read lands on its file's first (earliest readable) day, where
+    validation rejects it if the unreadable value is its event_time (`split_day_read` says which records).
+    `source_file_records` is the number of the file's records assigned to the row's day (what the
+    conservation check compares per delivery day); `source_file_total_records` all the file's records by
+    its raw bytes (null for Parquet), which the file's days must add up to."""
+    pattern = data_pattern(mapping.path, mapping.landing, mapping.name)
+    rows, cols = _mapped_records(spark, mapping, pattern, "")
+    read = split_day(mapping, cols)
+    rows = rows.select("*", read.alias("_read_day"), read.isNotNull().alias("split_day_read"))
+    day = F.coalesce(F.col("_read_day"), F.min("_read_day").over(Window.partitionBy("source_file")))
+    rows = rows.select("*", day.alias("_day"))
+    per_day = F.count(F.lit(1)).over(Window.partitionBy("source_file", "_day"))
+    return bronze_rows(
+        rows, mapping.name, F.col("_day"), run_id, F.col("source_payload"), payload_bytes=F.col("line_bytes"),
+        file_records=F.when(F.col("_records").isNotNull(), per_day), file_total_records=F.col("_records"), keep=("split_day_read",),
+    )
+
+
+def export_days(export: DataFrame) -> dict:
+    """Records per day of a split export (`per_day`), all its `records` and those whose date could not be read
+    (`undated`). Raises when a file's days do not add up to its record count by its raw bytes, or when no
+    record of a file has a readable date (then they would have no day to go to)."""
+    per_file_day = export.groupBy("source_file", "event_date").agg(
+        F.count(F.lit(1)).alias("rows"), F.max("source_file_total_records").alias("total"), F.sum((~F.col("split_day_read")).cast("long")).alias("undated")
+    ).collect()
+    files: dict[str, dict] = {}
+    for r in per_file_day:
+        f = files.setdefault(r.source_file, {"rows": 0, "total": r.total, "undated": 0, "days": set()})
+        f["rows"] += r.rows
+        f["undated"] += r.undated
+        f["days"].add(r.event_date)
+    for name, f in sorted(files.items()):
+        if None in f["days"]:
+            raise SourceMappingError(f"No record of {name} has a readable split date (split_by): check the mapping's date column and format; nothing was written")
+        if f["total"] is not None and f["rows"] != f["total"]:
+            raise SourceMappingError(f"{name}: its days hold {f['rows']} records but the file has {f['total']} by its raw bytes; nothing was written")
+    per_day: dict[str, int] = {}
+    for r in per_file_day:
+        per_day[str(r.event_date)] = per_day.get(str(r.event_date), 0) + r.rows
+    return {"per_day": per_day, "records": sum(per_day.values()), "undated": sum(f["undated"] for f in files.values())}

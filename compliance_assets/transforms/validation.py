@@ -230,20 +230,24 @@ def contract_rule_flags(contract: dict[str, Any], columns: tuple[str, ...] = ())
         RuleFlags(DUPLICATE_KEY, is_object, is_object & F.coalesce(problem == DUPLICATE_KEY.reason_code, F.lit(False))),
     ]
     well_typed_by_field: dict[str, Column] = {}
+    required = set(contract.get("required", []))
     for field, prop in contract["properties"].items():
         raw, vtype = _raw(field), F.col(_type_column(field))
         present = is_object & raw.isNotNull() & ~F.is_variant_null(raw)
-        types, _ = json_types(prop)
+        types, nullable = json_types(prop)
         type_ok = F.lit(False)
         for json_type in types:
             type_ok = type_ok | _type_ok(vtype, json_type)
+        # an optional field may be left out, but a null is a value of the wrong type unless its type allows
+        # null (as JSON Schema has it); a required field's null is MISSING_REQUIRED_FIELD
+        null_refused = (is_object & F.is_variant_null(raw)) if not nullable and field not in required else F.lit(False)
         well_typed = present & type_ok
         well_typed_by_field[field] = well_typed
         for rule in rules_by_field.get(field, []):
             if rule.keyword == "required":
                 flags.append(RuleFlags(rule, is_object, is_object & ~present))
             elif rule.keyword == "type":
-                flags.append(RuleFlags(rule, present, present & ~type_ok))
+                flags.append(RuleFlags(rule, present | null_refused, (present & ~type_ok) | null_refused))
             else:
                 fails = F.coalesce(_constraint_fails(rule, field, prop), F.lit(True))
                 flags.append(RuleFlags(rule, well_typed, well_typed & fails))

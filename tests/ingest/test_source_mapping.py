@@ -171,6 +171,10 @@ REQUIRED = "  transaction_id: ID\n  event_time: TS\n  account_id: ACC\n  amount:
         ("- just\n- a list\n", "is not a source mapping: its top level is a list"),
         ("", "is not a source mapping: its top level is empty"),
         ("base: &b {x: 1}\ncopy: *b\n", "uses a YAML alias (*name); aliases are not allowed in a mapping: line 2"),
+        # one export split into days (split_by): its path is the export itself
+        ("split_by: event_time\n" + GOOD_HEAD + REQUIRED, "with split_by its path names the export itself"),
+        ("split_by: booking_time\n" + GOOD_HEAD.replace("x_{date}", "x") + REQUIRED, "at 'split_by': must be event_time (const)"),
+        ("split_by: {column: D, fmt: x}\n" + GOOD_HEAD.replace("x_{date}", "x") + REQUIRED, "at 'split_by': has key(s) that are not allowed here; allowed: column, format"),
     ],
 )
 def test_a_wrong_mapping_gives_a_clear_message(tmp_path, text, message):

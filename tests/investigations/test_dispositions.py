@@ -137,6 +137,7 @@ def test_dismissed_then_confirmed_alert_ends_confirmed_with_both_decisions_kept(
 
 
 def test_a_decision_dated_after_a_transaction_never_changes_its_training_features(lake, spark, monkeypatch):
+    """Point in time at decision-time granularity: a confirmation at noon changes no feature of a transaction before noon."""
     # no label delay, so a confirmation decided before a day counts in that day's merchant features at once
     monkeypatch.setenv("MERCHANT_LABEL_DELAY_DAYS", "0")
     early_day, day = SCORED
@@ -156,7 +157,10 @@ def test_a_decision_dated_after_a_transaction_never_changes_its_training_feature
     drop(lake, day, "late.csv", HEADER + "".join(f"{r.alert_id},CONFIRM,alice,{day}T12:00:00Z,\n" for r in later.itertuples()))
     assert run(lake, DISPOSITION_ASSETS, day).success
     after_late = features()
-    pd.testing.assert_frame_equal(baseline[list(MODEL_FEATURES)], after_late[list(MODEL_FEATURES)])
+    # an outcome counts from its decision time on, to the second: no transaction before noon changes
+    before = baseline.event_time < pd.Timestamp(f"{day} 12:00:00")
+    assert before.sum() > 100
+    pd.testing.assert_frame_equal(baseline[before][list(MODEL_FEATURES)], after_late[before][list(MODEL_FEATURES)])
     # the label itself counts from its decision time on: training with an earlier cut-off does not see it
     labels = labels_as_of(spark, make_resources(lake)["lake"]).where(F.col("transaction_id").isin(*later.transaction_id)).toPandas()
     assert (labels.label == 1).all() and len(labels) == len(later) and (labels.label_decision_time == pd.Timestamp(f"{day} 12:00:00")).all()

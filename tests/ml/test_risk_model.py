@@ -1,11 +1,12 @@
-"""The risk model on its own: later data is held out, explanations add up to the score, the top
-features are the largest contributions, and too few outcomes is a clear error."""
+"""The risk model on its own: every label trains the trees (cross-fitted calibration), the
+evaluation period's scores are out of fold, absent features are recorded, explanations add up to
+the score, the top features are the largest contributions, and too few outcomes is a clear error."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from compliance_assets.ml.risk_model import ANOMALY_FEATURE, TrainingDataError, TrainingParams, time_split, train
+from compliance_assets.ml.risk_model import ANOMALY_FEATURE, TrainingDataError, TrainingParams, evaluate, evaluation_scores, fold_ids, train
 
 FEATURES = ("amount", "velocity", "distance", "noise")
 
@@ -28,15 +29,37 @@ def trained():
     return train(frame(), FEATURES, TrainingParams(num_trees=60, anomaly_trees=50), label_delay_days=2)
 
 
-def test_the_holdout_is_the_latest_outcomes():
-    train_df, cal_df, hold_df = time_split(frame(), TrainingParams())
-    assert train_df["event_time"].max() < cal_df["event_time"].min() <= cal_df["event_time"].max() < hold_df["event_time"].min()
-    labelled = [part["label"].notna().sum() for part in (train_df, cal_df, hold_df)]
-    assert labelled[2] == pytest.approx(0.2 * sum(labelled), rel=0.02)
+def test_every_label_trains_the_trees_and_the_evaluation_is_out_of_fold(trained):
+    model, metrics, evaluation = trained
+    df = frame()
+    labelled = df[df["label"].notna()]
+    assert metrics["training_outcomes"] == len(labelled)  # no label held back from the final trees
+    assert list(fold_ids(10, 5)) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    # the evaluation period is the latest fifth of the outcomes by event time
+    assert len(evaluation.scores) == pytest.approx(len(labelled) / 5, abs=1)
+    assert evaluation.start == labelled["event_time"].iloc[-len(evaluation.scores)]
+    # its scores are out of fold: not what the final model (trained on those rows) gives them
+    rows = df[df["transaction_id"].isin(evaluation.scores["transaction_id"])]
+    in_sample = model.score(rows).risk_score
+    assert not np.allclose(in_sample, evaluation.scores.set_index("transaction_id").loc[rows["transaction_id"], "score"].to_numpy())
+    period = df[df["event_time"] >= evaluation.start]
+    assert evaluate(model, period, evaluation_scores(model, period, evaluation.scores))["average_precision"] == pytest.approx(metrics["average_precision"])
+    assert metrics["cv_average_precision"] > 0.6
+
+
+def test_an_absent_feature_is_recorded_and_ignored():
+    df = frame().assign(missing_everywhere=np.nan)
+    model, metrics, _ = train(df, (*FEATURES, "missing_everywhere"), TrainingParams(num_trees=20, anomaly_trees=20), label_delay_days=2)
+    assert model.absent_features == ("missing_everywhere",) and metrics["absent_features"] == 1
+    X = df.loc[:, [*FEATURES, "missing_everywhere"]].to_numpy()
+    _, contrib, _ = model.attributions(X)
+    assert np.all(contrib[:, len(FEATURES)] == 0)  # no tree uses it; the anomaly model never sees it
+    X[:, len(FEATURES)] = 1.0
+    assert np.allclose(model.anomaly_signal(X), model.anomaly_signal(df.loc[:, [*FEATURES, "missing_everywhere"]].to_numpy()))
 
 
 def test_metrics_and_thresholds(trained):
-    model, metrics = trained
+    model, metrics, _ = trained
     for name in ("average_precision", "roc_auc", "recall_at_budget", "precision_at_budget", "alert_rate"):
         assert 0.0 <= metrics[name] <= 1.0
     assert metrics["average_precision"] > 0.6 and metrics["roc_auc"] > 0.9
@@ -45,7 +68,7 @@ def test_metrics_and_thresholds(trained):
 
 
 def test_explanations_add_up_and_the_top_features_are_the_largest(trained):
-    model, _ = trained
+    model, _, _ = trained
     df = frame(seed=9).head(2000)
     X = df.loc[:, list(FEATURES)].to_numpy()
     logit, contrib, _ = model.attributions(X)

@@ -91,7 +91,9 @@ def test_an_unshifted_day_passes_and_the_same_day_with_shifted_amounts_fails_the
     rows = read_delta(lake, "model_drift", event_date=DAY)
     features = rows[rows.metric == "FEATURE_PSI"]
     assert checks(result, "model_drift")["feature_psi_within_thresholds"], features.sort_values("value").tail(5)
-    assert len(features) == len(MODEL_FEATURES) and set(features.status) <= {"OK", "EXEMPT"} and set(rows.model_version) == {version}
+    assert len(features) == len(MODEL_FEATURES) and set(features.status) <= {"OK", "EXEMPT", "ABSENT"} and set(rows.model_version) == {version}
+    # ABSENT: no value in the training rows nor on the day; one generator never gives a feature to one side only
+    assert all(json.loads(d)["absent"] == "both" for d in features[features.status == "ABSENT"].detail), features[features.status == "ABSENT"]
     assert set(rows.metric) == {"FEATURE_PSI", "BAND_PSI", "DLQ_RATE", "DQ_MIN_PASS_RATE"}
     dlq = rows[rows.metric == "DLQ_RATE"].iloc[0]
     assert 0 < dlq.value < 0.05 and json.loads(dlq.detail)["rejected"] == len(read_delta(lake, "transactions_dlq", event_date=DAY))
