@@ -118,9 +118,10 @@ class Runner:
         return entry
 
     def _start(self, assets: list = ()) -> None:
-        from dagster import AssetsDefinition
+        from dagster import AssetChecksDefinition, AssetsDefinition
 
-        self._asset_steps = {a.op.name for a in assets if isinstance(a, AssetsDefinition)} or {"promote_challenger_op"}
+        # asset checks are AssetsDefinitions too: count only the assets' own steps as asset steps
+        self._asset_steps = {a.op.name for a in assets if isinstance(a, AssetsDefinition) and not isinstance(a, AssetChecksDefinition)} or {"promote_challenger_op"}
         self._jobs_before = last_job_id(self.spark)
         self._t0 = time.perf_counter()
 

@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata
-from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_delivery
+from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_deliveries
 from compliance_assets.transforms.mapping_files import SourceMapping, load_mapping, mappings_dir
 from compliance_assets.transforms.source_mapping import export_days, read_mapped_delivery, read_mapped_export
 from compliance_assets.ops.audit import record_operation
@@ -59,12 +59,11 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
     source = mapping.name if mapping else LANDING_SOURCE
     if mapping and mapping.split_by:
         return _write_split_export(context, session, lake, mapping)
+    if not mapping:
+        return _write_landing_range(context, session, lake)
     total, version = 0, -1
     for key in context.partition_keys:
-        if mapping:
-            rows = read_mapped_delivery(session, mapping, key, context.run_id)
-        else:
-            rows = read_landing_delivery(session, lake.landing_path("transactions", f"event_date={key}"), key, context.run_id)
+        rows = read_mapped_delivery(session, mapping, key, context.run_id)
         before = lake.version(session, TABLE) if lake.table_exists(session, TABLE) else -1
         # merge_schema: a lake written before payload_bytes / source_file_records existed gains them
         version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date = '{key}' AND source = '{source}'", merge_schema=True)
@@ -73,6 +72,25 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
         total += count
     record_operation(context, session, lake, TABLE)
     return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=source))
+
+
+def _write_landing_range(context: AssetExecutionContext, session, lake: LakeResource) -> MaterializeResult:
+    """Read the native delivery folders of the run's days in one pass and replace those days' landing rows
+    in one commit (a day without a folder is emptied, as a day's own run would leave it)."""
+    keys = context.partition_keys
+    rows = read_landing_deliveries(session, lake.landing_path("transactions"), keys, context.run_id)
+    before = lake.version(session, TABLE) if lake.table_exists(session, TABLE) else -1
+    in_keys = ", ".join(f"'{k}'" for k in keys)
+    # merge_schema: a lake written before payload_bytes / source_file_records existed gains them
+    version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date IN ({in_keys}) AND source = '{LANDING_SOURCE}'", merge_schema=True)
+    per_day: dict[str, int] = {}
+    if version != before:  # an empty run that replaced nothing makes no commit
+        written = lake.read(session, TABLE).where(F.col("event_date").isin(day_literals(keys)) & (F.col("source") == LANDING_SOURCE))
+        per_day = {str(r.event_date): r["count"] for r in written.groupBy("event_date").count().collect()}
+    for key in keys:
+        context.log.info(f"bronze {key} ({LANDING_SOURCE}): {per_day.get(key, 0)} records")
+    record_operation(context, session, lake, TABLE)
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, sum(per_day.values()), BRONZE_SCHEMA, source=LANDING_SOURCE))
 
 
 def _write_split_export(context: AssetExecutionContext, session, lake: LakeResource, mapping: SourceMapping) -> MaterializeResult:

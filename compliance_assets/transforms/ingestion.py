@@ -135,13 +135,18 @@ def bronze_rows(
     )
 
 
-def read_landing_delivery(spark: SparkSession, folder: str, delivery_date: str, run_id: str | None) -> DataFrame:
-    """Bronze rows of a JSON-lines delivery folder: every line is a record (a blank line too, which
-    then fails validation as MALFORMED_JSON rather than vanishing). A missing folder is an empty delivery."""
+def read_landing_deliveries(spark: SparkSession, root: str, days: list[str], run_id: str | None) -> DataFrame:
+    """Bronze rows of the JSON-lines delivery folders `root`/event_date=<day>/ of `days`, in one read (one
+    Hadoop glob, `{day1,day2,...}`): every line is a record of its folder's day (a blank line too, which then
+    fails validation as MALFORMED_JSON rather than vanishing). A missing folder is an empty delivery."""
+    if not days:
+        return spark.createDataFrame([], BRONZE_SCHEMA)
     try:
-        lines = file_lines(spark, folder, "*.jsonl*").withColumnRenamed("line", "payload")
+        lines = file_lines(spark, f"{root}/event_date={{{','.join(days)}}}/*.jsonl*").withColumnRenamed("line", "payload")
     except AnalysisException as exc:
         if exc.getCondition() != "PATH_NOT_FOUND":
             raise
         return spark.createDataFrame([], BRONZE_SCHEMA)
-    return bronze_rows(lines, LANDING_SOURCE, delivery_date, run_id, payload_bytes=F.col("line_bytes"), file_records=F.col("file_lines"))
+    # source_file is "event_date=<day>/<file>": the folder names the delivery day
+    day = F.regexp_extract(F.col("source_file"), r"^event_date=(\d{4}-\d{2}-\d{2})/", 1)
+    return bronze_rows(lines, LANDING_SOURCE, day, run_id, payload_bytes=F.col("line_bytes"), file_records=F.col("file_lines"))
