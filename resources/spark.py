@@ -22,7 +22,7 @@ NO_DICTIONARY_COLUMNS = (
     "ingest_id", "source_line", "payload", "transaction_id", "event_time", "amount", "amount_base",
     "latitude", "longitude", "delivery_latitude", "delivery_longitude", "description", "counterparty_name",
     "amount_to_avg_30d", "amount_to_typical", "distance_from_home_km", "delivery_distance_km",
-    "distance_from_prev_km", "travel_speed_kmh", "amount_avg_30d_prior", "seconds_since_prev_txn",
+    "distance_from_prev_km", "travel_speed_kmh", "amount_avg_30d_prior", "amount_max_7d_prior", "amount_to_max_7d", "seconds_since_prev_txn",
     "amount_sum_1h", "amount_sum_24h", "amount_sum_7d", "amount_sum_30d",
     "account_id", "home_latitude", "home_longitude", "typical_amount",
 )

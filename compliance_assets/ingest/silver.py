@@ -198,7 +198,8 @@ def validate_transactions(
         versions[DLQ] = lake.replace_where(dlq_frame(batch, context.run_id, masking.salt), DLQ, f"event_date >= '{first}' AND event_date <= '{last}'")
         phase("DLQ write")
         silver = silver_frame(batch, refs, duplicates.ids, prior.select(*HISTORY_COLUMNS), masking.salt, context.run_id)
-        versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date >= '{first}' AND ingest_date <= '{last}'")
+        # merge_schema: a silver table an older release wrote gains a new feature column (its rows read it as null)
+        versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date >= '{first}' AND ingest_date <= '{last}'", merge_schema=True)
         phase("silver write (features, enrichment)")
 
         counts = {day: rule_counts(day_counts, duplicates.per_day.get(day, 0), sizes["valid"]) for day, (day_counts, sizes) in tallies.items()}

@@ -59,7 +59,7 @@ def _silver_feature_exprs() -> dict[str, Column]:
 WINDOW_FEATURES = (
     "txn_count_1h", "txn_count_24h", "txn_count_7d", "txn_count_30d",
     "amount_sum_1h", "amount_sum_24h", "amount_sum_7d", "amount_sum_30d",
-    "amount_avg_30d_prior", "amount_to_avg_30d", "amount_to_typical",
+    "amount_avg_30d_prior", "amount_to_avg_30d", "amount_to_max_7d", "amount_to_typical",
     "distance_from_home_km", "delivery_distance_km", "seconds_since_prev_txn",
     "distance_from_prev_km", "travel_speed_kmh", "days_since_last_activity",
 )

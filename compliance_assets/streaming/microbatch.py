@@ -190,7 +190,7 @@ class MicroBatchProcessor:
             df.write.format("delta").mode("append")
             .option("txnAppId", f"{self.stream}:{table}:{day}")
             .option("txnVersion", batch_id)
-            .option("mergeSchema", str(table == BRONZE).lower())  # bronze of an older release gains its new columns
+            .option("mergeSchema", str(table in (BRONZE, SILVER)).lower())  # bronze or silver of an older release gains its new columns
             .partitionBy(partition_by)
             .save(self.lake.table_path(table))
         )

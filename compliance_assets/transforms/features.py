@@ -3,7 +3,9 @@
 One implementation for batch and streaming: the current rows are unioned with the account's
 earlier silver rows (`history`), windows are evaluated in event-time order, and only the current
 rows are returned. Counts and sums include the current transaction; averages and the previous
-location use only earlier transactions, so a feature never sees the future.
+location use only earlier transactions, so a feature never sees the future. The largest earlier amount
+of the last 7 days (`amount_max_7d_prior`) is what a stolen card's inflated spending is measured against:
+unlike an average, earlier fraudulent amounts inflate it only when they were larger still.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pyspark.sql import functions as F
 from compliance_assets.transforms.geo import haversine_km
 
 WINDOWS_SECONDS = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
+MAX_WINDOW = "7d"  # the window of the largest earlier amount
 HISTORY_DAYS = 31
 HISTORY_COLUMNS = ("transaction_id", "account_id", "event_time", "event_date", "amount_base", "latitude", "longitude")
 TIE_SLOTS = 1_000_000  # sub-second ordering slots for transactions in the same second
@@ -24,6 +27,8 @@ FEATURE_COLUMNS = (
     *[f"amount_sum_{w}" for w in WINDOWS_SECONDS],
     "amount_avg_30d_prior",
     "amount_to_avg_30d",
+    "amount_max_7d_prior",
+    "amount_to_max_7d",
     "amount_to_typical",
     "distance_from_home_km",
     "delivery_distance_km",
@@ -62,6 +67,11 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
         u = u.withColumn(f"txn_count_{name}", F.col("_n") - F.count(F.lit(1)).over(before))
         u = u.withColumn(f"amount_sum_{name}", (F.col("_sum") - F.coalesce(F.sum("_cents").over(before), F.lit(0))) / 100.0)
 
+    # the largest earlier amount in the 7-day window (the rows its counts hold, but the current one): a
+    # sliding frame, so it costs the rows of the window per row, not a difference of running totals
+    max_seconds = WINDOWS_SECONDS[MAX_WINDOW]
+    u = u.withColumn("_max_prior", F.max("_cents").over(by_time.rangeBetween(-max_seconds * TIE_SLOTS, -1)))
+
     prior = by_time.rowsBetween(Window.unboundedPreceding, -1)
     located_ts = F.when(F.col("latitude").isNotNull() & F.col("longitude").isNotNull(), F.col("_ts"))
     u = (
@@ -78,14 +88,17 @@ def behaviour_features(current: DataFrame, history: DataFrame) -> DataFrame:
     out = (
         u.where("_current")
         .withColumn("amount_avg_30d_prior", F.when(prior_count > 0, F.round((F.col("amount_sum_30d") - amount) / prior_count, 2)))
-        .withColumn("amount_to_avg_30d", F.round(amount / F.col("amount_avg_30d_prior"), 4))
+        # a base amount can round to 0.00 after FX: no ratio to a zero average or maximum (ANSI would fail the run)
+        .withColumn("amount_to_avg_30d", F.when(F.col("amount_avg_30d_prior") > 0, F.round(amount / F.col("amount_avg_30d_prior"), 4)))
+        .withColumn(f"amount_max_{MAX_WINDOW}_prior", F.round(F.col("_max_prior") / 100.0, 2))
+        .withColumn(f"amount_to_max_{MAX_WINDOW}", F.when(F.col("_max_prior") > 0, F.round(amount / (F.col("_max_prior") / 100.0), 4)))
         .withColumn("delivery_distance_km", F.round(haversine_km(F.col("latitude"), F.col("longitude"), F.col("delivery_latitude"), F.col("delivery_longitude")), 3))
         .withColumn("seconds_since_prev_txn", F.col("_ts") - F.col("_prev_ts"))
         .withColumn("distance_from_prev_km", F.round(dist_prev, 3))
         .withColumn("travel_speed_kmh", F.round(dist_prev / (F.greatest(secs_prev_loc, F.lit(MIN_TRAVEL_SECONDS)) / 3600.0), 3))
         .withColumn("_prev_date", F.to_date(F.from_unixtime("_prev_ts")))
     )
-    return out.drop("_current", "_ts", "_ord", "_cents", "_n", "_sum", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
+    return out.drop("_current", "_ts", "_ord", "_cents", "_n", "_sum", "_max_prior", "_prev_ts", "_prev_loc_ts", "_prev_lat", "_prev_lon")
 
 
 def reference_features(df: DataFrame) -> DataFrame:
