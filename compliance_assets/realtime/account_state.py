@@ -92,11 +92,11 @@ class AccountState:
         out[f"amount_max_{MAX_WINDOW}_prior"] = spark_round(max_prior / 100.0, 2) if max_prior is not None else None
         out[f"amount_to_max_{MAX_WINDOW}"] = spark_round(amount / (max_prior / 100.0), 4) if max_prior else None
         out["delivery_distance_km"] = spark_round(haversine_km(latitude, longitude, delivery_latitude, delivery_longitude), 3)
-        prev = earlier[-1] if earlier else None
+        prev = earlier[-1] if earlier else None  # in key order, so also the latest second
         located = next((e for e in reversed(earlier) if e.latitude is not None and e.longitude is not None), None)
-        out["seconds_since_prev_txn"] = seen.ts - max(e.ts for e in earlier) if earlier else None
+        out["seconds_since_prev_txn"] = seen.ts - prev.ts if prev else None
         dist_prev = haversine_km(located.latitude, located.longitude, latitude, longitude) if located else None
         out["distance_from_prev_km"] = spark_round(dist_prev, 3)
         out["travel_speed_kmh"] = spark_round(dist_prev / (max(seen.ts - located.ts, MIN_TRAVEL_SECONDS) / 3600.0), 3) if dist_prev is not None else None
-        out["previous_event_date"] = dt.datetime.fromtimestamp(max(e.ts for e in earlier), dt.timezone.utc).date() if prev else None
+        out["previous_event_date"] = dt.datetime.fromtimestamp(prev.ts, dt.timezone.utc).date() if prev else None
         return out
