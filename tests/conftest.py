@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kafka_brokers import kafka_broker, kafka_sasl_broker  # noqa: F401  (session fixtures for every test package)
+
 os.environ.setdefault("SPARK_MASTER", "local[2]")
 os.environ["SPARK_SHUFFLE_PARTITIONS"] = "2"
 os.environ["SPARK_DRIVER_MEMORY"] = "2g"

@@ -174,7 +174,7 @@ def test_wrong_password_fails_sparks_kafka_source(kafka_sasl_broker, spark, tmp_
 
 
 def test_unreachable_broker_fails_the_preflight_with_cannot_reach(kafka_sasl_broker):
-    from tests.streaming.conftest import _free_ports
+    from tests.kafka_brokers import _free_ports
 
     (port,) = _free_ports(1)
     kafka = KafkaResource(

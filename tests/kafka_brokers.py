@@ -1,4 +1,4 @@
-"""Real single-node Kafka brokers (scripts/kafka.sh) for the streaming tests, one of each kind per test
+"""Real single-node Kafka brokers (scripts/kafka.sh) for the streaming and real-time tests, one of each kind per test
 session: a PLAINTEXT one, and one with an Event Hubs-like SASL_SSL/PLAIN listener."""
 
 import os
