@@ -5,6 +5,8 @@ the transaction (stable across re-runs and rollbacks). The delivery day's alerts
 whole, so re-materialising is idempotent.
 """
 
+import datetime as dt
+import hashlib
 import os
 
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
@@ -49,6 +51,21 @@ def alert_rows(gold: DataFrame, rules: DataFrame) -> DataFrame:
             F.col("scored_at").alias("raised_at"), F.col("pipeline_run_id"), "event_date", "ingest_date",
         )
     )
+
+
+def alert_reason_values(risk_band: str, watchlist_hit: bool | None, watchlist_names: list[str] | None, exceeds_single_limit: bool | None) -> list[str]:
+    """`alert_rows`' reasons for one scored transaction (empty: no alert): the real-time lane's twin."""
+    reasons = [HIGH_RISK] if risk_band == "HIGH" else []
+    if watchlist_hit:
+        reasons += [WATCHLIST + DETAIL_SEPARATOR + n for n in (watchlist_names or ())]
+    if exceeds_single_limit:
+        reasons.append(LIMIT)
+    return reasons
+
+
+def alert_id_value(transaction_id: str, event_time: dt.datetime) -> str:
+    """`alert_rows`' alert_id for one transaction (event_time in UTC, to the second)."""
+    return "ALR-" + hashlib.sha256(f"{transaction_id}|{event_time:%Y-%m-%dT%H:%M:%S}".encode("utf-8")).hexdigest()[:24]
 
 
 def scenario_of(reason: Column) -> Column:

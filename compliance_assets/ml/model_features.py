@@ -77,6 +77,59 @@ MERCHANT_FEATURES = (
 MODEL_FEATURES = (*SILVER_FEATURES, *MERCHANT_FEATURES)
 
 
+def _eq(a, b) -> bool | None:
+    return None if a is None or b is None else a == b
+
+
+def _ne(a, b) -> bool | None:
+    return None if a is None or b is None else a != b
+
+
+def silver_feature_values(row: dict) -> dict[str, float | None]:
+    """SILVER_FEATURES of one silver row (a dict of silver columns) as `_silver_feature_exprs` computes them: the
+    real-time lane's twin (hour and weekday in UTC, the session time zone)."""
+    amount = float(row["amount_base"])
+    t: dt.datetime = row["event_time"]
+    single, threshold = row.get("single_transaction_limit"), row.get("reporting_threshold")
+    channel = row.get("channel")
+    values = {
+        "amount_base": amount,
+        **{c: row.get(c) for c in WINDOW_FEATURES},
+        "amount_to_single_limit": amount / single if single else None,
+        "amount_to_reporting_threshold": amount / threshold if threshold else None,
+        "hour_of_day": t.hour,
+        "is_weekend": t.weekday() >= 5,
+        "is_cross_border": _ne(row.get("country"), row.get("home_country")),
+        "merchant_abroad": _ne(row.get("merchant_country"), row.get("home_country")),
+        "kyc_risk_level": None if row.get("kyc_risk_rating") not in KYC_RATING_LEVEL else float(KYC_RATING_LEVEL[row["kyc_risk_rating"]]),
+        "pep_flag": row.get("pep_flag"),
+        "exceeds_single_limit": row.get("exceeds_single_limit"),
+        "just_below_reporting_threshold": row.get("just_below_reporting_threshold"),
+        "watchlist_hit": row.get("watchlist_hit"),
+        **{f"channel_{c.lower()}": _eq(channel, c) for c in CHANNELS},
+    }
+    assert tuple(values) == SILVER_FEATURES
+    return {k: None if v is None else float(v) for k, v in values.items()}
+
+
+def merchant_feature_values(merchant_id: str | None, event_time: dt.datetime, risk) -> dict[str, float | None]:
+    """MERCHANT_FEATURES of one transaction from its merchant's `merchant_risk` row (`risk`: an object with
+    `txns`, `bad_decided` per window and `bad_recent`, or None): `_merchant_feature_exprs`' twin."""
+    if merchant_id is None:
+        return dict.fromkeys(MERCHANT_FEATURES)
+    out: dict[str, float | None] = {}
+    for name in MERCHANT_WINDOWS_DAYS:
+        txns = risk.txns.get(name, 0) if risk else 0
+        known = sum(1 for t in (risk.bad_decided.get(name, ()) if risk else ()) if t < event_time)
+        out[f"merchant_bad_share_{name}"] = known / txns if txns > 0 else None
+        out[f"merchant_bad_count_{name}"] = float(known)
+        out[f"merchant_txn_count_{name}"] = float(txns)
+    for name, days in RECENT_DECISION_DAYS.items():
+        since = event_time - dt.timedelta(days=days)
+        out[f"merchant_bad_decided_{name}"] = float(sum(1 for t in (risk.bad_recent if risk else ()) if since <= t < event_time))
+    return {name: out[name] for name in MERCHANT_FEATURES}
+
+
 def history_start(first_day: dt.date, label_delay_days: int) -> dt.date:
     """The earliest transaction day merchant risk looks at for transactions from `first_day` on."""
     return first_day - dt.timedelta(days=label_delay_days + max(MERCHANT_WINDOWS_DAYS.values()))

@@ -115,7 +115,10 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         return np.where(score >= self.thresholds["HIGH"], "HIGH", np.where(score >= self.thresholds["MEDIUM"], "MEDIUM", "LOW"))
 
     def score(self, frame: pd.DataFrame) -> ScoredBatch:
-        X = self._matrix(frame)
+        return self.score_matrix(self._matrix(frame))
+
+    def score_matrix(self, X: np.ndarray) -> ScoredBatch:
+        """`score` of a float matrix in `features` order, NaN = unknown (the real-time lane builds it without pandas)."""
         logit, contrib, signal = self.attributions(X)
         risk = 1.0 / (1.0 + np.exp(-logit))
         k = min(self.top_k, contrib.shape[1])

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import math
-from dataclasses import dataclass, field
+import struct
+from array import array
 from decimal import ROUND_HALF_UP, Decimal
 
 import xxhash
 
-from compliance_assets.transforms.features import MAX_WINDOW, MIN_TRAVEL_SECONDS, TIE_SLOTS, WINDOWS_SECONDS
-from compliance_assets.transforms.geo import EARTH_RADIUS_KM
+from compliance_assets.transforms.features import MAX_WINDOW, MIN_TRAVEL_SECONDS, TIE_SLOTS, WINDOWS_SECONDS, spark_round
+from compliance_assets.transforms.geo import haversine_km_value as haversine_km
 
 SPARK_HASH_SEED = 42  # Spark's xxhash64 default seed
 
@@ -37,53 +37,80 @@ def order_key(transaction_id: str, event_time: dt.datetime) -> int:
     return int(event_time.replace(tzinfo=dt.timezone.utc).timestamp() if event_time.tzinfo is None else event_time.timestamp()) * TIE_SLOTS + tie_slot(transaction_id)
 
 
-def spark_round(value: float | None, digits: int) -> float | None:
-    """Spark's round() of a double: HALF_UP on the value's shortest decimal form."""
-    if value is None or math.isnan(value):
-        return None
-    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+_NO_COORDINATE = float("nan")  # a missing latitude/longitude in the float columns
 
 
-def haversine_km(lat1, lon1, lat2, lon2) -> float | None:
-    """transforms/geo.haversine_km in Python (null if any coordinate is null)."""
-    if None in (lat1, lon1, lat2, lon2):
-        return None
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin(math.radians(lat2 - lat1) / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+def transaction_hash(transaction_id: str) -> int:
+    """The unsigned 64-bit XXH64 of a transaction id: what the state keeps to recognise a re-delivered transaction."""
+    return xxhash.xxh64_intdigest(transaction_id.encode("utf-8"), seed=SPARK_HASH_SEED)
 
 
-@dataclass(order=True)
-class _Seen:
-    key: int
-    ts: int = field(compare=False)
-    cents: int = field(compare=False)
-    latitude: float | None = field(compare=False)
-    longitude: float | None = field(compare=False)
-
-
-@dataclass
 class AccountState:
-    """One account's events of the history window, in order; `update` adds an event and returns its features."""
+    """One account's events of the history window in the account's order, as five packed columns (40 bytes
+    an event); `update` adds an event and returns its features."""
 
-    events: list[_Seen] = field(default_factory=list)
+    __slots__ = ("keys", "cents", "lat", "lon", "ids")
+
+    def __init__(self) -> None:
+        self.keys, self.cents, self.ids = array("q"), array("q"), array("Q")
+        self.lat, self.lon = array("d"), array("d")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def holds(self, transaction_id: str, event_time: dt.datetime) -> bool:
+        """Whether this transaction (its id, at its time) is already in the state: a duplicate delivery."""
+        key, h = order_key(transaction_id, event_time), transaction_hash(transaction_id)
+        at = bisect.bisect_left(self.keys, key)
+        while at < len(self.keys) and self.keys[at] == key:
+            if self.ids[at] == h:
+                return True
+            at += 1
+        return False
+
+    def forget_before(self, event_date: dt.date) -> None:
+        """Drop the events before `event_date` (UTC): outside every window a later delivery reads."""
+        cut = int(dt.datetime(event_date.year, event_date.month, event_date.day, tzinfo=dt.timezone.utc).timestamp()) * TIE_SLOTS
+        n = bisect.bisect_left(self.keys, cut)
+        if n:
+            for column in (self.keys, self.cents, self.ids, self.lat, self.lon):
+                del column[:n]
 
     def update(self, transaction_id: str, event_time: dt.datetime, amount_base: Decimal | float, latitude: float | None = None,
                longitude: float | None = None, delivery_latitude: float | None = None, delivery_longitude: float | None = None) -> dict:
         key = order_key(transaction_id, event_time)
         cents = int(Decimal(str(amount_base)).scaleb(2).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        seen = _Seen(key, key // TIE_SLOTS, cents, latitude, longitude)
-        at = bisect.bisect_right(self.events, seen)
-        self.events.insert(at, seen)
-        upto = self.events[: at + 1]  # the events up to this one in the order (peers included, as a range frame)
+        ts = key // TIE_SLOTS
+        at = bisect.bisect_right(self.keys, key)
+        self.keys.insert(at, key)
+        self.cents.insert(at, cents)
+        self.ids.insert(at, transaction_hash(transaction_id))
+        located_here = latitude is not None and longitude is not None
+        self.lat.insert(at, latitude if located_here else _NO_COORDINATE)
+        self.lon.insert(at, longitude if located_here else _NO_COORDINATE)
+
+        # one walk back from this event (the windows hold the keys in [key - window, key], peers included as in
+        # a range frame, i.e. every event up to this one in the order)
+        bounds = {name: key - seconds * TIE_SLOTS for name, seconds in WINDOWS_SECONDS.items()}
+        max_bound = key - WINDOWS_SECONDS[MAX_WINDOW] * TIE_SLOTS
+        counts = dict.fromkeys(WINDOWS_SECONDS, 0)
+        sums = dict.fromkeys(WINDOWS_SECONDS, 0)
+        max_prior = None
+        oldest = min(bounds.values())
+        i = at
+        while i >= 0 and self.keys[i] >= oldest:
+            k, c = self.keys[i], self.cents[i]
+            for name, bound in bounds.items():
+                if k >= bound:
+                    counts[name] += 1
+                    sums[name] += c
+            if i < at and k >= max_bound and (max_prior is None or c > max_prior):
+                max_prior = c
+            i -= 1
         out: dict = {}
-        for name, seconds in WINDOWS_SECONDS.items():
-            inside = [e for e in upto if e.key >= key - seconds * TIE_SLOTS]
-            out[f"txn_count_{name}"] = len(inside)
-            out[f"amount_sum_{name}"] = sum(e.cents for e in inside) / 100.0
-        earlier = upto[:-1]
-        prior = [e.cents for e in earlier if key - WINDOWS_SECONDS[MAX_WINDOW] * TIE_SLOTS <= e.key <= key - 1]
-        max_prior = max(prior) if prior else None
+        for name in WINDOWS_SECONDS:
+            out[f"txn_count_{name}"] = counts[name]
+            out[f"amount_sum_{name}"] = sums[name] / 100.0
         amount = float(amount_base)
         prior_count = out["txn_count_30d"] - 1
         avg = spark_round((out["amount_sum_30d"] - amount) / prior_count, 2) if prior_count > 0 else None
@@ -92,11 +119,42 @@ class AccountState:
         out[f"amount_max_{MAX_WINDOW}_prior"] = spark_round(max_prior / 100.0, 2) if max_prior is not None else None
         out[f"amount_to_max_{MAX_WINDOW}"] = spark_round(amount / (max_prior / 100.0), 4) if max_prior else None
         out["delivery_distance_km"] = spark_round(haversine_km(latitude, longitude, delivery_latitude, delivery_longitude), 3)
-        prev = earlier[-1] if earlier else None  # in key order, so also the latest second
-        located = next((e for e in reversed(earlier) if e.latitude is not None and e.longitude is not None), None)
-        out["seconds_since_prev_txn"] = seen.ts - prev.ts if prev else None
-        dist_prev = haversine_km(located.latitude, located.longitude, latitude, longitude) if located else None
+        prev_ts = self.keys[at - 1] // TIE_SLOTS if at > 0 else None  # in key order, so also the latest second
+        j = at - 1
+        while j >= 0 and self.lat[j] != self.lat[j]:  # NaN: not located
+            j -= 1
+        dist_prev = haversine_km(self.lat[j], self.lon[j], latitude, longitude) if j >= 0 else None
+        out["seconds_since_prev_txn"] = ts - prev_ts if prev_ts is not None else None
         out["distance_from_prev_km"] = spark_round(dist_prev, 3)
-        out["travel_speed_kmh"] = spark_round(dist_prev / (max(seen.ts - located.ts, MIN_TRAVEL_SECONDS) / 3600.0), 3) if dist_prev is not None else None
-        out["previous_event_date"] = dt.datetime.fromtimestamp(prev.ts, dt.timezone.utc).date() if prev else None
+        out["travel_speed_kmh"] = spark_round(dist_prev / (max(ts - self.keys[j] // TIE_SLOTS, MIN_TRAVEL_SECONDS) / 3600.0), 3) if dist_prev is not None else None
+        out["previous_event_date"] = dt.datetime.fromtimestamp(prev_ts, dt.timezone.utc).date() if prev_ts is not None else None
         return out
+
+
+_HEADER = struct.Struct("<HI")  # account id length, event count
+
+
+def dump_states(states: dict[str, "AccountState"]) -> bytes:
+    """A partition's states as bytes (for snapshots): per account its id and its five columns."""
+    parts = []
+    for account, state in states.items():
+        name = account.encode("utf-8")
+        parts += [_HEADER.pack(len(name), len(state)), name, state.keys.tobytes(), state.cents.tobytes(), state.ids.tobytes(), state.lat.tobytes(), state.lon.tobytes()]
+    return b"".join(parts)
+
+
+def load_states(data: bytes) -> dict[str, "AccountState"]:
+    """`dump_states`' inverse."""
+    states: dict[str, AccountState] = {}
+    view, at = memoryview(data), 0
+    while at < len(data):
+        size, n = _HEADER.unpack_from(view, at)
+        at += _HEADER.size
+        account = bytes(view[at : at + size]).decode("utf-8")
+        at += size
+        state = AccountState()
+        for column in (state.keys, state.cents, state.ids, state.lat, state.lon):
+            column.frombytes(view[at : at + 8 * n])
+            at += 8 * n
+        states[account] = state
+    return states

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from decimal import ROUND_HALF_UP, Decimal
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -28,6 +30,11 @@ LIMIT_COLUMNS = ("single_transaction_limit", "daily_limit", "reporting_threshold
 def mask_pii(value: Column, salt: str) -> Column:
     """A stable pseudonymous token for a PII value: equal inputs give equal tokens, names never leave bronze."""
     return F.when(value.isNotNull(), F.concat(F.lit("pii_"), F.substring(F.sha2(F.concat(F.lit(salt), value), 256), 1, 16)))
+
+
+def mask_pii_value(value: str | None, salt: str) -> str | None:
+    """`mask_pii` for one value (the real-time lane)."""
+    return None if value is None else "pii_" + hashlib.sha256((salt + value).encode("utf-8")).hexdigest()[:16]
 
 
 MASKED = "pii_masked"
@@ -109,6 +116,26 @@ def amount_in_base(df: DataFrame, base_currency: str = BASE_CURRENCY) -> DataFra
     """Amount in the base currency (needs `fx_rate_to_base`)."""
     amount_base = F.round(F.col("amount").cast("decimal(24,8)") * F.col("fx_rate_to_base").cast("decimal(24,12)"), 2).cast("decimal(18,2)")
     return df.withColumn("amount_base", amount_base).withColumn("base_currency", F.lit(base_currency))
+
+
+_RATE_SCALE, _PRODUCT_SCALE, _CENTS = Decimal(1).scaleb(-12), Decimal(1).scaleb(-9), Decimal("0.01")
+
+
+def amount_in_base_value(amount: Decimal, rate_to_base: float) -> Decimal:
+    """`amount_in_base` for one record, with Spark's decimal steps: the double rate as decimal(24,12), the
+    product at the 9 decimals Spark keeps for decimal(24,8) * decimal(24,12), then rounded to cents (HALF_UP)."""
+    rate = Decimal(repr(rate_to_base)).quantize(_RATE_SCALE, rounding=ROUND_HALF_UP)
+    return (amount * rate).quantize(_PRODUCT_SCALE, rounding=ROUND_HALF_UP).quantize(_CENTS, rounding=ROUND_HALF_UP)
+
+
+def limit_flag_values(amount_base: Decimal, single_transaction_limit: float | None, reporting_threshold: float | None) -> dict[str, bool | None]:
+    """`limit_flags` for one record (Spark compares the decimal amount with the double limits as doubles)."""
+    amount = float(amount_base)
+    below = None if reporting_threshold is None else amount >= reporting_threshold * 0.9 and amount < reporting_threshold
+    return {
+        "exceeds_single_limit": None if single_transaction_limit is None else amount > single_transaction_limit,
+        "just_below_reporting_threshold": below,
+    }
 
 
 def limit_flags(df: DataFrame) -> DataFrame:

@@ -10,10 +10,14 @@ unlike an average, earlier fraudulent amounts inflate it only when they were lar
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+from decimal import ROUND_HALF_UP, Decimal
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from compliance_assets.transforms.geo import haversine_km
+from compliance_assets.transforms.geo import haversine_km, haversine_km_value
 
 WINDOWS_SECONDS = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 MAX_WINDOW = "7d"  # the window of the largest earlier amount
@@ -111,3 +115,22 @@ def reference_features(df: DataFrame) -> DataFrame:
         .withColumn("days_since_last_activity", F.datediff(F.col("event_date"), last_activity))
         .drop("_prev_date")
     )
+
+
+def spark_round(value: float | None, digits: int) -> float | None:
+    """Spark's round() of a double for the real-time lane: HALF_UP on the value's shortest decimal form."""
+    if value is None or math.isnan(value):
+        return None
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def reference_feature_values(amount_base: Decimal, event_date: dt.date, previous_event_date: dt.date | None, latitude: float | None,
+                             longitude: float | None, kyc: dict) -> dict:
+    """`reference_features` for one transaction (`kyc`: its silver KYC columns, empty for an unknown account)."""
+    typical = kyc.get("typical_amount")
+    last_activity = previous_event_date or kyc.get("last_activity_date") or kyc.get("account_opened_date")
+    return {
+        "amount_to_typical": spark_round(float(amount_base) / typical, 4) if typical else None,
+        "distance_from_home_km": spark_round(haversine_km_value(kyc.get("home_latitude"), kyc.get("home_longitude"), latitude, longitude), 3),
+        "days_since_last_activity": (event_date - last_activity).days if last_activity is not None else None,
+    }
