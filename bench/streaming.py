@@ -1,53 +1,107 @@
-"""Benchmark: the streaming job's sustained rate and event-to-score latency through a real Kafka broker.
+"""Benchmark: both streaming lanes of issue 22 through a real Kafka broker, with the real Delta lake.
 
-Needs a lake with a champion model: the demo's (run `bash scripts/demo.sh` first). Its tables are
-copied to a scratch lake, so the demo lake stays as it is; the MLflow registry is only read.
+- the decision service (`python -m compliance_assets.realtime`): event-to-decision latency, the
+  decision message's broker timestamp minus its input message's broker timestamp (both topics use
+  LogAppendTime, so both are the broker's append times; `--create-time` keeps producer CreateTime);
+- the Delta lane (`python -m compliance_assets.streaming --source decisions`): event-to-gold latency,
+  input broker time -> the gold commit, per micro-batch from `stream_batches` (what the lane reports)
+  and per event from the gold files the phase added (file written - input broker time), the rate it
+  wrote and its backlog (input offsets not yet in the lake) while and after publishing;
+- CPU per event of each process (psutil): the service's Python process and its (idle) JVM, the lane's
+  JVM + Python, the broker; the machine's load average and how busy the other processes kept it;
+- memory of the per-account state (realtime/account_state.py): `AccountState`s built in this process
+  for synthetic accounts (tracemalloc and snapshot bytes), per 100k accounts, extrapolated to 1M, at
+  30 events per account and at the demo population's events per account in the state's window.
 
-1. Starts a single-node KRaft broker (scripts/kafka.sh) on free ports and creates a 2-partition topic.
+Needs a lake with a champion model: the demo's (run `bash scripts/demo.sh` first; `--lake` and
+`--mlflow` point at another one, e.g. a demo run with another LAKE_ROOT / MLFLOW_HOME). Its tables and
+MLflow store are copied to a scratch folder (the registry's artifact paths rewritten to the copy), so
+the demo stays as it is; both lanes run with `--lake <scratch lake>` (MLflow in <lake>/mlflow).
+
+1. Starts a single-node KRaft broker (scripts/kafka.sh) on free ports; creates the input topic with
+   --partitions partitions and its `-decisions` and `-dlq` topics with the same count.
 2. Generates today's synthetic transactions for the demo's population (same seed, accounts and
-   merchants, so reference lookups succeed); defects included, so DLQ routing is part of the cost.
-3. Starts the stream (`python -m compliance_assets.streaming --source kafka`) as its own process with
-   its own JVM, as the Dagster run would be, and waits until a warm-up burst has been scored.
-4. Sustained: publishes at --rate events/s for --duration seconds, waits until every record has
-   been processed, then reads the scored rows of that window back with delta-rs: event-to-score
-   latency (gold.latency_ms: broker timestamp -> score) p50/p95/max, the p95 of each micro-batch
-   (stream_batches) and the rate actually scored.
-5. Ramp (--ramp): the same for --step-seconds at each rate; the highest rate whose p95 stays under
-   --target-p95 is reported.
+   merchants, so reference lookups succeed; defects included, so rejects and the DLQ are part of the
+   cost) and splits them into one delivery folder per phase.
+3. Starts the decision service (`--delivery-date` today: the newest reference snapshots on or before
+   it) and the Delta lane as their own processes, each with its own JVM, as deployed, and waits until a
+   warm-up burst has been decided and has reached gold.
+4. Sustained: publishes at --rate events/s for --duration seconds from a separate publisher process
+   (compliance_assets.streaming.loadgen.publish, so the publisher does not share this process' GIL),
+   samples both lanes' backlog every few seconds, waits until every event is decided and in gold,
+   then reads the phase's decisions back from the decisions topic (p50/p95/p99/max) and the lane's
+   `stream_batches` rows and gold files (delta-rs).
+5. Ramp (--ramp): the same for --step-seconds at each rate. The decision lane's highest rate is the
+   highest step with p95 < --decision-target-ms whose publisher reached 90% of the rate; the Delta
+   lane's the highest step with event-to-gold p95 < --gold-target-s that it also kept up with (all of
+   the step in gold within --gold-target-s of the last event published).
+6. State (after the lanes stopped; alone with --state-only): memory as above, and the CPU of one
+   `AccountState.update` by the number of the account's events in its window.
 
-    .venv/bin/python bench/streaming.py                                  # 1,200 ev/s for 5 minutes, then the ramp
-    .venv/bin/python bench/streaming.py --duration 60 --ramp ""          # a short sustained run only
+    .venv/bin/python bench/streaming.py                                   # 1,200 ev/s for 5 minutes, then the ramp
+    .venv/bin/python bench/streaming.py --duration 30 --ramp 2500 --step-seconds 20    # a smoke run
+    .venv/bin/python bench/streaming.py --lake /tmp/demo/lake --mlflow /tmp/demo/mlruns
 
-Writes bench/results/streaming_<rate>_<timestamp>.json.
+Caveat: the demo's population is 2,000 accounts (its reference data knows no others), so a run puts all
+its events (about 1.9M at the defaults) on them: each account's window grows far denser than the demo's
+~10 events a day, and the service's per-event state walk slows as the run goes on (the state figures
+give the cost of one update by the number of events in the window).
+
+Writes bench/results/streaming_<rate>_<timestamp>.json and prints a table; --keep keeps the scratch
+folder (logs of the broker, the service and the lane).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import tracemalloc
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from deltalake import DeltaTable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from compliance_assets.streaming.loadgen import create_topic, delivery_lines, publish  # noqa: E402
+from compliance_assets.realtime.account_state import AccountState, dump_states  # noqa: E402
+from compliance_assets.streaming.loadgen import delivery_lines  # noqa: E402
 from compliance_assets.synthetic.config import SynthConfig  # noqa: E402
 from compliance_assets.synthetic.writer import generate_day  # noqa: E402
+from compliance_assets.transforms.features import HISTORY_DAYS  # noqa: E402
+from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS  # noqa: E402
 
+WARMUP_EVENTS, WARMUP_RATE = 2000, 500.0
+SAMPLE_EVERY_S = 5.0
+
+# The publisher: its own process, so pacing and producing do not compete with this one's GIL.
+PUBLISHER = r"""
+import json, sys, time
+from compliance_assets.streaming.loadgen import delivery_lines, publish
+folder, bootstrap, topic, rate = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+lines = delivery_lines(folder)
+start = time.time()
+stats = publish(lines, bootstrap, topic, rate=rate)
+print(json.dumps({"start": start, "end": time.time(), "sent": stats.sent, "delivered": stats.delivered,
+                  "seconds": stats.seconds, "rate": stats.rate}), flush=True)
+"""
 
 def free_ports(n: int) -> list[int]:
     with ExitStack() as stack:
@@ -57,157 +111,586 @@ def free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
-def table(lake: Path, name: str, day: str):
-    """The day's rows of a table, read with delta-rs, timestamps as naive UTC."""
-    path = lake / "tables" / name
-    if not (path / "_delta_log").exists():
-        return None
-    column = "event_date" if name == "transactions_bronze" else "ingest_date"
-    try:
-        dataset = DeltaTable(str(path)).to_pyarrow_dataset()
-    except Exception:  # the first commit is being written
-        return None
-    df = dataset.to_table(filter=pads.field(column) == pa.scalar(dt.date.fromisoformat(day))).to_pandas()
-    for column in df.columns:
-        if getattr(df[column].dtype, "tz", None) is not None:
-            df[column] = df[column].dt.tz_convert(None)
-    return df
+def pct(values, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
 
 
-def wait_processed(lake: Path, day: str, since: dt.datetime, expected: int, timeout: float) -> float:
-    """Wait until `expected` records that arrived since `since` are in bronze and the micro-batch
-    that wrote the last of them has finished; returns the seconds waited."""
-    started = time.monotonic()
-    reached = None
-    while time.monotonic() - started < timeout:
-        bronze = table(lake, "transactions_bronze", day)
-        if bronze is not None and reached is None and (bronze["ingested_at"] >= since).sum() >= expected:
-            reached = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        if reached is not None:
-            progress = table(lake, "stream_batches", day)
-            if progress is not None and (progress["processed_at"] >= reached).any():
-                return time.monotonic() - started
-        time.sleep(1.0)
-    raise TimeoutError(f"the stream did not process {expected} records within {timeout:.0f} s")
+def copy_mlflow(src: Path, dst: Path) -> None:
+    """The MLflow store (SQLite + artifacts) copied, its absolute artifact paths rewritten to the copy."""
+    shutil.copytree(src, dst)
+    old, new = str(src.resolve()), str(dst.resolve())
+    with sqlite3.connect(dst / "mlflow.db") as db:
+        for (table,) in db.execute("select name from sqlite_master where type='table'").fetchall():
+            for column in db.execute(f'pragma table_info("{table}")').fetchall():
+                if column[2].upper().startswith(("VARCHAR", "TEXT")):
+                    db.execute(f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) where "{column[1]}" like ?', (old, new, f"%{old}%"))
 
 
-def window_figures(lake: Path, day: str, since: dt.datetime, until: dt.datetime) -> dict:
-    """Latency and throughput of the rows that arrived in [since, until)."""
-    gold = table(lake, "risk_scores_gold", day)
-    arrived = gold["scored_at"] - pd_timedelta_ms(gold["latency_ms"])
-    rows = gold[(arrived >= since) & (arrived < until)]
-    latency = rows["latency_ms"].to_numpy(dtype=float) / 1000.0
-    progress = table(lake, "stream_batches", day)
-    batches = progress[(progress["processed_at"] >= since)].drop_duplicates(["batch_id"])
-    busy = (rows["scored_at"].max() - (arrived[rows.index]).min()).total_seconds() if len(rows) else 0.0
+def create_topics(bootstrap: str, topics: list[str], partitions: int, log_append_time: bool) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config = {"message.timestamp.type": "LogAppendTime"} if log_append_time else {}
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, config=config) for t in topics], operation_timeout=30)
+    for topic, future in futures.items():
+        error = future.exception(timeout=60)
+        if error is not None and error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise RuntimeError(f"creating {topic}: {error}")
+
+
+class Lake:
+    """delta-rs reads of the lane's progress and gold."""
+
+    def __init__(self, root: Path, stream: str):
+        self.root, self.stream = root, stream
+
+    def progress(self):
+        path = self.root / "tables" / "stream_batches"
+        if not (path / "_delta_log").exists():
+            return None
+        try:
+            df = DeltaTable(str(path)).to_pandas()
+        except Exception:  # the first commit is being written
+            return None
+        df = df[df["stream"] == self.stream]
+        if getattr(df["processed_at"].dtype, "tz", None) is not None:
+            df["processed_at"] = df["processed_at"].dt.tz_convert(None)
+        return df
+
+    def marks(self) -> dict[str, int]:
+        """The highest input offset in the lake per input partition ("topic/p"), from the newest batch."""
+        df = self.progress()
+        if df is None or df.empty or "input_offsets" not in df.columns:
+            return {}
+        last = df[df["input_offsets"].notna()].sort_values("batch_id")
+        return json.loads(last["input_offsets"].iloc[-1]) if len(last) else {}
+
+    def gold_since(self, since: float) -> np.ndarray:
+        """(written_ms, arrived_ms) of the gold rows in files added at or after `since` (epoch seconds)."""
+        path = self.root / "tables" / "risk_scores_gold"
+        adds = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True)).to_pandas()
+        mtime = adds["modification_time"]
+        if hasattr(mtime, "dt"):  # a timestamp column: epoch milliseconds whatever its unit
+            mtime = mtime.dt.tz_localize(None) if mtime.dt.tz is not None else mtime
+            mtime_ms = mtime.astype("datetime64[ns]").astype("int64") // 1_000_000
+        else:
+            mtime_ms = mtime.astype("int64")
+        out = []
+        for rel, written in zip(adds["path"], mtime_ms):
+            if written < since * 1000:
+                continue
+            t = pq.read_table(path / rel, columns=["scored_at", "latency_ms"])
+            scored = t["scored_at"].cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(zero_copy_only=False) / 1000.0
+            arrived = scored - t["latency_ms"].to_numpy(zero_copy_only=False)
+            out.append(np.column_stack([np.full(len(arrived), float(written)), arrived]))
+        return np.vstack(out) if out else np.empty((0, 2))
+
+
+class Procs:
+    """CPU seconds and memory of the processes under test."""
+
+    def __init__(self, service: int, lane: int, broker: int | None):
+        self.service, self.lane = psutil.Process(service), psutil.Process(lane)
+        self.broker = psutil.Process(broker) if broker else None
+
+    @staticmethod
+    def _cpu(p: psutil.Process) -> float:
+        try:
+            t = p.cpu_times()
+            return t.user + t.system
+        except psutil.Error:
+            return 0.0
+
+    def _tree(self, p: psutil.Process) -> list[psutil.Process]:
+        try:
+            return p.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def snapshot(self) -> dict:
+        lane_tree = [self.lane, *self._tree(self.lane)]
+        try:
+            reaped = self.lane.cpu_times().children_user + self.lane.cpu_times().children_system
+        except psutil.Error:
+            reaped = 0.0
+        system = psutil.cpu_times()
+        return {
+            "at": time.time(),
+            "service_python": self._cpu(self.service),
+            "service_jvm": sum(self._cpu(c) for c in self._tree(self.service)),
+            "lane": sum(self._cpu(p) for p in lane_tree) + reaped,
+            "broker": self._cpu(self.broker) if self.broker else 0.0,
+            "system_busy": system.user + system.system + system.nice + getattr(system, "irq", 0) + getattr(system, "softirq", 0),
+            "system_total": sum(system),
+        }
+
+    def memory_mb(self) -> dict:
+        def rss(ps):
+            total = 0
+            for p in ps:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            return round(total / 2**20, 1)
+
+        return {"service_python_rss_mb": rss([self.service]), "service_jvm_rss_mb": rss(self._tree(self.service)),
+                "lane_rss_mb": rss([self.lane, *self._tree(self.lane)]), "broker_rss_mb": rss([self.broker] if self.broker else [])}
+
+
+class Bench:
+    def __init__(self, args, work: Path, lake: Path, bootstrap: str, topic: str, partitions: int):
+        self.args, self.work, self.lake_root, self.bootstrap, self.topic, self.partitions = args, work, lake, bootstrap, topic, partitions
+        self.decisions = topic + "-decisions"
+        self.lake = Lake(lake, f"decisions_{self.decisions}")
+        self.meta = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-meta", "enable.auto.commit": False})
+        self.procs: Procs | None = None
+        self.service_log = work / "service.log"
+        self.loads: list[tuple[float, float]] = []
+        self.service_saturated: str | None = None  # the phase the service did not drain within --drain-timeout
+        self.lane_saturated: str | None = None  # the phase the lane did not write within --drain-timeout
+        self._sampling = threading.Event()
+        threading.Thread(target=self._sample_load, daemon=True).start()
+
+    def _sample_load(self) -> None:
+        while not self._sampling.wait(10.0):
+            self.loads.append((time.time(), os.getloadavg()[0]))
+
+    def highs(self, topic: str) -> list[int]:
+        return [self.meta.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1] for p in range(self.partitions)]
+
+    def lane_backlog(self, input_highs: list[int]) -> int:
+        marks = self.lake.marks()
+        return sum(max(0, h - 1 - marks.get(f"{self.topic}/{p}", -1)) for p, h in enumerate(input_highs))
+
+    def wait_decided(self, start: list[int], expected: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(self.highs(self.decisions)) - sum(start) >= expected:
+                return time.time()
+            time.sleep(0.25)
+        raise TimeoutError(f"the decision service did not decide {expected} events within {timeout:.0f} s (see {self.service_log})")
+
+    def wait_gold(self, input_highs: list[int], timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.lane_backlog(input_highs) == 0:
+                return time.time()
+            time.sleep(0.5)
+        raise TimeoutError(f"the Delta lane did not write every decision within {timeout:.0f} s (see {self.work / 'lane.log'})")
+
+    def read_decisions(self, start: list[int], end: list[int]) -> dict:
+        """The phase's decisions: broker-to-broker latency, in-service latency, outcomes."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-reader", "enable.auto.commit": False, "fetch.max.bytes": 52428800})
+        todo = {p: e for p, e in enumerate(end) if e > start[p]}
+        consumer.assign([TopicPartition(self.decisions, p, start[p]) for p in todo])
+        to_decision, in_service, outcomes, ts_types = [], [], {}, set()
+        epoch = dt.datetime(1970, 1, 1)
+        deadline = time.monotonic() + 600
+        try:
+            while todo and time.monotonic() < deadline:
+                for m in consumer.consume(2000, 2.0):
+                    if m.error() is not None or m.partition() not in todo:
+                        continue
+                    if m.offset() >= todo[m.partition()]:
+                        continue
+                    kind, ts = m.timestamp()
+                    ts_types.add(kind)
+                    r = json.loads(m.value())
+                    arrived = (dt.datetime.fromisoformat(r["arrived_at"]) - epoch) / dt.timedelta(milliseconds=1)
+                    decided = (dt.datetime.fromisoformat(r["decided_at"]) - epoch) / dt.timedelta(milliseconds=1)
+                    to_decision.append(ts - arrived)
+                    in_service.append(decided - arrived)
+                    outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+                    if m.offset() >= todo[m.partition()] - 1:
+                        del todo[m.partition()]
+        finally:
+            consumer.close()
+        lat = np.asarray(to_decision)
+        return {
+            "decisions": len(lat), "outcomes": outcomes,
+            "timestamps": "LogAppendTime" if ts_types == {TIMESTAMP_LOG_APPEND_TIME} else "CreateTime",
+            "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99), "max_ms": round(float(lat.max()), 1) if len(lat) else None,
+            "arrival_to_decided_at_p95_ms": pct(np.asarray(in_service), 95),
+        }
+
+    def service_stats(self, start_pos: int) -> dict:
+        """The service's own stats lines (input broker time -> hand-off to its producer) since `start_pos`."""
+        with open(self.service_log, "rb") as f:
+            f.seek(start_pos)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        windows = []
+        for line in lines:
+            if line.startswith("{") and '"p95_ms"' in line:
+                try:
+                    w = json.loads(line)
+                except ValueError:
+                    continue
+                if w.get("p95_ms") is not None and w.get("rate", 0) > 0:
+                    windows.append(w)
+        if not windows:
+            return {}
+        return {"windows": len(windows), "p95_ms_max_window": max(w["p95_ms"] for w in windows),
+                "p95_ms_median_window": float(np.median([w["p95_ms"] for w in windows])), "max_ms": max(w["max_ms"] for w in windows)}
+
+    def publish(self, folder: Path, rate: float) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", PUBLISHER, str(folder), self.bootstrap, self.topic, str(rate)],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def phase(self, name: str, folder: Path, rate: float, expected: int, warm: bool = False) -> dict:
+        """Publish a folder at `rate`, follow both lanes, wait for both (at most --drain-timeout), measure."""
+        lane_measured = self.lane_saturated is None
+        load_start = os.getloadavg()
+        dec_start, in_start = self.highs(self.decisions), self.highs(self.topic)
+        log_pos = self.service_log.stat().st_size
+        cpu0 = self.procs.snapshot() if self.procs else None
+        t0 = time.time()
+        publisher = self.publish(folder, rate)
+        samples = []
+        while publisher.poll() is None:
+            time.sleep(SAMPLE_EVERY_S)
+            try:
+                ih = self.highs(self.topic)
+                samples.append({"t": round(time.time() - t0, 1), "published": sum(ih) - sum(in_start),
+                                "decision_backlog": sum(ih) - sum(in_start) - (sum(self.highs(self.decisions)) - sum(dec_start)),
+                                "lane_backlog": self.lane_backlog(ih)})
+            except Exception as e:  # sampling is best effort
+                samples.append({"t": round(time.time() - t0, 1), "error": repr(e)})
+        out = publisher.stdout.read()
+        if publisher.returncode != 0:
+            raise RuntimeError(f"publisher failed: {out}")
+        pub = json.loads(out.strip().splitlines()[-1])
+        in_end = self.highs(self.topic)
+        backlog_at_end = {"decision": sum(in_end) - sum(in_start) - (sum(self.highs(self.decisions)) - sum(dec_start)), "lane": self.lane_backlog(in_end)}
+        timeout = 900.0 if warm else self.args.drain_timeout if name.startswith("ramp") else max(self.args.drain_timeout, 2 * pub["seconds"])
+        try:
+            decided_at = self.wait_decided(dec_start, pub["delivered"], timeout)
+        except TimeoutError:  # saturated: measure what was decided, end the ramp
+            decided_at, self.service_saturated = None, name
+        cpu_dec = self.procs.snapshot() if self.procs else None
+        gold_at = None
+        if self.lane_saturated is None and decided_at is not None:
+            try:
+                gold_at = self.wait_gold(in_end, timeout)
+            except TimeoutError:  # the lane did not keep up: measured so far, then stopped (see main)
+                self.lane_saturated = name
+        cpu1 = self.procs.snapshot() if self.procs else None
+        load_end = os.getloadavg()
+        dec_end = self.highs(self.decisions)
+        figures = {
+            "phase": name, "target_rate": rate, "published": pub["delivered"], "publish_rate": pub["rate"],
+            "publish_seconds": pub["seconds"], "load_average_1m": [round(load_start[0], 2), round(load_end[0], 2)],
+            "decision": {**self.read_decisions(dec_start, dec_end), "drain_s_after_publish": round(decided_at - pub["end"], 1) if decided_at else None,
+                         "kept_up": decided_at is not None, "backlog_at_publish_end": backlog_at_end["decision"],
+                         "backlog_after_drain_timeout": None if decided_at else pub["delivered"] - (sum(dec_end) - sum(dec_start)),
+                         "service_stats": self.service_stats(log_pos)},
+            "delta": self.delta_figures(pub, gold_at, backlog_at_end["lane"], samples) if lane_measured
+            else {"not_measured": f"the lane was stopped after it did not keep up in {self.lane_saturated}"},
+        }
+        if cpu0 and cpu_dec:
+            events = pub["delivered"]
+            busy = (cpu1["system_busy"] - cpu0["system_busy"]) / max(1e-9, cpu1["system_total"] - cpu0["system_total"])
+            ours = sum(cpu1[k] - cpu0[k] for k in ("service_python", "service_jvm", "lane", "broker"))
+            wall = cpu1["at"] - cpu0["at"]
+            figures["cpu"] = {
+                "service_python_us_per_event": round((cpu_dec["service_python"] - cpu0["service_python"]) / events * 1e6, 1),
+                "service_jvm_us_per_event": round((cpu_dec["service_jvm"] - cpu0["service_jvm"]) / events * 1e6, 1),
+                "lane_us_per_event": round((cpu1["lane"] - cpu0["lane"]) / events * 1e6, 1),
+                "broker_us_per_event": round((cpu1["broker"] - cpu0["broker"]) / events * 1e6, 1),
+                "service_cores_while_publishing": round((cpu_dec["service_python"] - cpu0["service_python"]) / max(1e-9, cpu_dec["at"] - cpu0["at"]), 2),
+                "lane_cores": round((cpu1["lane"] - cpu0["lane"]) / max(1e-9, wall), 2),
+                "machine_busy_fraction": round(busy, 2),
+                "other_processes_cores": round(busy * psutil.cpu_count() - ours / max(1e-9, wall), 2),
+            }
+            figures["memory"] = self.procs.memory_mb()
+        print(json.dumps(figures), flush=True)
+        return figures
+
+    def idle_cpu(self, seconds: float = 20.0) -> dict:
+        """Cores each process uses with no traffic (refresh checks, empty micro-batches, the broker)."""
+        a = self.procs.snapshot()
+        time.sleep(seconds)
+        b = self.procs.snapshot()
+        wall = b["at"] - a["at"]
+        return {k: round((b[k] - a[k]) / wall, 3) for k in ("service_python", "service_jvm", "lane", "broker")}
+
+    def delta_figures(self, pub: dict, gold_at: float | None, backlog_at_end: int, samples: list) -> dict:
+        progress = self.lake.progress()
+        rows = progress[(progress["processed_at"] >= dt.datetime.utcfromtimestamp(pub["start"])) & (progress["scored_rows"] > 0)]
+        batches = rows.drop_duplicates(["batch_id"])
+        weights = rows["scored_rows"].to_numpy(dtype=float)
+        p95s = rows["latency_p95_ms"].to_numpy(dtype=float) / 1000.0
+        order = np.argsort(p95s)
+        cum = np.cumsum(weights[order]) / weights.sum() if len(weights) else np.array([])
+        gold = self.lake.gold_since(pub["start"] - 1)
+        gold = gold[(gold[:, 1] >= pub["start"] * 1000 - 1000) & (gold[:, 1] <= pub["end"] * 1000 + 1000)]
+        to_gold = (gold[:, 0] - gold[:, 1]) / 1000.0
+        written_s = (gold[:, 0].max() / 1000.0 - pub["start"]) if len(gold) else 0.0
+        lag = [s["lane_backlog"] for s in samples if "lane_backlog" in s]
+        return {
+            "gold_rows": int(len(gold)), "written_per_second": round(len(gold) / written_s, 1) if written_s > 0 else None,
+            "event_to_gold_p50_s": round(float(np.percentile(to_gold, 50)), 2) if len(to_gold) else None,
+            "event_to_gold_p95_s": round(float(np.percentile(to_gold, 95)), 2) if len(to_gold) else None,
+            "event_to_gold_max_s": round(float(to_gold.max()), 2) if len(to_gold) else None,
+            "micro_batches": int(len(batches)),
+            "batch_seconds_median": round(float(batches["batch_seconds"].median()), 2) if len(batches) else None,
+            "batch_seconds_max": round(float(batches["batch_seconds"].max()), 2) if len(batches) else None,
+            "batch_records_median": int(batches["batch_records"].median()) if len(batches) else None,
+            "stream_batches_p95_s_median": round(float(np.median(p95s)), 2) if len(p95s) else None,
+            "stream_batches_p95_s_max": round(float(p95s.max()), 2) if len(p95s) else None,
+            "stream_batches_p95_s_event_weighted": round(float(p95s[order][np.searchsorted(cum, 0.95)]), 2) if len(p95s) else None,
+            "drain_s_after_publish": round(gold_at - pub["end"], 1) if gold_at else None,
+            "kept_up": gold_at is not None,
+            "backlog_at_publish_end": backlog_at_end,
+            "backlog_after_drain_timeout": None if gold_at else self.lane_backlog(self.highs(self.topic)),
+            "backlog_max": max(lag) if lag else None,
+            "backlog_samples": samples,
+        }
+
+
+def state_memory(accounts: int, events: int, seed: int = 7) -> dict:
+    """Memory of `accounts` AccountStates of `events` events each (as a snapshot restores them), per 100k accounts."""
+    rng = np.random.default_rng(seed)
+    end = int(dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc).timestamp())
+    window = (HISTORY_DAYS + DEFAULT_LATENESS_DAYS) * 86400
+    chunk = max(1, 2_000_000 // max(1, events))
+    names = [f"ACC{i:08d}" for i in range(accounts)]
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    rss0 = psutil.Process().memory_info().rss
+    states: dict[str, AccountState] = {}
+    for first in range(0, accounts, chunk):  # the generator's temporaries are freed before the reading
+        n = min(chunk, accounts - first)
+        keys = np.sort(rng.integers(end - window, end, size=(n, events)), axis=1) * 1000 + rng.integers(0, 1000, size=(n, events))
+        cents = rng.integers(100, 500_000, size=(n, events))
+        ids = rng.integers(0, 2**63, size=(n, events), dtype=np.uint64)
+        lat, lon = rng.uniform(-60, 60, size=(n, events)), rng.uniform(-180, 180, size=(n, events))
+        for i in range(n):
+            s = AccountState()
+            s.keys.frombytes(keys[i].tobytes())
+            s.cents.frombytes(cents[i].tobytes())
+            s.ids.frombytes(ids[i].tobytes())
+            s.lat.frombytes(lat[i].tobytes())
+            s.lon.frombytes(lon[i].tobytes())
+            states[names[first + i]] = s
+        del keys, cents, ids, lat, lon
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    rss = psutil.Process().memory_info().rss - rss0
+    snapshot = len(dump_states(states))
+    per = 100_000 / accounts
+    del states
+    gc.collect()
     return {
-        "scored_rows": int(len(rows)),
-        "scored_per_second": round(len(rows) / busy, 1) if busy else 0.0,
-        "latency_p50_s": round(float(np.percentile(latency, 50)), 2) if len(rows) else None,
-        "latency_p95_s": round(float(np.percentile(latency, 95)), 2) if len(rows) else None,
-        "latency_max_s": round(float(latency.max()), 2) if len(rows) else None,
-        "micro_batches": int(len(batches)),
-        "batch_seconds_median": round(float(batches["batch_seconds"].median()), 2) if len(batches) else None,
-        "batch_records_median": int(batches["batch_records"].median()) if len(batches) else None,
-        "batch_p95_ms_max": round(float(progress[(progress["processed_at"] >= since)]["latency_p95_ms"].max()), 1) if len(batches) else None,
+        "accounts": accounts, "events_per_account": events,
+        "traced_mb_per_100k_accounts": round(used * per / 2**20, 1), "rss_mb_per_100k_accounts": round(rss * per / 2**20, 1),
+        "snapshot_mb_per_100k_accounts": round(snapshot * per / 2**20, 1),
+        "bytes_per_account": round(used / accounts), "gb_per_1m_accounts": round(used * 1_000_000 / accounts / 2**30, 2),
     }
 
 
-def pd_timedelta_ms(ms):
-    import pandas as pd
+def update_cost(events_in_window: int, updates: int = 300, seed: int = 11) -> float:
+    """Microseconds of CPU per `AccountState.update` with about `events_in_window` events of the account in the
+    30-day window (the per-event walk over the window is the service's largest single cost)."""
+    rng = np.random.default_rng(seed)
+    end = dt.datetime(2026, 12, 6)
+    state = AccountState()
+    for i, offset in enumerate(np.sort(rng.uniform(0, 30 * 86400 - 3600, events_in_window))[::-1]):
+        state.update(f"h{i}", end - dt.timedelta(seconds=float(offset)) - dt.timedelta(hours=1), 25.0, 1.0, 2.0)
+    times = [end - dt.timedelta(seconds=float(x)) for x in np.sort(rng.uniform(0, 3600, updates))[::-1]]
+    started = time.process_time()
+    for i, t in enumerate(times):
+        state.update(f"n{i}", t, 30.0, 1.0, 2.0)
+    return round((time.process_time() - started) / updates * 1e6, 1)
 
-    return pd.to_timedelta(ms, unit="ms")
 
-
-def phase(lake: Path, day: str, lines: list[str], bootstrap: str, topic: str, rate: float, seconds: float, offset: int) -> tuple[dict, int]:
-    """Publish at `rate` for `seconds` (lines from `offset` on), wait for the stream, measure."""
-    since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    chunk = lines[offset: offset + int(rate * seconds)]
-    stats = publish(chunk, bootstrap, topic, rate=rate)
-    until = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    drained = wait_processed(lake, day, since, stats.delivered, timeout=max(600.0, seconds * 4))
-    figures = {"target_rate": rate, "published": stats.delivered, "publish_rate": round(stats.rate, 1), "drain_seconds_after_publish": round(drained, 1)}
-    figures.update(window_figures(lake, day, since, until))
-    print(json.dumps(figures), flush=True)
-    return figures, offset + len(chunk)
+def state_figures(source_lake: Path, accounts: int) -> dict:
+    """The state's memory at 30 events per account and at the demo's density, and the update cost by window size."""
+    silver = DeltaTable(str(source_lake / "tables" / "transactions_silver")).to_pyarrow_table(columns=["account_id", "event_date"]).to_pandas()
+    per_day = silver.groupby("event_date").size()
+    full_days = per_day[per_day > 0.5 * per_day.max()]
+    window_days = HISTORY_DAYS + DEFAULT_LATENESS_DAYS
+    density = full_days.mean() / silver["account_id"].nunique()
+    typical = int(round(density * window_days))
+    heavy_accounts = max(1000, min(accounts, 10_000_000 // max(1, typical)))
+    memory = {"window_days": window_days, "demo_events_per_account_per_day": round(density, 2),
+              "thirty_events": state_memory(accounts, 30), "demo_density": state_memory(heavy_accounts, typical)}
+    memory["events_per_account_for_1gb_per_1m"] = int((2**30 / 1e6 - (memory["thirty_events"]["bytes_per_account"] - 30 * 40)) // 40)
+    memory["update_cpu_us_by_events_in_window"] = {n: update_cost(n) for n in (30, 100, 300, 1000)}
+    return memory
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lake", type=Path, default=REPO / "lake", help="A lake with a champion (the demo's ./lake).")
+    p.add_argument("--mlflow", type=Path, default=None, help="Its MLflow home (SQLite + artifacts; default: the lake's sibling mlruns/).")
     p.add_argument("--rate", type=float, default=1200.0)
     p.add_argument("--duration", type=float, default=300.0)
-    p.add_argument("--ramp", default="100,300,600", help="Rates for the ramp (comma-separated; empty = skip).")
+    p.add_argument("--ramp", default="2500,5000,7500,10000", help="Rates for the ramp (comma-separated; empty = skip).")
     p.add_argument("--step-seconds", type=float, default=60.0)
-    p.add_argument("--target-p95", type=float, default=15.0)
+    p.add_argument("--partitions", type=int, default=2)
+    p.add_argument("--trigger", type=float, default=1.0, help="The Delta lane's micro-batch interval.")
+    p.add_argument("--decision-target-ms", type=float, default=100.0)
+    p.add_argument("--gold-target-s", type=float, default=15.0)
+    p.add_argument("--drain-timeout", type=float, default=180.0, help="Seconds a lane may take after publishing ends before it counts as not keeping up.")
+    p.add_argument("--create-time", action="store_true", help="Keep producer CreateTime timestamps instead of the broker's LogAppendTime.")
+    p.add_argument("--state-accounts", type=int, default=200_000, help="Accounts for the state-memory measurement (fewer at the demo's density).")
     p.add_argument("--seed", type=int, default=int(os.getenv("SEED", "42")), help="The demo's seed (its population).")
-    p.add_argument("--population-events", type=int, default=int(os.getenv("EVENTS", "20000")), help="The demo's events per day (sets its population size).")
-    p.add_argument("--trigger", type=float, default=1.0)
+    p.add_argument("--population-events", type=int, default=int(os.getenv("EVENTS", "20000")), help="The demo's events per day (its population size).")
+    p.add_argument("--state-only", action="store_true", help="Only the state measurements (no broker, no lanes).")
+    p.add_argument("--keep", action="store_true", help="Keep the scratch folder (lake, logs).")
     args = p.parse_args(argv)
 
-    if not (args.lake / "tables" / "transactions_silver" / "_delta_log").exists():
-        sys.exit(f"no lake with silver at {args.lake}: run `bash scripts/demo.sh` first")
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlruns' / 'mlflow.db'}")
+    if args.state_only:
+        result = {"benchmark": "streaming: decision-service state", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "load_average": [round(x, 2) for x in os.getloadavg()], "state_memory": state_figures(args.lake, args.state_accounts)}
+        out = REPO / "bench" / "results" / f"streaming_state_{dt.datetime.now():%Y%m%dT%H%M%S}.json"
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(json.dumps(result, indent=2, default=str))
+        print(f"wrote {out}")
+        return 0
+    mlflow_home = args.mlflow or args.lake.parent / "mlruns"
+    if not (args.lake / "tables" / "transactions_silver" / "_delta_log").exists() or not (mlflow_home / "mlflow.db").exists():
+        sys.exit(f"no lake with silver at {args.lake} or no MLflow store at {mlflow_home}: run `bash scripts/demo.sh` first")
     today = dt.datetime.now(dt.timezone.utc).date()
     ramp = [float(r) for r in args.ramp.split(",") if r.strip()]
-    needed = int(args.rate * args.duration + sum(r * args.step_seconds for r in ramp) + 5_000)
+    plan = [("warm-up", WARMUP_RATE, WARMUP_EVENTS), ("sustained", args.rate, int(args.rate * args.duration))]
+    plan += [(f"ramp-{int(r)}", r, int(r * args.step_seconds)) for r in ramp]
+    needed = int(sum(n for _, _, n in plan) * 1.01) + 1000
 
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     lake = work / "lake"
-    shutil.copytree(args.lake / "tables", lake / "tables")
+    print(f"scratch {work}; copying {args.lake} and {mlflow_home}", flush=True)
+    shutil.copytree(args.lake / "tables", lake / "tables", ignore=shutil.ignore_patterns("stream_batches"))
+    copy_mlflow(mlflow_home, lake / "mlflow")
     population = SynthConfig(seed=args.seed, events_per_day=args.population_events)
     config = SynthConfig(seed=args.seed, events_per_day=needed, n_accounts=population.accounts, n_merchants=population.merchants)
-    print(f"generating {needed} events for {today} ({population.accounts} accounts, {population.merchants} merchants)", flush=True)
+    t = time.perf_counter()
     generate_day(config, work / "landing", today)
     lines = delivery_lines(work / "landing" / "transactions" / f"event_date={today}")
+    print(f"generated {len(lines)} events for {today} ({population.accounts} accounts, {population.merchants} merchants) in {time.perf_counter() - t:.0f} s", flush=True)
+    folders, at = [], 0
+    for name, _, n in plan:
+        folder = work / "phases" / name
+        folder.mkdir(parents=True)
+        (folder / "part-00000.jsonl").write_bytes(("\n".join(lines[at: at + n]) + "\n").encode("utf-8", "surrogateescape"))
+        folders.append(folder)
+        at += n
+    del lines
+    shutil.rmtree(work / "landing", ignore_errors=True)
 
     port, controller = free_ports(2)
     kafka_env = {**os.environ, "KAFKA_DATA": str(work / "kafka"), "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller)}
     subprocess.run(["bash", "scripts/kafka.sh", "start"], cwd=REPO, env=kafka_env, check=True)
     bootstrap, topic = f"127.0.0.1:{port}", "transactions"
-    stream = None
+    children: list[subprocess.Popen] = []
+    result: dict = {}
+    bench = None
     try:
-        create_topic(bootstrap, topic, partitions=2)
-        env = {**os.environ, "LAKE_ROOT": str(lake), "SPARK_MASTER": os.getenv("SPARK_MASTER", "local[2]")}
-        log = open(work / "stream.log", "w")
-        stream = subprocess.Popen(
-            [sys.executable, "-m", "compliance_assets.streaming", "--source", "kafka", "--bootstrap", bootstrap, "--topic", topic, "--trigger", str(args.trigger)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        day = today.isoformat()
-        warm, offset = phase(lake, day, lines, bootstrap, topic, rate=500, seconds=4, offset=0)
-        print("warm-up done", flush=True)
-        sustained, offset = phase(lake, day, lines, bootstrap, topic, args.rate, args.duration, offset)
-        steps = []
-        for rate in ramp:
-            step, offset = phase(lake, day, lines, bootstrap, topic, rate, args.step_seconds, offset)
-            steps.append(step)
-        meeting = [s["target_rate"] for s in steps if s["latency_p95_s"] is not None and s["latency_p95_s"] < args.target_p95 and s["scored_rows"] >= 0.99 * s["published"] * (1 - 0.02)]
+        create_topics(bootstrap, [topic, topic + "-decisions", topic + "-dlq"], args.partitions, log_append_time=not args.create_time)
+        env = {**os.environ, "SPARK_MASTER": os.getenv("SPARK_MASTER", "local[2]"), "PYTHONUNBUFFERED": "1"}
+        bench = Bench(args, work, lake, bootstrap, topic, args.partitions)
+        service_log, lane_log = open(bench.service_log, "w"), open(work / "lane.log", "w")
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "compliance_assets.realtime", "--lake", str(lake), "--bootstrap", bootstrap, "--topic", topic,
+             "--delivery-date", today.isoformat(), "--stats-every", "5"], cwd=REPO, env=env, stdout=service_log, stderr=subprocess.STDOUT))
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "compliance_assets.streaming", "--source", "decisions", "--lake", str(lake), "--bootstrap", bootstrap, "--topic", topic, "--trigger", str(args.trigger)],
+            cwd=REPO, env=env, stdout=lane_log, stderr=subprocess.STDOUT))
+        broker_pid = int((work / "kafka" / "kafka.pid").read_text().strip()) if (work / "kafka" / "kafka.pid").exists() else None
+        started = time.time()
+        warm = bench.phase("warm-up", folders[0], WARMUP_RATE, WARMUP_EVENTS, warm=True)
+        print(f"warm-up done: both lanes up {time.time() - started:.0f} s after their start", flush=True)
+        bench.procs = Procs(children[0].pid, children[1].pid, broker_pid)
+        idle = bench.idle_cpu()
+        phases = []
+        for (name, rate, n), folder in zip(plan[1:], folders[1:]):
+            phases.append(bench.phase(name, folder, rate, n))
+            if bench.lane_saturated and children[1].poll() is None:
+                # a lane that cannot keep up would only add its backlog's load to the next steps
+                print(f"the Delta lane did not keep up in {bench.lane_saturated}: stopping it; later steps measure the decision service alone", flush=True)
+                children[1].terminate()
+                children[1].wait(60)
+            if bench.service_saturated:
+                print(f"the decision service did not keep up in {bench.service_saturated}: ramp ends", flush=True)
+                break
+        sustained, steps = phases[0], phases[1:]
         result = {
-            "benchmark": "streaming",
+            "benchmark": "streaming (decision service + Delta lane)",
             "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cores": os.cpu_count(), "spark_master": env["SPARK_MASTER"]},
-            "population": {"accounts": population.accounts, "merchants": population.merchants},
-            "sustained": sustained,
-            "ramp": steps,
-            "target_p95_s": args.target_p95,
-            "highest_rate_meeting_target": max(meeting) if meeting else None,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "machine": {"cores": os.cpu_count(), "spark_master": env["SPARK_MASTER"], "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                        "load_average_1m_samples": [round(x, 2) for _, x in bench.loads],
+                        "load_average_1m_mean": round(float(np.mean([x for _, x in bench.loads])), 2) if bench.loads else None,
+                        "load_average_1m_max": round(max(x for _, x in bench.loads), 2) if bench.loads else None},
+            "population": {"accounts": population.accounts, "merchants": population.merchants, "day": today.isoformat()},
+            "startup_to_warm_s": round(warm["publish_seconds"] + (warm["delta"].get("drain_s_after_publish") or 0), 1),
+            "idle_cores": idle,
+            "service_saturated_in": bench.service_saturated, "lane_saturated_in": bench.lane_saturated,
+            "warm_up": warm, "sustained": sustained, "ramp": steps,
         }
-        print(json.dumps(result, indent=2))
-        out = REPO / "bench" / "results" / f"streaming_{int(args.rate)}_{dt.datetime.now():%Y%m%dT%H%M%S}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
     finally:
-        if stream is not None:
-            stream.terminate()
+        if bench is not None:
+            bench.meta.close()
+        for child in children:
+            child.terminate()
+        for child in children:
             try:
-                stream.wait(60)
+                child.wait(60)
             except subprocess.TimeoutExpired:
-                stream.kill()
+                child.kill()
         subprocess.run(["bash", "scripts/kafka.sh", "stop"], cwd=REPO, env=kafka_env)
+        if not result:
+            print(f"failed: logs in {work}", flush=True)
+
+    result["state_memory"] = state_figures(args.lake, args.state_accounts)
+    memory = result["state_memory"]
+
+    s, d = result["sustained"], result["sustained"]["delta"]
+    dec_ok = [st for st in result["ramp"] if st["decision"]["kept_up"] and st["decision"]["p95_ms"] is not None
+              and st["decision"]["p95_ms"] < args.decision_target_ms and st["publish_rate"] >= 0.9 * st["target_rate"]]
+    gold_ok = [st for st in result["ramp"] if st["delta"].get("kept_up") and st["delta"]["event_to_gold_p95_s"] is not None
+               and st["delta"]["event_to_gold_p95_s"] < args.gold_target_s and st["delta"]["drain_s_after_publish"] < args.gold_target_s
+               and st["publish_rate"] >= 0.9 * st["target_rate"]]
+    result["decision_highest_rate_p95_under_target"] = max((st["target_rate"] for st in dec_ok), default=None)
+    result["delta_highest_rate_p95_under_target"] = max((st["target_rate"] for st in gold_ok), default=None)
+    targets = {
+        "decision_p95_under_50ms_at_rate": s["decision"]["p95_ms"] is not None and s["decision"]["p95_ms"] < 50,
+        "decision_highest_rate_ge_5000": (result["decision_highest_rate_p95_under_target"] or 0) >= 5000,
+        "delta_p95_under_10s_at_rate": d.get("event_to_gold_p95_s") is not None and d["event_to_gold_p95_s"] < 10,
+        "delta_highest_rate_ge_5000": (result["delta_highest_rate_p95_under_target"] or 0) >= 5000,
+        "state_le_1gb_per_1m_accounts_at_30_events": memory["thirty_events"]["gb_per_1m_accounts"] <= 1.0,
+        "state_le_1gb_per_1m_accounts_at_demo_density": memory["demo_density"]["gb_per_1m_accounts"] <= 1.0,
+    }
+    result["targets_met"] = targets
+    out = REPO / "bench" / "results" / f"streaming_{int(args.rate)}_{dt.datetime.now():%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_table(result)
+    print(f"wrote {out}")
+    if args.keep:
+        print(f"kept {work}")
+    else:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def print_table(r: dict) -> None:
+    print(f"\n{'phase':<12}{'rate':>7}{'pub/s':>8} | {'dec p50':>9}{'p95':>9}{'p99':>9}{'max':>9} ms | {'gold p50':>9}{'p95':>8}{'max':>8} s"
+          f"{'written/s':>10}{'backlog':>9}{'drain s':>8} | {'svc us/ev':>10}{'lane us/ev':>11}{'load':>6}")
+    for ph in [r["sustained"], *r["ramp"]]:
+        de, dl, cpu = ph["decision"], ph["delta"], ph.get("cpu", {})
+        dl = {k: dl.get(k) for k in ("event_to_gold_p50_s", "event_to_gold_p95_s", "event_to_gold_max_s", "written_per_second", "backlog_at_publish_end", "drain_s_after_publish")}
+        print(f"{ph['phase']:<12}{ph['target_rate']:>7.0f}{ph['publish_rate']:>8.0f} | {de['p50_ms']!s:>9}{de['p95_ms']!s:>9}{de['p99_ms']!s:>9}{de['max_ms']!s:>9}    | "
+              f"{dl['event_to_gold_p50_s']!s:>9}{dl['event_to_gold_p95_s']!s:>8}{dl['event_to_gold_max_s']!s:>8}  {dl['written_per_second']!s:>10}{dl['backlog_at_publish_end']!s:>9}"
+              f"{dl['drain_s_after_publish']!s:>8} | {cpu.get('service_python_us_per_event')!s:>10}{cpu.get('lane_us_per_event')!s:>11}{ph['load_average_1m'][1]:>6}")
+    m = r["state_memory"]
+    for k in ("thirty_events", "demo_density"):
+        print(f"state {k}: {m[k]['events_per_account']} events/account: {m[k]['traced_mb_per_100k_accounts']} MB per 100k accounts "
+              f"(snapshot {m[k]['snapshot_mb_per_100k_accounts']} MB), {m[k]['gb_per_1m_accounts']} GB per 1M")
+    print(f"decision lane highest rate p95 < target: {r['decision_highest_rate_p95_under_target']}; Delta lane: {r['delta_highest_rate_p95_under_target']}")
+    print("targets:", json.dumps(r["targets_met"]))
+    print(f"load average (1 min) during the run: mean {r['machine']['load_average_1m_mean']}, max {r['machine']['load_average_1m_max']} on {r['machine']['cores']} cores")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The Definitions object: every asset, check, job, sensor, schedule and resource, assembled in one place
-(including the streaming job transaction_stream, its stream_batches table and its supervisor sensor, the
+(including the real-time decision service job and its transaction_decisions topic, the streaming job transaction_stream,
+its stream_batches table and their supervisor sensors, the
 reporting assets (reconciliation, regulatory snapshots), compaction and the operations audit, and monitoring:
 drift, champion-challenger shadow scores and comparison, SLOs, investigators' decisions and alert precision, the case-management hand-off, BI serving tables and the compliance dashboard, and the file exchange with other systems: ledger
 drops in, regulatory exports out).
@@ -36,6 +37,7 @@ from compliance_assets.monitoring.drift import model_drift
 from compliance_assets.monitoring.slo import slo_status
 from compliance_assets.ops.audit import operations_audit
 from compliance_assets.ops.compaction import compaction_job, compaction_log
+from compliance_assets.realtime.job import decision_service_job, transaction_decisions
 from compliance_assets.reference_data import reference_assets, reference_checks
 from compliance_assets.reporting import reconciliation, snapshots
 from compliance_assets.reporting.exports import regulatory_exports
@@ -53,7 +55,7 @@ defs = Definitions(
     assets=[
         *reference_assets, transactions_bronze, validate_transactions,
         transaction_outcomes, ml_features_training, risk_model, risk_scores_gold, anomaly_alerts, model_audit,
-        stream_batches, reconcile_with_ledger, regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest,
+        transaction_decisions, stream_batches, reconcile_with_ledger, regulatory_snapshots, regulatory_snapshots_monthly, snapshot_manifest,
         operations_audit, compaction_log, model_drift, challenger_scores, challenger_comparison, slo_status, alert_notifications_spec,
         ledger_files, regulatory_exports, record_alert_dispositions, alert_precision,
         case_handoffs_spec, compliance_dashboard, bi_serving,
@@ -65,7 +67,7 @@ defs = Definitions(
     ],
     jobs=[
         daily_pipeline_job, daily_ingest_job, daily_scoring_job, monthly_snapshot_job, replay_job, train_risk_model_job, promote_challenger,
-        rollback_model_job, transaction_stream_job, compaction_job, regulatory_export_job,
+        rollback_model_job, decision_service_job, transaction_stream_job, compaction_job, regulatory_export_job,
     ],
     sensors=all_sensors,
     schedules=all_schedules,

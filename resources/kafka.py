@@ -215,3 +215,13 @@ def kafka_from_env() -> KafkaResource:
         ssl_ca_location=os.getenv("KAFKA_SSL_CA_LOCATION", ""),
         starting_offsets=os.getenv("KAFKA_STARTING_OFFSETS", "earliest"),
     )
+
+
+def kafka_from_args(bootstrap: str | None, topic: str | None) -> KafkaResource:
+    """`kafka_from_env` with a command line's --bootstrap and --topic, where given."""
+    kafka = kafka_from_env()
+    if bootstrap:
+        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    if topic:
+        kafka = kafka.model_copy(update={"topic": topic})
+    return kafka

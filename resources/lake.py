@@ -94,6 +94,19 @@ class LakeResource(ConfigurableResource):
         it: a caller that may write an empty frame counts its rows itself."""
         return int((self._last_commit(spark, table)["operationMetrics"] or {}).get("numOutputRows", 0))
 
+    def current_version(self, table: str) -> int:
+        """The table's latest Delta version read with delta-rs, no Spark job (-1 before its first write): cheap
+        enough to poll every few seconds, as the decision service does to see new reference data."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        from compliance_assets.serving.sources import lake_storage_options
+
+        try:
+            return int(DeltaTable(self.table_path(table), storage_options=lake_storage_options(self.root) or None).version())
+        except TableNotFoundError:
+            return -1
+
     def _last_commit(self, spark: SparkSession, table: str):
         from delta.tables import DeltaTable
 

@@ -1,8 +1,11 @@
-"""Keep exactly one transaction_stream run alive: launch it, relaunch it after a failure with exponential
-backoff, and leave it stopped after an operator pressed Terminate.
+"""Keep exactly one run of each long-running lane alive: the decision service (decision_service, the real-time
+lane) and the Spark stream (transaction_stream, by default the Delta lane reading the decisions topic). Each
+supervisor launches its job, relaunches it after a failure with exponential backoff, and leaves it stopped
+after an operator pressed Terminate.
 
-The decision is the pure function `decide` (run history in, launch or skip out); the sensor only reads
-the run history from the instance and turns the decision into a RunRequest or a SkipReason.
+The decision is the pure function `decide` (run history in, launch or skip out); `supervisor_sensor` builds
+one sensor per lane that only reads the run history from the instance and turns the decision into a
+RunRequest or a SkipReason.
 """
 
 import datetime as dt
@@ -10,24 +13,27 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
+    JobDefinition,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
 
+from compliance_assets.realtime.job import DECISION_SERVICE_JOB, decision_service_job
 from compliance_assets.streaming.job import STREAM_JOB, transaction_stream_job
 
-# A run in any of these states holds (or is about to hold) the stream: never launch a second one.
+# A run in any of these states holds (or is about to hold) the lane: never launch a second one.
 IN_FLIGHT_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -40,13 +46,14 @@ FINISHED_STATUSES = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, Dagster
 # How many finished runs are read to count consecutive failures; the backoff is capped long before.
 HISTORY_LIMIT = 50
 RUN_KEY_PREFIX = "stream-"
+DECISIONS_RUN_KEY_PREFIX = "decisions-"
 RUN_KEY_TAG = "dagster/run_key"  # the tag Dagster puts on runs launched from a sensor RunRequest
-SOURCES = ("kafka", "files")
+SOURCES = ("decisions", "kafka", "files")  # the stream's sources: the Delta lane (default), the transactions topic, the landing folder
 
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """What the decision needs to know about one finished run of the stream job."""
+    """What the decision needs to know about one finished run of a supervised job."""
 
     run_id: str
     status: DagsterRunStatus
@@ -62,11 +69,13 @@ class Backoff:
     max_seconds: float = 600.0
 
     @classmethod
-    def from_env(cls) -> "Backoff":
-        return cls(
-            base_seconds=float(os.getenv("STREAM_RESTART_BACKOFF_SECONDS", "30")),
-            max_seconds=float(os.getenv("STREAM_RESTART_BACKOFF_MAX_SECONDS", "600")),
-        )
+    def from_env(cls, prefix: str = "STREAM") -> "Backoff":
+        """<prefix>_RESTART_BACKOFF_SECONDS and ..._MAX_SECONDS; unset, the stream's (STREAM_...), else 30 s and 600 s."""
+
+        def seconds(suffix: str, default: str) -> float:
+            return float(os.getenv(f"{prefix}_{suffix}", os.getenv(f"STREAM_{suffix}", default)))
+
+        return cls(base_seconds=seconds("RESTART_BACKOFF_SECONDS", "30"), max_seconds=seconds("RESTART_BACKOFF_MAX_SECONDS", "600"))
 
     def delay(self, failures: int) -> float:
         if failures <= 0:
@@ -106,23 +115,24 @@ def decide(
     now: float,
     backoff: Backoff,
     sensor_started_at: Optional[float] = None,
+    job_name: str = STREAM_JOB,
 ) -> Decision:
-    """Whether to launch the stream now. `in_flight`: ids of unfinished runs; `history`: finished runs,
+    """Whether to launch the job now. `in_flight`: ids of unfinished runs; `history`: finished runs,
     newest first; `sensor_started_at`: when the sensor was last turned on (a restart after a Terminate
-    resumes supervision)."""
+    resumes supervision); `job_name`: the supervised job, as the reasons name it."""
     if in_flight:
-        return Decision(False, f"{STREAM_JOB} run {in_flight[0]} is in flight; not launching a second one")
+        return Decision(False, f"{job_name} run {in_flight[0]} is in flight; not launching a second one")
     if not history:
-        return Decision(True, f"no {STREAM_JOB} run yet: launching the stream")
+        return Decision(True, f"no {job_name} run yet: launching it")
     latest = history[0]
     if latest.status == DagsterRunStatus.SUCCESS:
-        return Decision(True, f"run {latest.run_id} finished at {_when(latest.end_time)}: launching the next one")
+        return Decision(True, f"{job_name} run {latest.run_id} finished at {_when(latest.end_time)}: launching the next one")
     if latest.status == DagsterRunStatus.CANCELED:
         if sensor_started_at is not None and latest.end_time is not None and sensor_started_at > latest.end_time:
-            return Decision(True, f"run {latest.run_id} was stopped at {_when(latest.end_time)} and the sensor was turned on again since: resuming")
+            return Decision(True, f"{job_name} run {latest.run_id} was stopped at {_when(latest.end_time)} and the sensor was turned on again since: resuming")
         return Decision(
             False,
-            f"run {latest.run_id} was stopped from the UI at {_when(latest.end_time)}; launch {STREAM_JOB} from the "
+            f"{job_name} run {latest.run_id} was stopped from the UI at {_when(latest.end_time)}; launch {job_name} from the "
             "Launchpad (or stop and start this sensor) to resume",
         )
     failures = consecutive_failures(history)
@@ -131,32 +141,33 @@ def decide(
     if now < relaunch_at:
         return Decision(
             False,
-            f"run {latest.run_id} failed at {_when(latest.end_time)} ({failures} consecutive failure(s)); "
+            f"{job_name} run {latest.run_id} failed at {_when(latest.end_time)} ({failures} consecutive failure(s)); "
             f"relaunching at {_when(relaunch_at)} (backoff {delay:.0f}s)",
             failures=failures,
             relaunch_at=relaunch_at,
         )
-    return Decision(True, f"run {latest.run_id} failed ({failures} consecutive failure(s)); relaunching after {delay:.0f}s backoff", failures=failures)
+    return Decision(True, f"{job_name} run {latest.run_id} failed ({failures} consecutive failure(s)); relaunching after {delay:.0f}s backoff", failures=failures)
 
 
-def _generation_of(run_key: Optional[str]) -> int:
-    match = re.fullmatch(rf"{RUN_KEY_PREFIX}(\d+)", run_key or "")
+def _generation_of(run_key: Optional[str], prefix: str) -> int:
+    match = re.fullmatch(rf"{re.escape(prefix)}(\d+)", run_key or "")
     return int(match.group(1)) if match else 0
 
 
-def next_generation(cursor: Optional[str], run_keys: Iterable[Optional[str]]) -> int:
-    """The next run key number: above the cursor's counter and above every stream-N key already used
+def next_generation(cursor: Optional[str], run_keys: Iterable[Optional[str]], prefix: str = RUN_KEY_PREFIX) -> int:
+    """The next run key number: above the cursor's counter and above every <prefix>N key already used
     (Dagster skips a RunRequest whose run_key an existing run has, e.g. after the cursor was cleared)."""
     try:
         generation = int(json.loads(cursor).get("generation", 0)) if cursor else 0
     except (ValueError, TypeError, AttributeError):
         generation = 0
-    return max([generation, *(_generation_of(key) for key in run_keys)]) + 1
+    return max([generation, *(_generation_of(key, prefix) for key in run_keys)]) + 1
 
 
 def stream_run_config() -> dict:
-    """Run config of a launch: the source from STREAM_SOURCE (kafka, the default, or files = landing folder)."""
-    source = os.getenv("STREAM_SOURCE", "kafka")
+    """Run config of a stream launch: the source from STREAM_SOURCE (decisions, the default: the Delta lane
+    behind the decision service; kafka: the transactions topic; files: the landing folder)."""
+    source = os.getenv("STREAM_SOURCE", "decisions")
     if source not in SOURCES:
         raise ValueError(f"STREAM_SOURCE={source!r}: use one of {', '.join(SOURCES)}")
     return {"ops": {"run_transaction_stream": {"config": {"source": source}}}}
@@ -168,37 +179,70 @@ def _finished_run(record) -> FinishedRun:
     return FinishedRun(run.run_id, run.status, end_time, run.tags.get(RUN_KEY_TAG))
 
 
-@sensor(
-    job=transaction_stream_job,
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.STOPPED,
-    description=(
-        "Keeps one transaction_stream run alive: launches it when none is in flight, relaunches a failed run with "
-        "exponential backoff (STREAM_RESTART_BACKOFF_SECONDS x 2^(failures-1), capped at STREAM_RESTART_BACKOFF_MAX_SECONDS) "
-        "and leaves it stopped after Terminate until the job is launched again or this sensor is stopped and started. "
-        "STREAM_SOURCE selects kafka (default) or files."
-    ),
-)
-def stream_supervisor_sensor(context: SensorEvaluationContext):
-    instance = context.instance
-    in_flight = instance.get_runs(RunsFilter(job_name=STREAM_JOB, statuses=IN_FLIGHT_STATUSES), limit=5)
-    history = []
-    if not in_flight:
-        records = instance.get_run_records(RunsFilter(job_name=STREAM_JOB, statuses=FINISHED_STATUSES), limit=HISTORY_LIMIT)
-        history = [_finished_run(record) for record in records]
-    decision = decide([run.run_id for run in in_flight], history, time.time(), Backoff.from_env(), context.last_sensor_start_time)
-    if not decision.launch:
-        return SkipReason(decision.reason)
+@dataclass(frozen=True)
+class Lane:
+    """A supervised job: its sensor's name, run keys, backoff variables and launch config."""
 
-    generation = next_generation(context.cursor, [context.last_run_key, *(run.run_key for run in history)])
-    context.log.info(f"{decision.reason} (run key {RUN_KEY_PREFIX}{generation})")
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=f"{RUN_KEY_PREFIX}{generation}",
-                run_config=stream_run_config(),
-                tags={"trigger": "stream_supervisor_sensor", "restart_attempt": str(decision.failures)},
-            )
-        ],
-        cursor=json.dumps({"generation": generation}),
-    )
+    sensor_name: str
+    job: JobDefinition
+    run_key_prefix: str
+    env_prefix: str  # <env_prefix>_RESTART_BACKOFF_SECONDS / _MAX_SECONDS
+    run_config: Callable[[], dict]
+    description: str
+
+
+def supervisor_sensor(lane: Lane) -> SensorDefinition:
+    """The sensor that keeps one run of the lane's job alive (the same `decide` for every lane)."""
+    job_name = lane.job.name
+
+    @sensor(name=lane.sensor_name, job=lane.job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.STOPPED, description=lane.description)
+    def _supervisor(context: SensorEvaluationContext):
+        instance = context.instance
+        in_flight = instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_FLIGHT_STATUSES), limit=5)
+        history = []
+        if not in_flight:
+            records = instance.get_run_records(RunsFilter(job_name=job_name, statuses=FINISHED_STATUSES), limit=HISTORY_LIMIT)
+            history = [_finished_run(record) for record in records]
+        backoff = Backoff.from_env(lane.env_prefix)
+        decision = decide([run.run_id for run in in_flight], history, time.time(), backoff, context.last_sensor_start_time, job_name)
+        if not decision.launch:
+            return SkipReason(decision.reason)
+
+        generation = next_generation(context.cursor, [context.last_run_key, *(run.run_key for run in history)], lane.run_key_prefix)
+        run_key = f"{lane.run_key_prefix}{generation}"
+        context.log.info(f"{decision.reason} (run key {run_key})")
+        return SensorResult(
+            run_requests=[
+                RunRequest(run_key=run_key, run_config=lane.run_config(), tags={"trigger": lane.sensor_name, "restart_attempt": str(decision.failures)})
+            ],
+            cursor=json.dumps({"generation": generation}),
+        )
+
+    return _supervisor
+
+
+def _backoff_text(prefix: str, note: str = "") -> str:
+    return (f"relaunches a failed run with exponential backoff ({prefix}_RESTART_BACKOFF_SECONDS x 2^(failures-1), capped at "
+            f"{prefix}_RESTART_BACKOFF_MAX_SECONDS{note})")
+
+
+stream_supervisor_sensor = supervisor_sensor(Lane(
+    sensor_name="stream_supervisor_sensor", job=transaction_stream_job, run_key_prefix=RUN_KEY_PREFIX, env_prefix="STREAM",
+    run_config=stream_run_config,
+    description=(
+        f"Keeps one {STREAM_JOB} run alive: launches it when none is in flight, {_backoff_text('STREAM')} "
+        "and leaves it stopped after Terminate until the job is launched again or this sensor is stopped and started. "
+        "STREAM_SOURCE selects decisions (default: the Delta lane, writing the decision service's records to the lake), "
+        "kafka (scoring the transactions topic itself) or files (the landing folder)."
+    ),
+))
+
+decision_service_supervisor_sensor = supervisor_sensor(Lane(
+    sensor_name="decision_service_supervisor_sensor", job=decision_service_job, run_key_prefix=DECISIONS_RUN_KEY_PREFIX,
+    env_prefix="DECISION_SERVICE", run_config=dict,
+    description=(
+        f"Keeps one {DECISION_SERVICE_JOB} run (the real-time decision service) alive: launches it when none is in flight, "
+        f"{_backoff_text('DECISION_SERVICE', '; unset, the STREAM_RESTART_BACKOFF_* values apply')} and leaves it "
+        "stopped after Terminate until the job is launched again or this sensor is stopped and started."
+    ),
+))

@@ -95,3 +95,29 @@ def scored_lake(champion_lake, tmp_path_factory):
     )
     assert result.success
     return root
+
+
+@pytest.fixture(scope="session")
+def stream_day_batch_lake(champion_lake, tmp_path_factory):
+    """The champion lake with STREAM_DAY delivered and processed by the daily assets (bronze, silver, DLQ,
+    gold, alerts): the batch path's rows that both streaming lanes must reproduce. Shared read-only."""
+    import shutil
+
+    from dagster import DagsterInstance, materialize
+
+    from compliance_assets.ingest.bronze import transactions_bronze
+    from compliance_assets.ingest.silver import validate_transactions
+    from compliance_assets.ml.alerts import anomaly_alerts
+    from compliance_assets.ml.gold import risk_scores_gold
+    from tests.helpers import STREAM_DAY
+
+    root = tmp_path_factory.mktemp("stream_day_batch") / "lake"
+    shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
+    src = champion_lake / "stream_day" / "transactions" / f"event_date={STREAM_DAY}"
+    shutil.copytree(src, root / "landing" / "transactions" / f"event_date={STREAM_DAY}")
+    result = materialize(
+        [transactions_bronze, validate_transactions, risk_scores_gold, anomaly_alerts], partition_key=STREAM_DAY,
+        resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True,
+    )
+    assert result.success
+    return root

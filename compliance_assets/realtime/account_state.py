@@ -89,24 +89,15 @@ class AccountState:
         self.lat.insert(at, latitude if located_here else _NO_COORDINATE)
         self.lon.insert(at, longitude if located_here else _NO_COORDINATE)
 
-        # one walk back from this event (the windows hold the keys in [key - window, key], peers included as in
-        # a range frame, i.e. every event up to this one in the order)
-        bounds = {name: key - seconds * TIE_SLOTS for name, seconds in WINDOWS_SECONDS.items()}
-        max_bound = key - WINDOWS_SECONDS[MAX_WINDOW] * TIE_SLOTS
-        counts = dict.fromkeys(WINDOWS_SECONDS, 0)
-        sums = dict.fromkeys(WINDOWS_SECONDS, 0)
-        max_prior = None
-        oldest = min(bounds.values())
-        i = at
-        while i >= 0 and self.keys[i] >= oldest:
-            k, c = self.keys[i], self.cents[i]
-            for name, bound in bounds.items():
-                if k >= bound:
-                    counts[name] += 1
-                    sums[name] += c
-            if i < at and k >= max_bound and (max_prior is None or c > max_prior):
-                max_prior = c
-            i -= 1
+        # each window holds the keys in [key - window, key], peers included as in a range frame: the events from the
+        # window's first key up to this one in the order (found by bisection, summed in C over the column's slice)
+        keys, column = self.keys, self.cents
+        counts, sums = {}, {}
+        for name, seconds in WINDOWS_SECONDS.items():
+            lo = bisect.bisect_left(keys, key - seconds * TIE_SLOTS, 0, at)
+            counts[name], sums[name] = at + 1 - lo, sum(column[lo : at + 1])
+        lo = bisect.bisect_left(keys, key - WINDOWS_SECONDS[MAX_WINDOW] * TIE_SLOTS, 0, at)
+        max_prior = max(column[lo:at]) if lo < at else None
         out: dict = {}
         for name in WINDOWS_SECONDS:
             out[f"txn_count_{name}"] = counts[name]

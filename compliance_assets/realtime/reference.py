@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.ingest.silver import SILVER, reference_frames
-from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, read_outcomes, table_version
+from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, read_outcomes
 from compliance_assets.ml.model_features import MERCHANT_WINDOWS_DAYS, merchant_risk_between
 from compliance_assets.transforms.enrichment import KYC_COLUMNS, LIMIT_COLUMNS
 from resources.lake import LakeResource
@@ -65,14 +65,15 @@ class ReferenceSnapshot:
         return sorted(names)
 
 
-def source_versions(spark: SparkSession, lake: LakeResource) -> dict[str, int]:
-    """The Delta versions a snapshot depends on (-1 for a missing table): a change means a refresh."""
-    return {t: table_version(spark, lake, t) for t in (*REFERENCE_TABLES, OUTCOMES, DISPOSITIONS)}
+def source_versions(lake: LakeResource) -> dict[str, int]:
+    """The Delta versions a snapshot depends on (-1 for a missing table): a change means a refresh. Read with
+    delta-rs, so polling them costs no Spark job."""
+    return {t: lake.current_version(t) for t in (*REFERENCE_TABLES, OUTCOMES, DISPOSITIONS)}
 
 
 def load_references(spark: SparkSession, lake: LakeResource, day: dt.date, lateness_days: int, label_delay_days: int) -> ReferenceSnapshot:
     """Collect the day's reference frames and merchant risk for every event date a delivery on `day` may carry."""
-    versions = source_versions(spark, lake)
+    versions = source_versions(lake)
     refs = reference_frames(spark, lake, str(day), lateness_days)
     kyc = {r["account_id"]: {dst: r[src] for src, dst in KYC_COLUMNS.items()} for r in refs.kyc.select("account_id", *KYC_COLUMNS).collect()}
     limits = {r["account_id"]: {c: r[c] for c in LIMIT_COLUMNS} for r in refs.limits.select("account_id", *LIMIT_COLUMNS).collect()}

@@ -1,7 +1,7 @@
 """Command line: run the transaction stream outside Dagster (replays, benchmarks, the crash test).
 
     python -m compliance_assets.streaming --source files --available-now
-    python -m compliance_assets.streaming --source kafka --bootstrap 127.0.0.1:9092 --topic transactions
+    python -m compliance_assets.streaming --source decisions --bootstrap 127.0.0.1:9092 --topic transactions
 
 Configuration otherwise comes from the environment, as for the Dagster job (LAKE_ROOT, MLFLOW_*,
 KAFKA_*, EVENTHUBS_CONNECTION_STRING, PII_HASH_SALT); `--lake` uses a lake folder with its own MLflow
@@ -17,13 +17,13 @@ import sys
 
 from compliance_assets.streaming.stream import StreamOptions, run_stream
 from resources import build_resources, resources_for_lake
-from resources.kafka import kafka_from_env
+from resources.kafka import kafka_from_args
 from resources.spark import start_session
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m compliance_assets.streaming", description="Run the transaction stream.")
-    p.add_argument("--source", choices=("files", "kafka"), default="files")
+    p.add_argument("--source", choices=("files", "kafka", "decisions"), default="files", help="files: the landing folder; kafka: the transactions topic; decisions: the Delta lane (the decision service's <topic>-decisions).")
     p.add_argument("--lake", help="A lake folder with its MLflow store in <lake>/mlflow (tests, benchmarks); default: the environment's resources.")
     p.add_argument("--salt", default="test-salt", help="PII salt with --lake.")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default KAFKA_BOOTSTRAP_SERVERS).")
@@ -37,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days-glob", default="*", help="files: landing days to watch (glob on YYYY-MM-DD).")
     args = p.parse_args(argv)
 
-    kafka = kafka_from_env()
-    if args.bootstrap:
-        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
-    if args.topic:
-        kafka = kafka.model_copy(update={"topic": args.topic})
+    kafka = kafka_from_args(args.bootstrap, args.topic)
     resources = resources_for_lake(args.lake, salt=args.salt, kafka=kafka) if args.lake else {**build_resources(), "kafka": kafka}
     options = StreamOptions(
         source=args.source, trigger_seconds=args.trigger, available_now=args.available_now, stop_after_seconds=args.stop_after,

@@ -38,7 +38,11 @@ stream_batches = AssetSpec(
 
 
 class StreamConfig(Config):
-    source: str = Field(default="kafka", description="kafka (the topic of the kafka resource; Event Hubs in production) or files (landing/transactions/).")
+    source: str = Field(
+        default="decisions",
+        description="decisions (the Delta lane: the decision service's <topic>-decisions, nothing recomputed), kafka (the transactions "
+        "topic itself, features and scores computed in Spark: without a decision service) or files (landing/transactions/).",
+    )
     trigger_seconds: float = Field(default=1.0, description="Micro-batch interval; a batch that takes longer starts the next one at once.")
     available_now: bool = Field(default=False, description="Process what is available, then stop (replays); false = run until terminated.")
     stop_after_seconds: float = Field(default=0.0, description="Stop after this long (0 = until terminated); the sensor starts the next run.")

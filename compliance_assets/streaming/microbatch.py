@@ -63,6 +63,20 @@ PROGRESS_SCHEMA = T.StructType(
 )
 
 
+def append_once(df: DataFrame, lake: LakeResource, table: str, app_id: str, batch_id: int) -> None:
+    """Append a stream's micro-batch rows once: Delta skips a (txnAppId, txnVersion) it has already committed, so a
+    micro-batch replayed after a crash writes nothing twice. Bronze, silver and stream_batches of an older release
+    gain their new columns."""
+    (
+        df.write.format("delta").mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", batch_id)
+        .option("mergeSchema", str(table in (BRONZE, SILVER, PROGRESS)).lower())
+        .partitionBy("event_date")
+        .save(lake.table_path(table))
+    )
+
+
 @dataclass
 class PartitionStats:
     """What one micro-batch did to one event-date partition."""
@@ -108,8 +122,27 @@ class StreamModel:
     model: RiskModel
 
 
-class MicroBatchProcessor:
-    """The foreachBatch function of the transaction stream."""
+class BatchWriter:
+    """What the streams' foreachBatch functions share: a micro-batch's appends, once each, and its report."""
+
+    lake: LakeResource
+    stream: str
+    on_batch: Callable[[BatchReport], None] | None = None
+
+    def process(self, records: DataFrame, batch_id: int) -> BatchReport:
+        raise NotImplementedError
+
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
+        report = self.process(records, batch_id)
+        if self.on_batch is not None and report.records:
+            self.on_batch(report)
+
+    def _append(self, df: DataFrame, table: str, day: str, batch_id: int) -> None:
+        append_once(df, self.lake, table, f"{self.stream}:{table}:{day}", batch_id)
+
+
+class MicroBatchProcessor(BatchWriter):
+    """The foreachBatch function of the transaction stream (files or the transactions topic)."""
 
     def __init__(
         self,
@@ -182,23 +215,6 @@ class MicroBatchProcessor:
         if version != self._history_key[1]:  # unchanged = a replayed batch whose rows were already there
             self._history_parts.append(silver.select(*PRIOR_COLUMNS).localCheckpoint(eager=True))
             self._history_key = (self._history_key[0], version)
-
-    # ---- writes --------------------------------------------------------------------------------
-    def _append(self, df: DataFrame, table: str, day: str, batch_id: int, partition_by: str = "event_date") -> None:
-        """Append once per (stream, day, micro-batch): Delta skips a txnVersion it has already seen."""
-        (
-            df.write.format("delta").mode("append")
-            .option("txnAppId", f"{self.stream}:{table}:{day}")
-            .option("txnVersion", batch_id)
-            .option("mergeSchema", str(table in (BRONZE, SILVER)).lower())  # bronze or silver of an older release gains its new columns
-            .partitionBy(partition_by)
-            .save(self.lake.table_path(table))
-        )
-
-    def __call__(self, records: DataFrame, batch_id: int) -> None:
-        report = self.process(records, batch_id)
-        if self.on_batch is not None and report.records:
-            self.on_batch(report)
 
     def process(self, records: DataFrame, batch_id: int) -> BatchReport:
         """Run every step for the micro-batch's records (RECORD_COLUMNS of sources.py)."""

@@ -40,6 +40,15 @@ def kafka_records(spark: SparkSession, kafka: KafkaResource, delivery_date: str 
     )
 
 
+def decision_records(spark: SparkSession, kafka: KafkaResource, topic: str, max_offsets_per_trigger: int = 0) -> DataFrame:
+    """Decision records from the decision service's decisions topic (the Delta lane's input): the record
+    (JSON) with its topic partition and offset."""
+    reader = spark.readStream.format("kafka").options(**{**kafka.spark_options(), "subscribe": topic})
+    if max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    return reader.load().select("value", "partition", "offset", "timestamp")
+
+
 def landing_records(spark: SparkSession, lake: LakeResource, max_files_per_trigger: int = 1, days_glob: str = "*") -> DataFrame:
     """Transactions from JSON-lines files landing in landing/transactions/event_date=<day>/ (the
     embedded default), a delivery file per micro-batch by default."""

@@ -169,6 +169,7 @@ def test_shipped_config_loads_as_an_instance(postgres, shipped_config, tmp_path,
     """Dagster's own loading of the shipped file, unchanged: every block validates against its schema, every
     {env: ...} names a variable we document, and the storage, coordinator, limits and log manager are the
     ones intended."""
+    from compliance_assets.realtime.job import CONCURRENCY_KEY as SERVICE_KEY
     from compliance_assets.streaming.job import CONCURRENCY_KEY
 
     for name, value in {**postgres, **AZURE_DUMMIES}.items():
@@ -190,10 +191,10 @@ def test_shipped_config_loads_as_an_instance(postgres, shipped_config, tmp_path,
 
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
-        assert queue.max_concurrent_runs == 4
+        assert queue.max_concurrent_runs == 5
         limits = {(limit["key"], limit["value"]): limit["limit"] for limit in queue.tag_concurrency_limits}
-        # the stream job's own tag is the one limited to a single run
-        assert limits == {("dagster/concurrency_key", CONCURRENCY_KEY): 1, ("dagster/concurrency_key", "spark"): 2}
+        # the two streaming jobs' own tags are the ones limited to a single run
+        assert limits == {("dagster/concurrency_key", CONCURRENCY_KEY): 1, ("dagster/concurrency_key", SERVICE_KEY): 1, ("dagster/concurrency_key", "spark"): 2}
         assert instance.run_monitoring_enabled and not instance.telemetry_enabled
     finally:
         instance.dispose()

@@ -31,6 +31,18 @@ event = st.tuples(
 )
 
 
+def _rows(events) -> list[tuple]:
+    """Generated events as CURRENT rows: each account's clock advances by the event's gap."""
+    rows, clock = [], {}
+    for i, (account, gap, cents, where, delivered) in enumerate(events):
+        at = clock.get(account, START) + dt.timedelta(seconds=gap)
+        clock[account] = at
+        lat, lon = where if where else (None, None)
+        dlat, dlon = delivered if delivered else (None, None)
+        rows.append((f"T{i:03d}", account, at, at.date(), at.date(), Decimal(cents).scaleb(-2), lat, lon, dlat, dlon))
+    return rows
+
+
 def test_tie_slot_is_sparks_pmod_of_xxhash64(spark):
     ids = ["", "TX1", "TX20260301000000000017", "é-ü-😀", "x" * 40]
     spark_slots = [r[0] for r in spark.createDataFrame([(i,) for i in ids], "t string").selectExpr("pmod(xxhash64(t), 1000000)").collect()]
@@ -40,13 +52,7 @@ def test_tie_slot_is_sparks_pmod_of_xxhash64(spark):
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(event, min_size=1, max_size=40))
 def test_state_and_batch_windows_give_the_same_features(spark, events):
-    rows, clock = [], {}
-    for i, (account, gap, cents, where, delivered) in enumerate(events):
-        at = clock.get(account, START) + dt.timedelta(seconds=gap)
-        clock[account] = at
-        lat, lon = where if where else (None, None)
-        dlat, dlon = delivered if delivered else (None, None)
-        rows.append((f"T{i:03d}", account, at, at.date(), at.date(), Decimal(cents).scaleb(-2), lat, lon, dlat, dlon))
+    rows = _rows(events)
     history = spark.createDataFrame([], HISTORY_SCHEMA)
     batch = {r["transaction_id"]: r.asDict() for r in behaviour_features(spark.createDataFrame(rows, CURRENT), history).collect()}
 
@@ -54,14 +60,41 @@ def test_state_and_batch_windows_give_the_same_features(spark, events):
     for r in sorted(rows, key=lambda r: order_key(r[0], r[2])):  # arrival in event-time order
         got = states.setdefault(r[1], AccountState()).update(r[0], r[2], r[5], r[6], r[7], r[8], r[9])
         want = batch[r[0]]
-        for name in STREAM_FEATURES:
-            a, b = got[name], want[name]
-            if a is None or b is None:
-                assert a is None and b is None, (r[0], name, a, b)
-            elif name.startswith(EXACT) or name in EXACT:
-                assert a == b, (r[0], name, a, b)
-            else:
-                assert math.isclose(a, b, abs_tol=10 ** -ROUNDED[name] + 1e-12), (r[0], name, a, b)
-        # the previous event's date (days_since_last_activity's input) is the batch's too
-        prev = [x for x in rows if x[1] == r[1] and order_key(x[0], x[2]) < order_key(r[0], r[2])]
-        assert got["previous_event_date"] == (max(x[2] for x in prev).date() if prev else None)
+        assert_same(r, got, want, rows)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(event, min_size=2, max_size=25), st.randoms(use_true_random=False))
+def test_out_of_order_events_get_the_batch_definition_over_what_had_arrived(spark, events, rnd):
+    """The README's definition for late and out-of-order events: a decision's features are the batch path's
+    features over the account's events that had arrived before it (and itself); decisions already made stay.
+    One Spark job: every arrival's prefix is its own account in the batch computation."""
+    rows = _rows(events)
+    arrival = rows[:]
+    rnd.shuffle(arrival)
+    current, history = [], []
+    for k, r in enumerate(arrival):  # arrival k: its account's earlier arrivals as history, itself as the current row
+        prefix = f"{r[1]}#{k}"
+        current.append((r[0], prefix, *r[2:]))
+        history += [(x[0], prefix, x[2], x[3], x[4], x[5], x[6], x[7]) for x in arrival[:k] if x[1] == r[1]]
+    batch_rows = behaviour_features(spark.createDataFrame(current, CURRENT), spark.createDataFrame(history, HISTORY_SCHEMA)).collect()
+    batch = {(r["transaction_id"], r["account_id"]): r.asDict() for r in batch_rows}
+    states: dict[str, AccountState] = {}
+    for k, r in enumerate(arrival):
+        got = states.setdefault(r[1], AccountState()).update(r[0], r[2], r[5], r[6], r[7], r[8], r[9])
+        assert_same(r, got, batch[(r[0], f"{r[1]}#{k}")], [x for x in arrival[:k + 1]])
+
+
+def assert_same(r, got: dict, want: dict, seen: list) -> None:
+    """The state's features of row `r` equal the batch's (`seen`: the rows the state had when it decided)."""
+    for name in STREAM_FEATURES:
+        a, b = got[name], want[name]
+        if a is None or b is None:
+            assert a is None and b is None, (r[0], name, a, b)
+        elif name.startswith(EXACT) or name in EXACT:
+            assert a == b, (r[0], name, a, b)
+        else:
+            assert math.isclose(a, b, abs_tol=10 ** -ROUNDED[name] + 1e-12), (r[0], name, a, b)
+    # the previous event's date (days_since_last_activity's input) is the batch's too
+    prev = [x for x in seen if x[1] == r[1] and order_key(x[0], x[2]) < order_key(r[0], r[2])]
+    assert got["previous_event_date"] == (max(x[2] for x in prev).date() if prev else None)

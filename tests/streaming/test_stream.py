@@ -1,43 +1,26 @@
-"""The streaming job end to end on real components: a KRaft Kafka broker, Spark Structured Streaming,
-Delta, MLflow's registry and a Dagster instance.
+"""The landing-folder stream end to end on real components: Spark Structured Streaming, Delta, MLflow's
+registry and a Dagster instance. (The Kafka lanes, the decision service and the Delta lane, are tested in
+tests/realtime/test_service.py.)
 
 The base lake holds five batch-ingested days, a trained and promoted champion and the stream day's
-reference data; each test streams the sixth day into its own copy of it.
+reference data; the test streams the sixth day into its own copy of it.
 """
 
-import dataclasses
-import datetime as dt
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
-from compliance_assets.ingest.bronze import transactions_bronze
-from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.ml.alerts import HIGH_RISK, anomaly_alerts
-from compliance_assets.ml.gold import risk_scores_gold
+from compliance_assets.ml.alerts import HIGH_RISK
 from compliance_assets.streaming.job import transaction_stream_job
-from compliance_assets.streaming.loadgen import create_topic, delivery_lines, publish
-from compliance_assets.streaming.stream import StreamOptions, run_stream
-from compliance_assets.synthetic.writer import generate_day
-from resources.kafka import KafkaResource
+from compliance_assets.streaming.loadgen import delivery_lines
 from tests.conftest import make_resources
-from tests.helpers import STREAM_CONFIG, STREAM_DAY, read_delta
+from tests.helpers import STREAM_DAY, read_delta
 
-REPO = Path(__file__).resolve().parents[2]
 GOLD_CONTENT = ["transaction_id", "event_time", "event_date", "risk_score", "risk_band", "top_features", "model_version", "dq_status"]
-
-
-def run(lake, assets, partition_key, **kwargs):
-    return materialize(assets, partition_key=partition_key, resources=make_resources(lake), instance=DagsterInstance.ephemeral(), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +72,12 @@ def assert_conserved(lake: Path, n_lines: int) -> dict[str, pd.DataFrame]:
     return t
 
 
-def test_file_stream_through_dagster_gives_the_batch_paths_rows(base_lake, tmp_path):
+def test_file_stream_through_dagster_gives_the_batch_paths_rows(base_lake, stream_day_batch_lake, tmp_path):
     """The landing folder streamed file by file (one micro-batch each) by the Dagster job gives the
     silver, DLQ, gold and alert rows the daily assets give for the same delivery: the per-account
     windows see every earlier micro-batch."""
-    batch_lake = copy_lake(base_lake, tmp_path / "batch", with_stream_day_files=True)
+    batch_lake = stream_day_batch_lake
     stream_lake = copy_lake(base_lake, tmp_path / "stream", with_stream_day_files=True)
-    assert run(batch_lake, [transactions_bronze, validate_transactions, risk_scores_gold, anomaly_alerts], STREAM_DAY, raise_on_error=True).success
 
     config = {"source": "files", "available_now": True, "max_files_per_trigger": 1, "days_glob": STREAM_DAY}
     result = transaction_stream_job.execute_in_process(
@@ -126,90 +108,3 @@ def test_file_stream_through_dagster_gives_the_batch_paths_rows(base_lake, tmp_p
     drop = ("raised_at", "pipeline_run_id")
     pd.testing.assert_frame_equal(rows(stream_lake, "anomaly_alerts", "alert_id", drop), rows(batch_lake, "anomaly_alerts", "alert_id", drop))
     assert len(tables["anomaly_alerts"]) > 0
-
-
-@pytest.fixture(scope="module")
-def kafka_day(base_lake, tmp_path_factory):
-    """The stream day with the generator's usual defects (late arrivals, duplicates, bad records)."""
-    folder = tmp_path_factory.mktemp("kafka_day")
-    generate_day(dataclasses.replace(STREAM_CONFIG, late_arrival=0.02), folder, dt.date.fromisoformat(STREAM_DAY))
-    day = folder / "transactions" / f"event_date={STREAM_DAY}"
-    return delivery_lines(day), json.loads((day / "_manifest.json").read_text())
-
-
-def test_kafka_stream_scores_alerts_and_routes_rejects_conserving_counts(base_lake, kafka_broker, kafka_day, spark, tmp_path):
-    lines, truth = kafka_day
-    lake = copy_lake(base_lake, tmp_path / "lake")
-    topic = "transactions-e2e"
-    create_topic(kafka_broker, topic, partitions=2)
-    stats = publish(lines, kafka_broker, topic, rate=None)
-    assert stats.delivered == len(lines)
-
-    resources = make_resources(lake)
-    kafka = KafkaResource(bootstrap_servers=kafka_broker, topic=topic)
-    options = StreamOptions(source="kafka", available_now=True, max_offsets_per_trigger=600, delivery_date=STREAM_DAY)
-    batches = run_stream(spark, resources["lake"], resources["model_registry"], kafka, "test-salt", None, options)
-    assert batches >= 2
-
-    t = assert_conserved(lake, len(lines))
-    bronze, silver, dlq = t["transactions_bronze"], t["transactions_silver"], t["transactions_dlq"]
-    assert set(bronze["source"]) == {"kafka"} and bronze["source_file"].str.startswith(f"{topic}/").all()
-    assert stream_duplicates(lake) == truth["defects"]["duplicate"]
-    reasons = {r for codes in dlq["reason_codes"] for r in codes}
-    assert {"MALFORMED_JSON", "UNKNOWN_CURRENCY"} <= {r.split(":")[0] for r in reasons}
-
-    # late arrivals sit in their own event-date partitions, counted per partition
-    late = silver[silver["is_late_arrival"]]
-    assert len(late) > 0 and (late["event_date"].astype(str) < STREAM_DAY).all()
-    recorded = read_delta(lake, "stream_batches").groupby(read_delta(lake, "stream_batches")["event_date"].astype(str))["late_rows"].sum()
-    expected = late.groupby(late["event_date"].astype(str)).size()
-    assert recorded[recorded > 0].to_dict() == expected.to_dict()
-
-    # a second run from the same checkpoint finds nothing new and writes nothing twice
-    assert run_stream(spark, resources["lake"], resources["model_registry"], kafka, "test-salt", None, options) == 0
-    assert_conserved(lake, len(lines))
-
-
-def _bronze_txn_versions(lake: Path) -> set[int]:
-    """Micro-batch ids whose bronze append has been committed (Delta's idempotent-write ids)."""
-    versions = set()
-    for log in (lake / "tables" / "transactions_bronze" / "_delta_log").glob("*.json"):
-        for line in log.read_text().splitlines():
-            action = json.loads(line)
-            if "txn" in action and action["txn"]["appId"].startswith("transactions_landing:"):
-                versions.add(action["txn"]["version"])
-    return versions
-
-
-def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(base_lake, tmp_path):
-    """The stream process is killed with SIGKILL after a micro-batch wrote bronze but before it was
-    committed; the restarted stream replays that batch from the checkpoint exactly once."""
-    lake = copy_lake(base_lake, tmp_path / "lake", with_stream_day_files=True)
-    command = [sys.executable, "-m", "compliance_assets.streaming", "--lake", str(lake), "--source", "files", "--available-now", "--max-files", "1", "--days-glob", STREAM_DAY]
-    env = {**os.environ, "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
-    checkpoint = lake / "checkpoints" / "transactions_landing"
-    victim = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    killed_in = None
-    deadline = time.monotonic() + 600
-    try:
-        while victim.poll() is None and time.monotonic() < deadline:
-            for batch in _bronze_txn_versions(lake) if (lake / "tables" / "transactions_bronze" / "_delta_log").exists() else ():
-                if batch >= 1 and not (checkpoint / "commits" / str(batch)).exists():
-                    victim.send_signal(signal.SIGKILL)
-                    killed_in = batch
-                    break
-            if killed_in is not None:
-                break
-            time.sleep(0.05)
-    finally:
-        if victim.poll() is None and killed_in is None:
-            victim.kill()
-        victim.wait()
-    assert killed_in is not None, f"the stream finished before it could be killed mid-batch:\n{victim.stdout.read()}"
-    assert not (checkpoint / "commits" / str(killed_in)).exists()
-    assert len(delivered(lake, "transactions_bronze")) > len(delivered(lake, "risk_scores_gold"))  # the batch was cut half-way
-
-    restarted = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert restarted.returncode == 0, restarted.stdout[-3000:] + restarted.stderr[-3000:]
-    assert_conserved(lake, len(stream_lines(base_lake)))
-    assert stream_duplicates(lake) == manifest(base_lake)["defects"]["duplicate"]
