@@ -23,6 +23,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from compliance_assets.ml.isolation import IsolationTables, compile_forest, score_samples
 from compliance_assets.ml.treeshap import TreeTables, compile_tables, contributions
 
 ANOMALY_FEATURE = "anomaly_signal"
@@ -95,7 +96,18 @@ class RiskModel(mlflow.pyfunc.PythonModel):
     def anomaly_signal(self, X: np.ndarray) -> np.ndarray:
         present = self._present()
         filled = np.where(np.isnan(X), self.fill_values, X)[:, present]
-        return -self.anomaly.score_samples(filled)
+        return -score_samples(self._isolation_tables(), filled)
+
+    def _isolation_tables(self) -> IsolationTables:
+        """The anomaly forest flattened (ml/isolation.py: sklearn's scores without its per-tree overhead), built once."""
+        tables = self.__dict__.get("_isolation")
+        if tables is None:
+            tables = self.__dict__["_isolation"] = compile_forest(self.anomaly)
+        return tables
+
+    def __getstate__(self) -> dict:
+        """Pickled without the flattened forest: it is rebuilt from `anomaly` on first use."""
+        return {k: v for k, v in self.__dict__.items() if k != "_isolation"}
 
     def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-odds of the risk score, per-feature contributions with the anomaly signal's last, the

@@ -188,7 +188,7 @@ def test_sigkill_of_both_lanes_loses_nothing_and_re_emits_identical_decisions(sp
         create_topic(kafka_broker, topic, partitions=2)
 
     command = [sys.executable, "-m", "compliance_assets.realtime", "--lake", str(lake), "--bootstrap", kafka_broker, "--topic", crashed.topic,
-               "--delivery-date", STREAM_DAY, "--snapshot-every", "2", "--stats-every", "1", "--group", "crash"]
+               "--delivery-date", STREAM_DAY, "--snapshot-every", "60", "--stats-every", "1", "--group", "crash"]
     env = {**os.environ, "SPARK_MASTER": "local[1]", "SPARK_DRIVER_MEMORY": "1g"}
     half = len(lines) // 2
     publish(lines[:half], kafka_broker, crashed.topic, rate=None)
@@ -201,17 +201,18 @@ def test_sigkill_of_both_lanes_loses_nothing_and_re_emits_identical_decisions(sp
     try:
         assert len(read_topic(kafka_broker, decisions_topic(crashed), half, timeout_s=180)) >= half
         assert _wait(lambda: any(r.get("assigned") for r in reports), 180), "the second instance never got a partition"
-        # the kill lands while the rest arrives, with up to 2 s of its decisions since its last state snapshot
+        # the instance snapshots its partition every 60 s only: everything it decides from here on is decided again
         rest.start()
         assert _wait(lambda: max((r.get("events", 0) for r in reports), default=0) >= 100, 60), "the second instance decided nothing"
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait(30)
     rest.join(60)
-    assert list((lake / "state" / "decision_service" / "crash").rglob("*.snap")), "no state snapshot was written before the kill"
+    later = _renamed(lines, "TK", 100)  # events after the kill: the survivor must take the partition over to decide them
+    publish(later, kafka_broker, crashed.topic, rate=None)
     try:  # the survivor takes the killed instance's partition over (after the group's session timeout) from its snapshot
-        every_line = lambda records: len({(d["_partition"], d["source_line"]) for d in records}) >= len(lines)  # noqa: E731
-        decisions = read_topic(kafka_broker, decisions_topic(crashed), 0, timeout_s=240, done=every_line)
+        every_event = lambda records: len({(d["_partition"], d["source_line"]) for d in records}) >= len(lines) + len(later)  # noqa: E731
+        decisions = read_topic(kafka_broker, decisions_topic(crashed), 0, timeout_s=240, done=every_event)
     finally:
         stop.set()
         thread.join(60)
@@ -219,13 +220,13 @@ def test_sigkill_of_both_lanes_loses_nothing_and_re_emits_identical_decisions(sp
     by_event: dict[tuple, set] = {}
     for d in decisions:
         by_event.setdefault((d["_partition"], d["source_line"]), set()).add(_content(d))
-    assert len(by_event) == len(lines)  # nothing lost
+    assert len(by_event) == len(lines) + len(later)  # nothing lost
     assert all(len(v) == 1 for v in by_event.values())  # a re-emitted decision is identical
+    assert len(decisions) >= len(by_event) + 100, len(decisions)  # the killed instance's decisions were made again
     final = _by_line([json.loads(next(iter(v))) for v in by_event.values()])
-    assert set(final) == set(reference)
-    differing = [k for k in final if final[k] != reference[k]]
+    assert set(reference) <= set(final)
+    differing = [k for k in reference if final[k] != reference[k]]
     assert not differing, _difference(json.loads(final[differing[0]]), json.loads(reference[differing[0]]), len(differing))  # a clean run's
-    assert len(decisions) > len(lines)  # the kill did make the restart re-emit
 
     # the Delta lane over the decisions with their re-emissions, killed (SIGKILL) after a micro-batch's first
     # append and before its checkpoint commit, then restarted: each transaction once in the lake
@@ -252,8 +253,8 @@ def test_sigkill_of_both_lanes_loses_nothing_and_re_emits_identical_decisions(sp
     gold = read_delta(lake, "risk_scores_gold", ingest_date=STREAM_DAY)
     silver = read_delta(lake, "transactions_silver", ingest_date=STREAM_DAY)
     dlq = read_delta(lake, "transactions_dlq", event_date=STREAM_DAY)
-    outcomes = Counter(json.loads(v)["outcome"] for v in reference.values())
-    assert len(bronze) == len(lines) and bronze["ingest_id"].is_unique
+    outcomes = Counter(json.loads(v)["outcome"] for v in final.values())
+    assert len(bronze) == len(final) and bronze["ingest_id"].is_unique
     assert len(dlq) == outcomes["REJECTED"] and dlq["ingest_id"].is_unique
     assert len(silver) == len(gold) == outcomes["SCORED"] and silver["transaction_id"].is_unique and gold["transaction_id"].is_unique
 
