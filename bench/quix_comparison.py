@@ -338,7 +338,7 @@ def run_rate(mode: str, args, rate: float) -> dict:
         pub = subprocess.Popen([sys.executable, __file__, "--publish", "--bootstrap", args.bootstrap, "--topic", names["input"],
                                 "--rate", str(rate), "--n", str(n), "--accounts", str(args.accounts), "--times-file", str(times_file)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        published, last_new, ids = None, time.monotonic(), 0
+        published, last_new = None, time.monotonic()
         while True:
             before = len(outputs)
             drain(c, outputs, 0.05)
