@@ -90,6 +90,7 @@ class Decision:
     alert_reasons: list[str] = field(default_factory=list)
     alert_id: str | None = None
     pii: dict[str, str | None] | None = None
+    invalid_utf8: bool = False
 
     def record(self, champion: Champion, references: ReferenceSnapshot, decided_at: dt.datetime) -> dict:
         e = self.event
@@ -103,7 +104,7 @@ class Decision:
             "source_line": e.offset,
             "payload": self.payload,
             # the original bytes where they are not UTF-8 (bronze keeps them; the text shows U+FFFD)
-            "payload_b64": base64.b64encode(e.value).decode("ascii") if e.value is not None and _invalid_utf8(e.value) else None,
+            "payload_b64": base64.b64encode(e.value).decode("ascii") if self.invalid_utf8 else None,
             # a rejected record's PII values as decoded, for the DLQ's masking of its payload (silver's are masked)
             "pii": self.pii,
             "arrived_at": self.arrived_at,
@@ -126,12 +127,14 @@ class Decision:
         }
 
 
-def _invalid_utf8(value: bytes) -> bool:
+def _decoded(value: bytes | None) -> tuple[str | None, bool]:
+    """A message value as text, and whether its bytes were not UTF-8 (the text then shows U+FFFD for them)."""
+    if value is None:
+        return None, False
     try:
-        value.decode("utf-8")
+        return value.decode("utf-8"), False
     except UnicodeDecodeError:
-        return True
-    return False
+        return value.decode("utf-8", errors="replace"), True
 
 
 def _json_default(value: Any) -> Any:
@@ -176,11 +179,11 @@ class Decider:
 
     def _prepare(self, event: Event, state_of: Callable[[str], AccountState], refs: ReferenceSnapshot) -> Decision:
         arrived, day = self.arrival(event)
-        invalid = event.value is not None and _invalid_utf8(event.value)
-        payload = None if event.value is None else event.value.decode("utf-8", errors="replace")
+        payload, invalid = _decoded(event.value)
         checked = check_record(payload, day, self.lateness_days, refs.account_known, refs.fx_rate, refs.merchant_known, invalid_bytes=invalid)
         v = checked.values
         d = Decision(event, payload, arrived, day, REJECTED, v.get("transaction_id"), v.get("account_id"), list(checked.reason_codes), list(checked.dq_warnings))
+        d.invalid_utf8 = invalid
         if checked.rejected:
             d.pii = {name: v.get(name) for name in PII_FIELDS}
             return d
