@@ -74,7 +74,7 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from deltalake import DeltaTable
 
@@ -255,7 +255,15 @@ class Bench:
             self.loads.append((time.time(), os.getloadavg()[0]))
 
     def highs(self, topic: str) -> list[int]:
-        return [self.meta.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1] for p in range(self.partitions)]
+        """Each partition's end offset (retried while a just-created topic has no leader yet)."""
+        for attempt in range(20):
+            try:
+                return [self.meta.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1] for p in range(self.partitions)]
+            except KafkaException:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def lane_backlog(self, input_highs: list[int]) -> int:
         marks = self.lake.marks()
