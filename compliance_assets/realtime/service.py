@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from compliance_assets.ingest.silver import HISTORY_SCHEMA, SILVER
 from compliance_assets.realtime.account_state import AccountState, dump_states, load_states
-from compliance_assets.realtime.decisions import KAFKA_SOURCE, REJECTED, Champion, Decider, Decision, Event, encode
+from compliance_assets.realtime.decisions import KAFKA_SOURCE, MISKEYED, REJECTED, Champion, Decider, Decision, Event, encode
 from compliance_assets.realtime.reference import ReferenceSnapshot, load_references, source_versions
 from compliance_assets.realtime.runtime import Output, RuntimeStats, run
 from compliance_assets.realtime.snapshots import SnapshotStore
@@ -92,7 +92,7 @@ class DecisionProcessor:
         self._pending: dict[str, object] = {}  # what a background refresh has ready to swap in
         self._refreshing = False
         self._checked_at = time.monotonic()
-        self.miskeyed = 0
+        self.miskeyed = self._miskeyed_reported = 0  # events keyed by something else than their account (reported in tick)
 
     # ---- model and reference data ----------------------------------------------------------
     def _load_champion(self) -> Champion:
@@ -122,6 +122,10 @@ class DecisionProcessor:
         now = time.monotonic()
         if self._refreshing or now - self._checked_at < self.options.refresh_seconds:
             return
+        if self.miskeyed > self._miskeyed_reported:
+            self.log(f"decision service: {self.miskeyed} events so far whose message key is not their account_id ({MISKEYED}): "
+                     "producers must key by account, or an account's state splits across partitions")
+            self._miskeyed_reported = self.miskeyed
         self._checked_at = now
         self._refreshing = True
         threading.Thread(target=self._refresh, name="decision-service-refresh", daemon=True).start()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from compliance_assets.realtime.account_state import AccountState
-from compliance_assets.realtime.decisions import DUPLICATE_EVENT, REJECTED, SCORED, Champion, Decider, Event
+from compliance_assets.realtime.decisions import DUPLICATE_EVENT, MISKEYED, REJECTED, SCORED, Champion, Decider, Event
 from compliance_assets.realtime.reference import load_references
 from compliance_assets.realtime.service import history_start, states_from_silver
 from compliance_assets.streaming.loadgen import delivery_lines
@@ -112,3 +112,19 @@ def test_scores_top_features_and_alerts_are_the_batch_paths(decided, stream_day_
     raised = {d.transaction_id: (d.alert_id, d.alert_reasons) for d in scored if d.alert_reasons}
     assert raised == {t: (a["alert_id"], list(a["reasons"])) for t, a in alerts.iterrows()}
     assert raised
+
+
+def test_an_event_keyed_by_another_account_is_decided_and_reported(decided):
+    """Producers key by account; an event whose key is another account's is still decided, with MISKEYED_EVENT."""
+    decisions, champion, refs = decided
+    first = next(d for d in decisions if d.outcome == SCORED)
+    decider = Decider("test-salt", DEFAULT_LATENESS_DAYS, DAY)
+
+    def decide(key: bytes) -> object:
+        event = Event("transactions", 0, 0, first.event.timestamp_ms, key, first.event.value)
+        return decider.decide([event], lambda account: AccountState(), champion, refs)[0]
+
+    own, other = decide(first.account_id.encode()), decide(b"ACC99999999")
+    assert own.outcome == other.outcome == SCORED
+    assert own.routing_warnings == [] and other.routing_warnings == [MISKEYED]
+    assert own.risk_score == other.risk_score
