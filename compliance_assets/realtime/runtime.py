@@ -219,11 +219,7 @@ class _Runtime:
         try:
             self._checkpoint(mine, sync_commit=True)
         finally:
-            self._forget(mine)
-            if self.incremental:
-                consumer.incremental_unassign(partitions)
-            else:
-                consumer.unassign()
+            self._release(consumer, partitions, mine)
         log.info("revoked %s partitions %s; now own %s", self.topic, sorted(mine), self.stats.assigned)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -231,12 +227,16 @@ class _Runtime:
         their new owner restores the last snapshot and replays, re-emitting identical outputs."""
         self.stats.rebalances += 1
         lost = [tp.partition for tp in partitions if tp.partition in self.parts]
-        self._forget(lost)
+        self._release(consumer, partitions, lost)
+        log.warning("lost %s partitions %s (no hand-off); now own %s", self.topic, sorted(lost), self.stats.assigned)
+
+    def _release(self, consumer: Consumer, partitions: list[TopicPartition], owned: list[int]) -> None:
+        """Forget the owned ones among `partitions` and give them all back to the group."""
+        self._forget(owned)
         if self.incremental:
             consumer.incremental_unassign(partitions)
         else:
             consumer.unassign()
-        log.warning("lost %s partitions %s (no hand-off); now own %s", self.topic, sorted(lost), self.stats.assigned)
 
     def _forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
