@@ -208,9 +208,9 @@ def quality(bench: Bench) -> dict:
 
     from compliance_assets.ingest.bronze import transactions_bronze
     from compliance_assets.ingest.silver import validate_transactions
-    from compliance_assets.ml.features_training import TABLE as FEATURES_TABLE
+    from catalog import TRAINING_FEATURES as FEATURES_TABLE
     from compliance_assets.ml.features_training import ml_features_training
-    from compliance_assets.ml.gold import TABLE as GOLD_TABLE
+    from catalog import GOLD as GOLD_TABLE
     from compliance_assets.ml.gold import risk_scores_gold
     from compliance_assets.ml.outcomes import transaction_outcomes
     from compliance_assets.ml.training import TRAINING_WINDOW_DAYS, risk_model
@@ -354,7 +354,7 @@ def throughput(bench: Bench, score_day: dt.date) -> dict:
     from compliance_assets.ingest.bronze import transactions_bronze
     from compliance_assets.ingest.silver import validate_transactions
     from compliance_assets.ml.features_training import delivery_features
-    from compliance_assets.ml.gold import TABLE as GOLD_TABLE
+    from catalog import GOLD as GOLD_TABLE
     from compliance_assets.ml.gold import risk_scores_gold
     from compliance_assets.ml.scoring import score_frame
     from compliance_assets.reference_data import reference_assets

@@ -13,9 +13,50 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 
+from catalog import Days, Table
+
 
 def default_lake_root() -> str:
     return str(Path(os.getenv("LAKE_ROOT", "lake")).resolve()) if "://" not in os.getenv("LAKE_ROOT", "") else os.environ["LAKE_ROOT"]
+
+
+def delta_rs_options(uri: str) -> dict[str, str]:
+    """delta-rs storage options for a lake URI (the root or a table in it): none for a local folder; for abfss:// the Azure profile's
+    account and credential (resources/azure.py's settings; secrets read from the environment here, passed to
+    delta-rs only, never logged)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return {}
+    from resources.azure import AdlsSettings
+
+    adls = AdlsSettings.from_env()
+    options = {"azure_storage_account_name": adls.account}
+    if adls.auth == "account_key":
+        options["azure_storage_account_key"] = os.environ["AZURE_STORAGE_KEY"]
+    elif adls.auth == "service_principal":
+        options.update({"azure_client_id": adls.client_id, "azure_tenant_id": adls.tenant_id, "azure_client_secret": os.environ["AZURE_CLIENT_SECRET"]})
+    elif adls.client_id:  # a user-assigned managed identity
+        options["azure_msi_client_id"] = adls.client_id
+    return options
+
+
+def open_delta(uri: str, version: int | None = None):
+    """A Delta table at `uri` opened with delta-rs (no JVM: sensors and CLIs use it), or None before its first write."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(uri, version=version, storage_options=delta_rs_options(uri) or None)
+    except TableNotFoundError:
+        return None
+
+
+def append_rows(uri: str, rows, schema, partition_by: tuple[str, ...]) -> None:
+    """Append rows (dicts) to the Delta table at `uri` with delta-rs (creating it on the first write)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    write_deltalake(uri, pa.Table.from_pylist(list(rows), schema=schema), mode="append", partition_by=list(partition_by) or None,
+                    storage_options=delta_rs_options(uri) or None)
 
 
 class LakeResource(ConfigurableResource):
@@ -35,6 +76,11 @@ class LakeResource(ConfigurableResource):
     def landing(self) -> str:
         return self.landing_root or f"{self.root}/landing"
 
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs storage options for this lake (empty for a local folder)."""
+        return delta_rs_options(self.root)
+
     def table_path(self, table: str) -> str:
         return f"{self.root}/tables/{table}"
 
@@ -45,6 +91,10 @@ class LakeResource(ConfigurableResource):
         """Whether a file or folder exists (local or abfss://), through Spark's Hadoop file system."""
         hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
         return hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hadoop_path)
+
+    def delta_table(self, table: str, version: int | None = None):
+        """The table opened with delta-rs (no JVM), or None before its first write."""
+        return open_delta(self.table_path(table), version)
 
     def table_exists(self, spark: SparkSession, table: str) -> bool:
         from delta.tables import DeltaTable
@@ -72,6 +122,16 @@ class LakeResource(ConfigurableResource):
         writer.partitionBy(*partition_by).save(self.table_path(table))
         return self.version(df.sparkSession, table)
 
+    def read_days(self, spark: SparkSession, table: Table, days: Days) -> DataFrame:
+        """The rows of `days` (the table's day column, from the catalog)."""
+        return self.read(spark, table).where(table.where(days))
+
+    def replace_days(self, df: DataFrame, table: Table, days: Days, *, also: str | None = None, merge_schema: bool = False) -> int:
+        """Replace `days` of the table (its day column and Delta partitions from the catalog) with `df`; `also`
+        narrows the replaced rows further (e.g. one source of bronze). Returns the Delta version written."""
+        predicate = table.where(days) if also is None else f"{table.where(days)} AND {also}"
+        return self.replace_where(df, table, predicate, partition_by=table.partition_by, merge_schema=merge_schema)
+
     def insert_new(self, df: DataFrame, table: str, key: str, partition_by: tuple[str, ...] = ("event_date",)) -> int:
         """Append the rows of `df` whose `key` is not in the table yet (insert-only MERGE; creates the
         table on its first write), so a retried run adds nothing twice. Returns the Delta version."""
@@ -97,15 +157,8 @@ class LakeResource(ConfigurableResource):
     def current_version(self, table: str) -> int:
         """The table's latest Delta version read with delta-rs, no Spark job (-1 before its first write): cheap
         enough to poll every few seconds, as the decision service does to see new reference data."""
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        from compliance_assets.serving.sources import lake_storage_options
-
-        try:
-            return int(DeltaTable(self.table_path(table), storage_options=lake_storage_options(self.root) or None).version())
-        except TableNotFoundError:
-            return -1
+        opened = open_delta(self.table_path(table))
+        return -1 if opened is None else int(opened.version())
 
     def _last_commit(self, spark: SparkSession, table: str):
         from delta.tables import DeltaTable

@@ -38,10 +38,11 @@ from dagster import (
 )
 
 from resources.lake import LakeResource
+from resources.lake import append_rows as lake_append_rows
 from resources.masking import mask_error
 from resources.notifier import CHECK_KIND, RUN_KIND, WEBHOOK_ENV, Alert, NotifierResource, alert_payload, alert_text, retry_delay
+from catalog import ALERT_NOTIFICATIONS
 
-TABLE = "alert_notifications"
 DELIVERED, RETRY_SCHEDULED, GAVE_UP, LOGGED_NO_WEBHOOK = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "LOGGED_NO_WEBHOOK"
 NO_WEBHOOK_MESSAGE = f"no webhook configured ({WEBHOOK_ENV} unset): logging alerts only"
 
@@ -58,7 +59,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 alert_notifications_spec = AssetSpec(
-    TABLE,
+    ALERT_NOTIFICATIONS,
     group_name="operations",
     kinds={"delta"},
     description=(
@@ -449,9 +450,7 @@ def read_new_alerts(instance, cursor: AlertCursor, budget: int = MAX_RECORDS_PER
 # Writing the operations table (delta-rs: a sensor must not start a JVM).
 
 def append_rows(table_path: str, rows: Iterable[dict]) -> None:
-    from deltalake import write_deltalake
-
-    write_deltalake(table_path, pa.Table.from_pylist(list(rows), schema=SCHEMA), mode="append", partition_by=["event_date"])
+    lake_append_rows(table_path, rows, SCHEMA, ALERT_NOTIFICATIONS.partition_by)
 
 
 @sensor(
@@ -477,9 +476,9 @@ def alerting_sensor(context: SensorEvaluationContext, notifier: NotifierResource
         getattr(context.log, level)(message)
     if outcome.rows:
         try:
-            append_rows(lake.table_path(TABLE), outcome.rows)
+            append_rows(lake.table_path(ALERT_NOTIFICATIONS), outcome.rows)
         except Exception as exc:  # never re-send an alert because its record could not be written
-            context.log.error(f"could not append {len(outcome.rows)} row(s) to {TABLE}: {type(exc).__name__}: {_clip(str(exc))}")
+            context.log.error(f"could not append {len(outcome.rows)} row(s) to {ALERT_NOTIFICATIONS}: {type(exc).__name__}: {_clip(str(exc))}")
 
     cursor.pending, cursor.no_webhook_noticed = outcome.pending, outcome.no_webhook_noticed
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))

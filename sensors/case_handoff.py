@@ -37,15 +37,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetSpec, DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
-from compliance_assets.ml.alerts import TABLE as ALERTS
 from resources.case_management import DELIVERED as POSTED
 from resources.case_management import REJECTED as REFUSED
 from resources.case_management import URL_ENV, CaseManagementResource, PostResult
 from resources.lake import LakeResource
+from resources.lake import append_rows as lake_append_rows
+from resources.lake import open_delta
 from resources.notifier import retry_delay
 from sensors.alerting import RetryPolicy
+from catalog import ALERTS, CASE_HANDOFFS
 
-TABLE = "case_handoffs"
 DELIVERED, RETRY_SCHEDULED, GAVE_UP, REJECTED, WITHDRAWN = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "REJECTED", "WITHDRAWN"
 FINAL_STATUSES = (DELIVERED, REJECTED, GAVE_UP)  # never posted again
 HIGH = "HIGH"
@@ -64,7 +65,7 @@ CASE_FIELDS = (
 )
 
 case_handoffs_spec = AssetSpec(
-    TABLE,
+    CASE_HANDOFFS,
     group_name="investigations",
     kinds={"delta"},
     description=(
@@ -242,13 +243,7 @@ def row_from_json(row: dict) -> dict:
 # Reading the tables (delta-rs).
 
 def _open(path: str, version: Optional[int] = None):
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(path, version=version)
-    except TableNotFoundError:
-        return None
+    return open_delta(path, version)
 
 
 def touched_partitions(path: str, table, since_version: int) -> Optional[set[str]]:
@@ -295,7 +290,7 @@ def handoff_records(path: str, alert_ids: Iterable[str]) -> dict[str, list[dict]
             return {}
         rows = table.to_pyarrow_dataset().to_table(columns=["alert_id", "status", "attempt", "attempted_at"], filter=pc.field("alert_id").isin(ids))
     except Exception as exc:  # without the delivery record nothing may be posted: it is what prevents a second post
-        raise UnreadableHandoffs(f"cannot read {TABLE} ({type(exc).__name__}: {str(exc)[:200]}): no case is posted until it can be read") from exc
+        raise UnreadableHandoffs(f"cannot read {CASE_HANDOFFS} ({type(exc).__name__}: {str(exc)[:200]}): no case is posted until it can be read") from exc
     records: dict[str, list[dict]] = {}
     for row in rows.to_pylist():
         records.setdefault(row["alert_id"], []).append(row)
@@ -303,9 +298,7 @@ def handoff_records(path: str, alert_ids: Iterable[str]) -> dict[str, list[dict]
 
 
 def append_rows(table_path: str, rows: Iterable[dict]) -> None:
-    from deltalake import write_deltalake
-
-    write_deltalake(table_path, pa.Table.from_pylist(list(rows), schema=SCHEMA), mode="append", partition_by=["event_date"])
+    lake_append_rows(table_path, rows, SCHEMA, CASE_HANDOFFS.partition_by)
 
 
 # One tick.
@@ -388,7 +381,7 @@ def handoff(
             if resumed is not None:
                 retries.append(resumed)
                 waiting.add(alert_id)
-                out.logs.append(("info", f"case {alert_id}: resuming after {resumed.attempts} earlier attempt(s) recorded in {TABLE}"))
+                out.logs.append(("info", f"case {alert_id}: resuming after {resumed.attempts} earlier attempt(s) recorded in {CASE_HANDOFFS}"))
     out.new_alerts = len(new)
 
     # 3. What to post this tick: due retries first, then new alerts; none while the receiver is held off.
@@ -469,7 +462,7 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
         return SensorResult(skip_reason=NO_ENDPOINT_MESSAGE)  # the cursor stays as it is: no rows, nothing read
     now = time.time()
     cursor = HandoffCursor.parse(context.cursor, now)
-    handoffs_path = lake.table_path(TABLE)
+    handoffs_path = lake.table_path(CASE_HANDOFFS)
 
     # records a previous tick could not write come first: they are what keeps their alerts from being sent again
     if cursor.unwritten:
@@ -477,7 +470,7 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
             append_rows(handoffs_path, [row_from_json(r) for r in cursor.unwritten])
             cursor.unwritten = []
         except Exception as exc:
-            context.log.error(f"still cannot append {len(cursor.unwritten)} row(s) to {TABLE}: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
+            context.log.error(f"still cannot append {len(cursor.unwritten)} row(s) to {CASE_HANDOFFS}: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
 
     outcome = handoff(lake.table_path(ALERTS), handoffs_path, cursor, now, case_management)
     for level, message in outcome.logs:
@@ -489,10 +482,10 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
                 raise RuntimeError("earlier records are still unwritten")
             append_rows(handoffs_path, outcome.rows)
         except Exception as exc:  # never re-send a case because its record could not be written: keep it in the cursor
-            context.log.error(f"could not append {len(outcome.rows)} row(s) to {TABLE}, kept in the cursor: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
+            context.log.error(f"could not append {len(outcome.rows)} row(s) to {CASE_HANDOFFS}, kept in the cursor: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
             unwritten += [row_to_json(r) for r in outcome.rows]
     if len(unwritten) > MAX_UNWRITTEN:
-        context.log.error(f"{len(unwritten) - MAX_UNWRITTEN} unwritten {TABLE} record(s) dropped from the cursor (oldest first)")
+        context.log.error(f"{len(unwritten) - MAX_UNWRITTEN} unwritten {CASE_HANDOFFS} record(s) dropped from the cursor (oldest first)")
         unwritten = unwritten[-MAX_UNWRITTEN:]
     outcome.cursor.unwritten = unwritten
     return SensorResult(skip_reason=outcome.summary(), cursor=outcome.cursor.to_json())

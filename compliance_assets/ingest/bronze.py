@@ -23,8 +23,7 @@ from compliance_assets.transforms.source_mapping import export_days, read_mapped
 from compliance_assets.ops.audit import record_operation
 from partitions import PARTITIONS_START, PARTITIONS_START_ENV, daily_partitions, day_literals
 from resources.lake import LakeResource
-
-TABLE = "transactions_bronze"
+from catalog import BRONZE, Days
 
 
 class BronzeConfig(Config):
@@ -40,7 +39,7 @@ class BronzeConfig(Config):
 
 
 @asset(
-    name=TABLE,
+    name=BRONZE,
     group_name="ingest",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -64,14 +63,14 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
     total, version = 0, -1
     for key in context.partition_keys:
         rows = read_mapped_delivery(session, mapping, key, context.run_id)
-        before = lake.version(session, TABLE) if lake.table_exists(session, TABLE) else -1
+        before = lake.version(session, BRONZE) if lake.table_exists(session, BRONZE) else -1
         # merge_schema: a lake written before payload_bytes / source_file_records existed gains them
-        version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date = '{key}' AND source = '{source}'", merge_schema=True)
-        count = lake.rows_written(session, TABLE) if version != before else 0  # an empty day that replaced nothing makes no commit
+        version = lake.replace_days(rows.select(*BRONZE_SCHEMA.fieldNames()), BRONZE, Days.of(key), also=f"source = '{source}'", merge_schema=True)
+        count = lake.rows_written(session, BRONZE) if version != before else 0  # an empty day that replaced nothing makes no commit
         context.log.info(f"bronze {key} ({source}): {count} records")
         total += count
-    record_operation(context, session, lake, TABLE)
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=source))
+    record_operation(context, session, lake, BRONZE)
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(BRONZE), version, total, BRONZE_SCHEMA, source=source))
 
 
 def _write_landing_range(context: AssetExecutionContext, session, lake: LakeResource) -> MaterializeResult:
@@ -79,18 +78,17 @@ def _write_landing_range(context: AssetExecutionContext, session, lake: LakeReso
     in one commit (a day without a folder is emptied, as a day's own run would leave it)."""
     keys = context.partition_keys
     rows = read_landing_deliveries(session, lake.landing_path("transactions"), keys, context.run_id)
-    before = lake.version(session, TABLE) if lake.table_exists(session, TABLE) else -1
-    in_keys = ", ".join(f"'{k}'" for k in keys)
+    before = lake.version(session, BRONZE) if lake.table_exists(session, BRONZE) else -1
     # merge_schema: a lake written before payload_bytes / source_file_records existed gains them
-    version = lake.replace_where(rows.select(*BRONZE_SCHEMA.fieldNames()), TABLE, f"event_date IN ({in_keys}) AND source = '{LANDING_SOURCE}'", merge_schema=True)
+    version = lake.replace_days(rows.select(*BRONZE_SCHEMA.fieldNames()), BRONZE, Days.of(keys), also=f"source = '{LANDING_SOURCE}'", merge_schema=True)
     per_day: dict[str, int] = {}
     if version != before:  # an empty run that replaced nothing makes no commit
-        written = lake.read(session, TABLE).where(F.col("event_date").isin(day_literals(keys)) & (F.col("source") == LANDING_SOURCE))
+        written = lake.read(session, BRONZE).where(F.col("event_date").isin(day_literals(keys)) & (F.col("source") == LANDING_SOURCE))
         per_day = {str(r.event_date): r["count"] for r in written.groupBy("event_date").count().collect()}
     for key in keys:
         context.log.info(f"bronze {key} ({LANDING_SOURCE}): {per_day.get(key, 0)} records")
-    record_operation(context, session, lake, TABLE)
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, sum(per_day.values()), BRONZE_SCHEMA, source=LANDING_SOURCE))
+    record_operation(context, session, lake, BRONZE)
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(BRONZE), version, sum(per_day.values()), BRONZE_SCHEMA, source=LANDING_SOURCE))
 
 
 def _write_split_export(context: AssetExecutionContext, session, lake: LakeResource, mapping: SourceMapping) -> MaterializeResult:
@@ -100,8 +98,7 @@ def _write_split_export(context: AssetExecutionContext, session, lake: LakeResou
     try:
         days = export_days(export)
         rows = export.where(F.col("event_date").isin(day_literals(keys))).select(*BRONZE_SCHEMA.fieldNames())
-        in_keys = ", ".join(f"'{k}'" for k in keys)
-        version = lake.replace_where(rows, TABLE, f"event_date IN ({in_keys}) AND source = '{mapping.name}'", merge_schema=True)
+        version = lake.replace_days(rows, BRONZE, Days.of(keys), also=f"source = '{mapping.name}'", merge_schema=True)
     finally:
         export.unpersist()
     for key in keys:
@@ -113,17 +110,17 @@ def _write_split_export(context: AssetExecutionContext, session, lake: LakeResou
             f"{early} records of the export are dated before the first daily partition {PARTITIONS_START}: no run can load "
             f"them until the partitions start earlier (setting {PARTITIONS_START_ENV})"
         )
-    record_operation(context, session, lake, TABLE)
+    record_operation(context, session, lake, BRONZE)
     first, last = (min(days["per_day"]), max(days["per_day"])) if days["per_day"] else ("", "")
     return MaterializeResult(metadata={
-        **delta_metadata(lake.table_path(TABLE), version, total, BRONZE_SCHEMA, source=mapping.name),
+        **delta_metadata(lake.table_path(BRONZE), version, total, BRONZE_SCHEMA, source=mapping.name),
         "export_days": f"{first}..{last}", "export_records": days["records"], "export_records_outside_run": days["records"] - total,
         "export_records_without_split_date": days["undated"], "export_records_before_first_partition": early,
     })
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="Every bronze record has a unique ingest id (source, file, line).")
+@asset_check(asset=BRONZE, partitions_def=daily_partitions, description="Every bronze record has a unique ingest id (source, file, line).")
 def bronze_ingest_ids_unique(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    df = lake.read(spark.spark_session, TABLE).where(F.col("event_date").isin(context.partition_keys))
+    df = lake.read(spark.spark_session, BRONZE).where(F.col("event_date").isin(context.partition_keys))
     stats = df.agg(F.count("*").alias("rows"), F.count_distinct("ingest_id").alias("ids")).collect()[0]
     return AssetCheckResult(passed=stats.rows == stats.ids, metadata={"rows": stats.rows, "distinct_ingest_ids": stats.ids})

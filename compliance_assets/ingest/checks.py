@@ -11,15 +11,13 @@ from contracts import load_contract
 from contracts.pandera_schemas import pandera_errors, pandera_schema
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
-
-SILVER, DLQ, DQ, BRONZE = "transactions_silver", "transactions_dlq", "dq_results", "transactions_bronze"
-
+from catalog import BRONZE, DLQ, DQ_RESULTS, SILVER
 
 
 @asset_check(
     asset=SILVER,
     partitions_def=daily_partitions,
-    additional_deps=[BRONZE, DLQ, DQ],
+    additional_deps=[BRONZE, DLQ, DQ_RESULTS],
     description=(
         "Nothing lost: for each delivery, the records its files hold (counted from their raw bytes) = bronze "
         "records = silver rows + DLQ rows + duplicates dropped."
@@ -32,7 +30,7 @@ def silver_rows_conserved(context, spark: PySparkResource, lake: LakeResource) -
     delivered, bronze = delivered_records(bronze_rows)
     silver = lake.read(session, SILVER).where(F.col("ingest_date").isin(days)).count()
     dlq = lake.read(session, DLQ).where(F.col("event_date").isin(days)).count()
-    dup_row = lake.read(session, DQ).where(F.col("event_date").isin(days) & (F.col("rule_id") == DUPLICATE.rule_id)).agg(F.sum("failed")).collect()[0][0]
+    dup_row = lake.read(session, DQ_RESULTS).where(F.col("event_date").isin(days) & (F.col("rule_id") == DUPLICATE.rule_id)).agg(F.sum("failed")).collect()[0][0]
     duplicates = int(dup_row or 0)
     return AssetCheckResult(
         passed=delivered == bronze == silver + dlq + duplicates,
@@ -92,11 +90,11 @@ def split_exports_add_up(context, spark: PySparkResource, lake: LakeResource) ->
     asset=SILVER,
     partitions_def=daily_partitions,
     blocking=True,
-    additional_deps=[DQ],
+    additional_deps=[DQ_RESULTS],
     description=f"Every critical data-quality rule passes on at least {CRITICAL_PASS_RATE:.0%} of the day's records; otherwise downstream scoring is blocked.",
 )
 def critical_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dq = lake.read(spark.spark_session, DQ).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    dq = lake.read(spark.spark_session, DQ_RESULTS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     n_rules = dq.count()
     failures = critical_failures(dq)
     return AssetCheckResult(
@@ -130,9 +128,9 @@ def dlq_rows_have_reason_codes(context, spark: PySparkResource, lake: LakeResour
     return AssetCheckResult(passed=bad == 0, metadata={"rows_without_reason": bad})
 
 
-@asset_check(asset=DQ, partitions_def=daily_partitions, description="Warning-severity rules: reported (WARN) when any passes on fewer than 95% of records.")
+@asset_check(asset=DQ_RESULTS, partitions_def=daily_partitions, description="Warning-severity rules: reported (WARN) when any passes on fewer than 95% of records.")
 def warning_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dq = lake.read(spark.spark_session, DQ).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    dq = lake.read(spark.spark_session, DQ_RESULTS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     low = dq.where((F.col("severity") == "warning") & (F.col("pass_rate") < CRITICAL_PASS_RATE)).orderBy("pass_rate").collect()
     rows = [{"rule_id": r.rule_id, "checked": r.checked, "failed": r.failed, "pass_rate": round(r.pass_rate, 4)} for r in low]
     return AssetCheckResult(passed=not rows, severity=AssetCheckSeverity.WARN, metadata={"warning_rules_below_threshold": markdown_table(rows)})

@@ -45,8 +45,8 @@ from compliance_assets.ops.audit import record_operation, require_replay_tags
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource
+from catalog import DLQ, DQ_RESULTS, Days, SILVER
 
-SILVER, DLQ, DQ = "transactions_silver", "transactions_dlq", "dq_results"
 REFERENCE_DEPS = list(REFERENCE_TABLES)
 
 HISTORY_SCHEMA = T.StructType(
@@ -157,7 +157,7 @@ def reference_frames_between(spark: SparkSession, lake: LakeResource, first: str
             metadata={"partition_column": "event_date (delivery day)", "key": "ingest_id"},
         ),
         AssetSpec(
-            DQ,
+            DQ_RESULTS,
             deps=["transactions_bronze", *REFERENCE_DEPS],
             group_name="ingest",
             kinds={"spark", "delta"},
@@ -195,22 +195,22 @@ def validate_transactions(
         duplicates = find_duplicates(batch, prior)
         phase("duplicate detection")
 
-        versions[DLQ] = lake.replace_where(dlq_frame(batch, context.run_id, masking.salt), DLQ, f"event_date >= '{first}' AND event_date <= '{last}'")
+        versions[DLQ] = lake.replace_days(dlq_frame(batch, context.run_id, masking.salt), DLQ, Days.of(days))
         phase("DLQ write")
         silver = silver_frame(batch, refs, duplicates.ids, prior.select(*HISTORY_COLUMNS), masking.salt, context.run_id)
         # merge_schema: a silver table an older release wrote gains a new feature column (its rows read it as null)
-        versions[SILVER] = lake.replace_where(silver, SILVER, f"ingest_date >= '{first}' AND ingest_date <= '{last}'", merge_schema=True)
+        versions[SILVER] = lake.replace_days(silver, SILVER, Days.of(days), merge_schema=True)
         phase("silver write (features, enrichment)")
 
         counts = {day: rule_counts(day_counts, duplicates.per_day.get(day, 0), sizes["valid"]) for day, (day_counts, sizes) in tallies.items()}
         dq = session.createDataFrame([row for day in days for row in dq_result_rows(day, counts[day], context.run_id)], DQ_RESULTS_SCHEMA)
-        versions[DQ] = lake.replace_where(dq, DQ, f"event_date >= '{first}' AND event_date <= '{last}'")
+        versions[DQ_RESULTS] = lake.replace_days(dq, DQ_RESULTS, Days.of(days))
         phase("dq_results write")
     finally:
         batch.unpersist()
 
     # every record of the batch was rejected, dropped as a duplicate or written to silver
-    totals = {SILVER: 0, DLQ: 0, DQ: 0}
+    totals = {SILVER: 0, DLQ: 0, DQ_RESULTS: 0}
     dlq_reasons: Counter = Counter()
     rules: dict[str, list] = {}
     for day in days:
@@ -218,7 +218,7 @@ def validate_transactions(
         n_dup = duplicates.per_day.get(day, 0)
         totals[SILVER] += sizes["valid"] - n_dup
         totals[DLQ] += sizes["records"] - sizes["valid"]
-        totals[DQ] += len(counts[day])
+        totals[DQ_RESULTS] += len(counts[day])
         for rule, action, checked, failed in counts[day]:
             if action == REJECT and failed:
                 dlq_reasons[rule.reason_code] += failed
@@ -233,7 +233,7 @@ def validate_transactions(
     ]
     n_duplicates = sum(duplicates.per_day.values())
 
-    for table in (SILVER, DLQ, DQ):
+    for table in (SILVER, DLQ, DQ_RESULTS):
         record_operation(context, session, lake, table)
     silver_schema = lake.read(session, SILVER).schema
     yield MaterializeResult(
@@ -248,6 +248,6 @@ def validate_transactions(
         ),
     )
     yield MaterializeResult(
-        asset_key=DQ,
-        metadata=delta_metadata(lake.table_path(DQ), versions[DQ], totals[DQ], DQ_RESULTS_SCHEMA, rules=markdown_table(rule_rows)),
+        asset_key=DQ_RESULTS,
+        metadata=delta_metadata(lake.table_path(DQ_RESULTS), versions[DQ_RESULTS], totals[DQ_RESULTS], DQ_RESULTS_SCHEMA, rules=markdown_table(rule_rows)),
     )

@@ -87,12 +87,13 @@ def submit(args, drops) -> int:
 
 
 def history(args) -> int:
-    from deltalake import DeltaTable
+    from catalog import DISPOSITIONS
+    from resources.lake import LakeResource, default_lake_root
 
-    from compliance_assets.investigations.labels import TABLE
-    from resources.lake import default_lake_root
-
-    table = DeltaTable(f"{default_lake_root()}/tables/{TABLE}")
+    table = LakeResource(root=default_lake_root()).delta_table(DISPOSITIONS)
+    if table is None:
+        print(f"no recorded decision on {args.alert_id}")
+        return 1
     rows = table.to_pyarrow_table(filters=[("alert_id", "=", args.alert_id)]).to_pylist()
     if not rows:
         print(f"no recorded decision on {args.alert_id}")

@@ -26,11 +26,12 @@ from pyspark.sql import types as T
 from compliance_assets.investigations.decision_files import (
     DECIDED_BEFORE_TRANSACTION, DECIDED_IN_FUTURE, UNKNOWN_ALERT, Decision, Rejected, check_file, unreadable_file,
 )
-from compliance_assets.investigations.labels import DLQ_TABLE, SCHEMA, TABLE, current_decisions
+from compliance_assets.investigations.labels import SCHEMA, current_decisions
 from compliance_assets.metadata import delta_metadata, markdown_table
 from partitions import daily_partitions
 from resources.file_drops import FileDropResource
 from resources.lake import LakeResource
+from catalog import DISPOSITIONS, DISPOSITIONS_DLQ, Days
 
 ALERTS = "anomaly_alerts"
 DROP_FOLDER = "dispositions"
@@ -109,14 +110,14 @@ KEY_COLUMNS = ("alert_id", "decision", "investigator", "decided_at", "note")
 def existing_ids(spark: SparkSession, lake: LakeResource, decisions: list[Decision]) -> set[str]:
     """The disposition_ids of `decisions` already in the history. Matched on the decision's content (the fields
     its id hashes), so a decision recorded under an earlier id scheme is not recorded a second time."""
-    if not decisions or not lake.table_exists(spark, TABLE):
+    if not decisions or not lake.table_exists(spark, DISPOSITIONS):
         return set()
     unique = {d.disposition_id: d for d in decisions}
     wanted = spark.createDataFrame(
         [(i, d.alert_id, d.decision, d.investigator, d.decided_at, d.note) for i, d in unique.items()],
         "disposition_id string, alert_id string, decision string, investigator string, decided_at timestamp, note string",
     ).alias("w")
-    table = lake.read(spark, TABLE).select(*KEY_COLUMNS).alias("t")
+    table = lake.read(spark, DISPOSITIONS).select(*KEY_COLUMNS).alias("t")
     same = [F.col(f"w.{c}").eqNullSafe(F.col(f"t.{c}")) for c in KEY_COLUMNS]
     return {r.disposition_id for r in wanted.join(table, same, "left_semi").select("disposition_id").collect()}
 
@@ -132,7 +133,7 @@ def _text(value):
     backfill_policy=BackfillPolicy.single_run(),
     specs=[
         AssetSpec(
-            TABLE,
+            DISPOSITIONS,
             group_name="investigations",
             kinds={"spark", "delta"},
             description=(
@@ -144,7 +145,7 @@ def _text(value):
             metadata={"contract": "contracts/alert_dispositions.schema.json", "partition_column": "received_day", "key": "disposition_id (SHA-256 of the decision's canonical JSON)"},
         ),
         AssetSpec(
-            DLQ_TABLE,
+            DISPOSITIONS_DLQ,
             group_name="investigations",
             kinds={"spark", "delta"},
             description=(
@@ -176,43 +177,43 @@ def record_alert_dispositions(context: AssetExecutionContext, spark: PySparkReso
             for did, (d, tid, et) in unique.items()
             if did not in already
         ]
-        if rows or not lake.table_exists(session, TABLE):
-            version = lake.insert_new(session.createDataFrame(rows, SCHEMA), TABLE, "disposition_id", partition_by=("received_day",))
+        if rows or not lake.table_exists(session, DISPOSITIONS):
+            version = lake.insert_new(session.createDataFrame(rows, SCHEMA), DISPOSITIONS, "disposition_id", partition_by=DISPOSITIONS.partition_by)
         dlq_rows = [
             (_text(r.source_file), r.source_row, _text(r.alert_id), _text(r.raw), list(r.reason_codes), _text(r.detail), day, now, context.run_id)
             for r in rejected
         ]
-        dlq_version = lake.replace_where(session.createDataFrame(dlq_rows, DLQ_SCHEMA), DLQ_TABLE, f"received_day = '{key}'", partition_by=("received_day",))
+        dlq_version = lake.replace_days(session.createDataFrame(dlq_rows, DLQ_SCHEMA), DISPOSITIONS_DLQ, Days.of(key))
         counts = {
             "files": len(files), "records_read": read, "recorded": len(rows), "already_recorded": len(accepted) - len(rows),
             "rejected": len(rejected),
         }
         totals.update(counts)
         reasons.update(code for r in rejected for code in r.reason_codes)
-        context.log.info(f"{TABLE} {key}: {counts}")
-    version = lake.version(session, TABLE) if version < 0 and lake.table_exists(session, TABLE) else version
-    current = current_decisions(lake.read(session, TABLE)).groupBy("decision").count().collect() if lake.table_exists(session, TABLE) else []
+        context.log.info(f"{DISPOSITIONS} {key}: {counts}")
+    version = lake.version(session, DISPOSITIONS) if version < 0 and lake.table_exists(session, DISPOSITIONS) else version
+    current = current_decisions(lake.read(session, DISPOSITIONS)).groupBy("decision").count().collect() if lake.table_exists(session, DISPOSITIONS) else []
     yield MaterializeResult(
-        asset_key=TABLE,
+        asset_key=DISPOSITIONS,
         metadata=delta_metadata(
-            lake.table_path(TABLE), version, totals["recorded"], SCHEMA,
+            lake.table_path(DISPOSITIONS), version, totals["recorded"], SCHEMA,
             records_read=totals["records_read"], files=totals["files"], already_recorded=totals["already_recorded"], rejected=totals["rejected"],
             current_decisions=markdown_table([{"decision": r["decision"], "alerts": r["count"]} for r in sorted(current, key=lambda r: r["decision"])]),
         ),
     )
     yield MaterializeResult(
-        asset_key=DLQ_TABLE,
+        asset_key=DISPOSITIONS_DLQ,
         metadata=delta_metadata(
-            lake.table_path(DLQ_TABLE), dlq_version, totals["rejected"], DLQ_SCHEMA,
+            lake.table_path(DISPOSITIONS_DLQ), dlq_version, totals["rejected"], DLQ_SCHEMA,
             reasons=markdown_table([{"reason": k, "records": v} for k, v in reasons.most_common()]),
         ),
     )
 
 
 @asset_check(
-    asset=TABLE,
+    asset=DISPOSITIONS,
     partitions_def=daily_partitions,
-    additional_deps=[DLQ_TABLE],
+    additional_deps=[DISPOSITIONS_DLQ],
     blocking=True,
     description="Nothing lost: every record in the day's decision files is in alert_dispositions (now or from an earlier submission) or in alert_dispositions_dlq.",
 )
@@ -222,7 +223,7 @@ def dispositions_account_for_every_record(context, spark: PySparkResource, lake:
     for key in context.partition_keys:
         _, decisions, rejected, read = read_day(file_drops, key)
         recorded = existing_ids(session, lake, decisions)
-        in_dlq = lake.read(session, DLQ_TABLE).where(F.col("received_day") == F.lit(key).cast("date")).count() if lake.table_exists(session, DLQ_TABLE) else 0
+        in_dlq = lake.read(session, DISPOSITIONS_DLQ).where(F.col("received_day") == F.lit(key).cast("date")).count() if lake.table_exists(session, DISPOSITIONS_DLQ) else 0
         valid_but_unrecorded = [d for d in decisions if d.disposition_id not in recorded]
         # a contract-valid record is either recorded or was rejected against the lake (and so is in the DLQ)
         ok = in_dlq == len(rejected) + len(valid_but_unrecorded) and sum(1 for d in decisions if d.disposition_id in recorded) + in_dlq == read
@@ -232,17 +233,17 @@ def dispositions_account_for_every_record(context, spark: PySparkResource, lake:
 
 
 @asset_check(
-    asset=TABLE,
+    asset=DISPOSITIONS,
     description="Append-only: no commit of the table ever deleted, updated or overwrote a decision (Delta history).",
 )
 def dispositions_are_append_only(spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     from delta.tables import DeltaTable
 
     session = spark.spark_session
-    if not lake.table_exists(session, TABLE):
+    if not lake.table_exists(session, DISPOSITIONS):
         return AssetCheckResult(passed=True, metadata={"commits": 0})
     bad = []
-    history = DeltaTable.forPath(session, lake.table_path(TABLE)).history().select("version", "operation", "operationParameters", "operationMetrics").collect()
+    history = DeltaTable.forPath(session, lake.table_path(DISPOSITIONS)).history().select("version", "operation", "operationParameters", "operationMetrics").collect()
     for h in history:
         params, metrics = h.operationParameters or {}, h.operationMetrics or {}
         if h.operation in ("DELETE", "UPDATE", "TRUNCATE", "RESTORE", "REPLACE TABLE", "CREATE OR REPLACE TABLE AS SELECT"):

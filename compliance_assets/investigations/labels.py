@@ -6,8 +6,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-TABLE = "alert_dispositions"
-DLQ_TABLE = "alert_dispositions_dlq"
 LABEL_OF_DECISION = {"CONFIRM": 1, "DISMISS": 0}
 
 SCHEMA = T.StructType(

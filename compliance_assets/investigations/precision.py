@@ -15,15 +15,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.investigations.labels import SCHEMA as DISPOSITION_SCHEMA
-from compliance_assets.investigations.labels import TABLE as DISPOSITIONS
 from compliance_assets.investigations.labels import current_decisions
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.alerts import TABLE as ALERTS
 from compliance_assets.ml.alerts import scenario_of
 from partitions import daily_partitions
 from resources.lake import LakeResource
+from catalog import ALERTS, ALERT_PRECISION, DISPOSITIONS, Days
 
-TABLE = "alert_precision"
 WINDOW_DAYS = 30
 SCENARIO, RULE = "scenario", "rule"
 
@@ -44,7 +42,7 @@ def precision_by(alerts: DataFrame, current: DataFrame) -> DataFrame:
 
 
 @asset(
-    name=TABLE,
+    name=ALERT_PRECISION,
     group_name="investigations",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -76,13 +74,13 @@ def alert_precision(context: AssetExecutionContext, spark: PySparkResource, lake
             F.lit(day).alias("event_date"), "window", "dimension", "value", "alerts", "confirmed", "dismissed", "escalated", "undecided", "precision",
             F.lit(dispositions_version).alias("dispositions_delta_version"), F.lit(now).alias("computed_at"), F.lit(context.run_id).alias("dagster_run_id"),
         )
-        version = lake.replace_where(rows, TABLE, f"event_date = '{key}'")
-        summary = lake.read(session, TABLE).where((F.col("event_date") == F.lit(day)) & (F.col("dimension") == SCENARIO)).orderBy("window", "value").collect()
-        context.log.info(f"{TABLE} {key}: {lake.rows_written(session, TABLE)} rows")
+        version = lake.replace_days(rows, ALERT_PRECISION, Days.of(key))
+        summary = lake.read(session, ALERT_PRECISION).where((F.col("event_date") == F.lit(day)) & (F.col("dimension") == SCENARIO)).orderBy("window", "value").collect()
+        context.log.info(f"{ALERT_PRECISION} {key}: {lake.rows_written(session, ALERT_PRECISION)} rows")
     current.unpersist()
     return MaterializeResult(
         metadata=delta_metadata(
-            lake.table_path(TABLE), version, lake.rows_written(session, TABLE), lake.read(session, TABLE).schema,
+            lake.table_path(ALERT_PRECISION), version, lake.rows_written(session, ALERT_PRECISION), lake.read(session, ALERT_PRECISION).schema,
             dispositions_delta_version=dispositions_version,
             by_scenario=markdown_table([
                 {"window": r.window, "scenario": r.value, "alerts": r.alerts, "confirmed": r.confirmed, "dismissed": r.dismissed,
@@ -92,14 +90,14 @@ def alert_precision(context: AssetExecutionContext, spark: PySparkResource, lake
     )
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, additional_deps=[ALERTS], description="Every alert of the day is counted exactly once per scenario, and decided + undecided add up to the alerts.")
+@asset_check(asset=ALERT_PRECISION, partitions_def=daily_partitions, additional_deps=[ALERTS], description="Every alert of the day is counted exactly once per scenario, and decided + undecided add up to the alerts.")
 def alert_precision_covers_every_alert(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
     meta, passed = {}, True
     for key in context.partition_keys:
         day = F.lit(key).cast("date")
         n_alerts = lake.read(session, ALERTS).where(F.col("ingest_date") == day).count()
-        rows = lake.read(session, TABLE).where((F.col("event_date") == day) & (F.col("window") == "day")).collect()
+        rows = lake.read(session, ALERT_PRECISION).where((F.col("event_date") == day) & (F.col("window") == "day")).collect()
         per_scenario = sum(r.alerts for r in rows if r.dimension == SCENARIO)
         add_up = all(r.confirmed + r.dismissed + r.escalated + r.undecided == r.alerts for r in rows)
         bounded = all(r.precision is None or 0.0 <= r.precision <= 1.0 for r in rows)

@@ -15,13 +15,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.features_training import SILVER, delivery_rows
-from compliance_assets.ml.gold import TABLE as GOLD
+from compliance_assets.ml.features_training import delivery_rows
 from compliance_assets.ops.audit import record_operation
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
+from catalog import ALERTS, Days, GOLD, SILVER
 
-TABLE = "anomaly_alerts"
 MAX_ALERT_SHARE = float(os.getenv("ALERT_BUDGET_SHARE", "0.02"))
 HIGH_RISK, WATCHLIST, LIMIT = "HIGH_RISK_SCORE", "WATCHLIST_MATCH", "LIMIT_BREACH_SINGLE_TRANSACTION"
 DETAIL_SEPARATOR = ":"  # a reason's detail follows its family: WATCHLIST_MATCH:OFAC_SDN
@@ -75,7 +74,7 @@ def scenario_of(reason: Column) -> Column:
 
 
 @asset(
-    name=TABLE,
+    name=ALERTS,
     group_name="scoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -95,23 +94,23 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
         gold = lake.read(session, GOLD).where(F.col("ingest_date") == F.lit(key).cast("date"))
         rules = delivery_rows(session, lake, key).select(*RULE_COLUMNS)
         alerts = alert_rows(gold, rules)
-        version = lake.replace_where(alerts, TABLE, f"ingest_date = '{key}'")
-        n = lake.rows_written(session, TABLE)
+        version = lake.replace_days(alerts, ALERTS, Days.of(key))
+        n = lake.rows_written(session, ALERTS)
         total += n
-        for r in lake.read(session, TABLE).where(F.col("ingest_date") == F.lit(key).cast("date")).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
+        for r in lake.read(session, ALERTS).where(F.col("ingest_date") == F.lit(key).cast("date")).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
             reasons[r["r"]] = reasons.get(r["r"], 0) + r["count"]
-        context.log.info(f"{TABLE} {key}: {n} alerts")
-    record_operation(context, session, lake, TABLE)
+        context.log.info(f"{ALERTS} {key}: {n} alerts")
+    record_operation(context, session, lake, ALERTS)
     return MaterializeResult(
         metadata=delta_metadata(
-            lake.table_path(TABLE), version, total, lake.read(session, TABLE).schema,
+            lake.table_path(ALERTS), version, total, lake.read(session, ALERTS).schema,
             reasons=markdown_table([{"reason": k, "alerts": v} for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])]),
         )
     )
 
 
 @asset_check(
-    asset=TABLE,
+    asset=ALERTS,
     partitions_def=daily_partitions,
     additional_deps=[GOLD],
     description=f"Alert volume within budget: at most {MAX_ALERT_SHARE:.0%} of the day's scored transactions (ALERT_BUDGET_SHARE); alert ids unique.",
@@ -119,7 +118,7 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
 def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
     days = day_literals(context.partition_keys)
-    alerts = lake.read(session, TABLE).where(F.col("ingest_date").isin(days))
+    alerts = lake.read(session, ALERTS).where(F.col("ingest_date").isin(days))
     scored = lake.read(session, GOLD).where(F.col("ingest_date").isin(days)).count()
     n, distinct = alerts.count(), alerts.select("alert_id").distinct().count()
     share = n / scored if scored else 0.0

@@ -15,17 +15,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.investigations.labels import SCHEMA as DISPOSITION_SCHEMA
-from compliance_assets.investigations.labels import TABLE as DISPOSITIONS
 from compliance_assets.investigations.labels import disposition_outcomes
 from compliance_assets.metadata import delta_metadata
 from compliance_assets.ml.model_features import DEFAULT_LABEL_DELAY_DAYS, MODEL_FEATURES, features_for, measured_label_delay_days
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
 from partitions import daily_partitions
 from resources.lake import LakeResource
+from catalog import DISPOSITIONS, Days, OUTCOMES, SILVER, TRAINING_FEATURES
 
-TABLE = "ml_features_training"
-SILVER = "transactions_silver"
-OUTCOMES = "transaction_outcomes"
 OUTCOME_SCHEMA = T.StructType(
     [T.StructField("transaction_id", T.StringType()), T.StructField("label", T.IntegerType()), T.StructField("decision_time", T.TimestampType())]
 )
@@ -117,7 +114,7 @@ def delivery_features(spark: SparkSession, lake: LakeResource, day: str, delay_d
 
 
 @asset(
-    name=TABLE,
+    name=TRAINING_FEATURES,
     group_name="ml",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -141,21 +138,21 @@ def ml_features_training(context: AssetExecutionContext, spark: PySparkResource,
     # the whole range in one pass and one write
     features = delivery_features(session, lake, first, delay, last_day=last).join(labels, "transaction_id", "left").withColumn(DELAY_COLUMN, F.lit(delay))
     # merge_schema: a table written before the delay column (or a new feature) existed gains it
-    before = table_version(session, lake, TABLE)
-    version = lake.replace_where(features, TABLE, f"ingest_date >= '{first}' AND ingest_date <= '{last}'", merge_schema=True)
-    total = lake.rows_written(session, TABLE) if version != before else 0  # an empty write that replaced nothing makes no commit
-    context.log.info(f"{TABLE} {first}..{last}: {total} rows")
-    schema = lake.read(session, TABLE).schema
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, total, schema, features=len(MODEL_FEATURES), label_delay_days=delay, label_delay_source=delay_source))
+    before = table_version(session, lake, TRAINING_FEATURES)
+    version = lake.replace_days(features, TRAINING_FEATURES, Days.of(days), merge_schema=True)
+    total = lake.rows_written(session, TRAINING_FEATURES) if version != before else 0  # an empty write that replaced nothing makes no commit
+    context.log.info(f"{TRAINING_FEATURES} {first}..{last}: {total} rows")
+    schema = lake.read(session, TRAINING_FEATURES).schema
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(TRAINING_FEATURES), version, total, schema, features=len(MODEL_FEATURES), label_delay_days=delay, label_delay_source=delay_source))
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, blocking=True, description="Every silver row of the delivery day has exactly one feature row.")
+@asset_check(asset=TRAINING_FEATURES, partitions_def=daily_partitions, blocking=True, description="Every silver row of the delivery day has exactly one feature row.")
 def features_cover_silver(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
     keys = sorted(context.partition_keys)
     # the run's days in one pass: counts per delivery day of silver, of feature rows and of silver rows without one
     silver = delivery_rows(session, lake, keys[0], keys[-1]).select("transaction_id", "ingest_date")
-    feats = lake.read(session, TABLE).where(F.col("ingest_date").between(F.lit(keys[0]).cast("date"), F.lit(keys[-1]).cast("date"))).select("transaction_id", "ingest_date")
+    feats = lake.read(session, TRAINING_FEATURES).where(F.col("ingest_date").between(F.lit(keys[0]).cast("date"), F.lit(keys[-1]).cast("date"))).select("transaction_id", "ingest_date")
     n_silver = {str(r.ingest_date): r["count"] for r in silver.groupBy("ingest_date").count().collect()}
     n_feats = {str(r.ingest_date): (r.rows, r.ids) for r in feats.groupBy("ingest_date").agg(F.count("*").alias("rows"), F.count_distinct("transaction_id").alias("ids")).collect()}
     missing = {str(r.ingest_date): r["count"] for r in silver.join(feats, ["transaction_id", "ingest_date"], "left_anti").groupBy("ingest_date").count().collect()}

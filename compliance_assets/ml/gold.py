@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, SILVER, delivery_features, delivery_rows
+from compliance_assets.ml.features_training import delivery_features, delivery_rows
 from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
@@ -28,8 +28,8 @@ from compliance_assets.ops.audit import record_operation, require_replay_tags
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
+from catalog import DISPOSITIONS, GOLD, OUTCOMES, SILVER
 
-TABLE = "risk_scores_gold"
 GOLD_COLUMNS = tuple(load_contract("risk_scores")["properties"])
 COMPARED = ("risk_score", "risk_band", "model_name", "model_version", "model_run_id", "dq_status")
 MAX_HIGH_SHARE = float(os.getenv("RISK_MAX_HIGH_SHARE", "0.02"))
@@ -51,12 +51,12 @@ def write_scores(scored: DataFrame, lake: LakeResource, day: str, last_day: str 
     silver; insert new ones) from a persisted frame, since MERGE reads its source twice.
     """
     spark = scored.sparkSession
-    path = lake.table_path(TABLE)
+    path = lake.table_path(GOLD)
     first, last = dt.date.fromisoformat(day), dt.date.fromisoformat(last_day or day)
     delivered = f"t.ingest_date >= DATE'{first}' AND t.ingest_date <= DATE'{last}'"
-    if not lake.table_exists(spark, TABLE) or lake.read(spark, TABLE).where(F.col("ingest_date").between(F.lit(first), F.lit(last))).limit(1).count() == 0:
+    if not lake.table_exists(spark, GOLD) or lake.read(spark, GOLD).where(F.col("ingest_date").between(F.lit(first), F.lit(last))).limit(1).count() == 0:
         scored.write.format("delta").mode("append").partitionBy("event_date").save(path)
-        return lake.version(spark, TABLE)
+        return lake.version(spark, GOLD)
     source = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         dates = [r.event_date for r in source.select("event_date").distinct().collect()] or [first]
@@ -72,31 +72,31 @@ def write_scores(scored: DataFrame, lake: LakeResource, day: str, last_day: str 
         )
     finally:
         source.unpersist()
-    return lake.version(spark, TABLE)
+    return lake.version(spark, GOLD)
 
 
 def insert_new_scores(scored: DataFrame, lake: LakeResource) -> int:
     """The stream's gold write: MERGE that inserts rows whose (transaction_id, event_time) is not in
     gold yet, so a micro-batch replayed after a crash adds nothing twice. Returns the Delta version."""
     spark = scored.sparkSession
-    if not lake.table_exists(spark, TABLE):
-        scored.write.format("delta").mode("append").partitionBy("event_date").save(lake.table_path(TABLE))
-        return lake.version(spark, TABLE)
+    if not lake.table_exists(spark, GOLD):
+        scored.write.format("delta").mode("append").partitionBy("event_date").save(lake.table_path(GOLD))
+        return lake.version(spark, GOLD)
     dates = [r.event_date for r in scored.select("event_date").distinct().collect()]
     if not dates:
-        return lake.version(spark, TABLE)
+        return lake.version(spark, GOLD)
     in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
     (
-        DeltaTable.forPath(spark, lake.table_path(TABLE)).alias("t")
+        DeltaTable.forPath(spark, lake.table_path(GOLD)).alias("t")
         .merge(scored.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
         .whenNotMatchedInsertAll()
         .execute()
     )
-    return lake.version(spark, TABLE)
+    return lake.version(spark, GOLD)
 
 
 @asset(
-    name=TABLE,
+    name=GOLD,
     group_name="scoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -122,18 +122,18 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
     features = delivery_features(session, lake, first, model.label_delay_days, ("dq_status",), last_day=last)
     scored = with_model_ids(score_frame(features, model), model_registry.model_name, version.version, version.run_id, context.run_id, scored_at)
     delta_version = write_scores(scored.select(*GOLD_COLUMNS), lake, first, last)
-    written = lake.read(session, TABLE).where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
+    written = lake.read(session, GOLD).where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
     per_day: dict[str, dict[str, int]] = {}
     for r in written.groupBy("ingest_date", "risk_band").count().collect():
         per_day.setdefault(str(r.ingest_date), {})[r.risk_band] = r["count"]
     bands = {b: sum(c.get(b, 0) for c in per_day.values()) for b in ("LOW", "MEDIUM", "HIGH")}
     total = sum(bands.values())
     for day in days:
-        context.log.info(f"{TABLE} {day}: {sum(per_day.get(day, {}).values())} rows scored by {model_registry.model_name} v{version.version}: {per_day.get(day, {})}")
-    record_operation(context, session, lake, TABLE, rollback=config.rollback_to_version is not None)
+        context.log.info(f"{GOLD} {day}: {sum(per_day.get(day, {}).values())} rows scored by {model_registry.model_name} v{version.version}: {per_day.get(day, {})}")
+    record_operation(context, session, lake, GOLD, rollback=config.rollback_to_version is not None)
     return MaterializeResult(
         metadata=delta_metadata(
-            lake.table_path(TABLE), delta_version, total, lake.read(session, TABLE).schema,
+            lake.table_path(GOLD), delta_version, total, lake.read(session, GOLD).schema,
             model_name=model_registry.model_name, model_version=version.version, model_run_id=version.run_id,
             bands=markdown_table([{"band": b, "rows": n, "share": f"{n / total:.4f}" if total else "0"} for b, n in bands.items()]),
         )
@@ -142,10 +142,10 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
 
 def _gold_rows(context, spark, lake):
     days = day_literals(context.partition_keys)
-    return lake.read(spark.spark_session, TABLE).where(F.col("ingest_date").isin(days))
+    return lake.read(spark.spark_session, GOLD).where(F.col("ingest_date").isin(days))
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, blocking=True, additional_deps=[SILVER], description="Every silver row of the delivery day has exactly one score, and nothing else is scored.")
+@asset_check(asset=GOLD, partitions_def=daily_partitions, blocking=True, additional_deps=[SILVER], description="Every silver row of the delivery day has exactly one score, and nothing else is scored.")
 def every_silver_row_scored_once(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
     gold = _gold_rows(context, spark, lake).select("transaction_id", "event_time")
@@ -161,7 +161,7 @@ def every_silver_row_scored_once(context, spark: PySparkResource, lake: LakeReso
     )
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, blocking=True, description="Every risk_score is present and within [0, 1]; every band is LOW, MEDIUM or HIGH.")
+@asset_check(asset=GOLD, partitions_def=daily_partitions, blocking=True, description="Every risk_score is present and within [0, 1]; every band is LOW, MEDIUM or HIGH.")
 def scores_in_unit_interval(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     gold = _gold_rows(context, spark, lake)
     bad = gold.where(F.col("risk_score").isNull() | (F.col("risk_score") < 0) | (F.col("risk_score") > 1) | ~F.col("risk_band").isin("LOW", "MEDIUM", "HIGH")).count()
@@ -169,7 +169,7 @@ def scores_in_unit_interval(context, spark: PySparkResource, lake: LakeResource)
 
 
 @asset_check(
-    asset=TABLE,
+    asset=GOLD,
     partitions_def=daily_partitions,
     description=f"Band distribution within bounds: HIGH at most {MAX_HIGH_SHARE:.0%} and MEDIUM + HIGH at most {MAX_ELEVATED_SHARE:.0%} of the day (RISK_MAX_HIGH_SHARE, RISK_MAX_ELEVATED_SHARE). A breach suggests drift or a broken model.",
 )

@@ -16,12 +16,11 @@ from compliance_assets.reference_data import build_reference_checks, dated_files
 from contracts.spark import struct_type
 from partitions import daily_partitions
 from resources.lake import LakeResource
-
-TABLE = "transaction_outcomes"
+from catalog import OUTCOMES
 
 
 @asset(
-    name=TABLE,
+    name=OUTCOMES,
     group_name="ml",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -30,7 +29,7 @@ TABLE = "transaction_outcomes"
         "Confirmed investigation outcomes (1 = suspicious, 0 = legitimate) with the time each was decided, "
         "by delivery day. The labels for model training; a label counts only from its decision time on."
     ),
-    metadata={"contract": f"contracts/reference/{TABLE}.schema.json", "partition_column": "event_date (delivery day)", "key": "transaction_id"},
+    metadata={"contract": f"contracts/reference/{OUTCOMES}.schema.json", "partition_column": "event_date (delivery day)", "key": "transaction_id"},
 )
 def transaction_outcomes(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
@@ -40,10 +39,10 @@ def transaction_outcomes(context: AssetExecutionContext, spark: PySparkResource,
     missing = [d for d in days if d not in files]
     if missing:
         # investigators do not decide something every day: no file is an empty delivery
-        context.log.warning(f"{TABLE}: no file under {folder} for {day_ranges(missing)}; those days have no outcomes")
-    version, rows = load_contract_files(session, lake, TABLE, files, days[0], days[-1])
-    context.log.info(f"{TABLE}: {sum(rows.values())} outcomes from {len(files)} files for {days[0]}..{days[-1]}")
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(TABLE), version, sum(rows.values()), struct_type(TABLE), days_without_file=day_ranges(missing)))
+        context.log.warning(f"{OUTCOMES}: no file under {folder} for {day_ranges(missing)}; those days have no outcomes")
+    version, rows = load_contract_files(session, lake, OUTCOMES, files, days[0], days[-1])
+    context.log.info(f"{OUTCOMES}: {sum(rows.values())} outcomes from {len(files)} files for {days[0]}..{days[-1]}")
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(OUTCOMES), version, sum(rows.values()), struct_type(OUTCOMES), days_without_file=day_ranges(missing)))
 
 
-outcome_checks = build_reference_checks(TABLE)
+outcome_checks = build_reference_checks(OUTCOMES)

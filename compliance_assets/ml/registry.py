@@ -22,8 +22,8 @@ from compliance_assets.ml.risk_model import evaluate, evaluation_scores
 from compliance_assets.ml.training import EVALUATION_ARTIFACT, load_training_frame
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
+from catalog import MODEL_AUDIT
 
-AUDIT_TABLE = "model_audit"
 AUDIT_SCHEMA = T.StructType(
     [
         T.StructField("audit_id", T.StringType(), False),
@@ -41,7 +41,7 @@ AUDIT_SCHEMA = T.StructType(
 )
 
 model_audit = AssetSpec(
-    AUDIT_TABLE,
+    MODEL_AUDIT,
     group_name="ml",
     kinds={"delta"},
     description=(
@@ -59,7 +59,7 @@ def record_audit(spark: SparkSession, lake: LakeResource, action: str, model_nam
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     versions = [None if v is None else str(v) for v in (from_version, to_version)]
     row = (f"{run_id}:{action}", action, model_name, *versions, approver, reason, json.dumps(evidence, sort_keys=True, default=str), run_id, now, now.date())
-    lake.insert_new(spark.createDataFrame([row], AUDIT_SCHEMA), AUDIT_TABLE, "audit_id")
+    lake.insert_new(spark.createDataFrame([row], AUDIT_SCHEMA), MODEL_AUDIT, "audit_id")
 
 
 def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: dict, out_of_fold: dict | None = None) -> dict[str, dict]:
@@ -111,7 +111,7 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
             raise Failure(
                 f"{name} v{challenger.version} needs {config.require_comparison_days} passing day(s) of {COMPARISON}; found {len(days)} "
                 f"({sum(1 for d in days if d['passed'])} passing): {[d['day'] + ': ' + d['findings'] for d in days if not d['passed']]}. "
-                f"Champion unchanged; the decision is in {AUDIT_TABLE}."
+                f"Champion unchanged; the decision is in {MODEL_AUDIT}."
             )
     models = {"challenger": model_registry.load(challenger)}
     if champion is not None:
@@ -125,7 +125,7 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
         record_audit(session, lake, "PROMOTION_REJECTED", name, old, challenger.version, config.approver, config.reason, evidence, context.run_id)
         raise Failure(
             f"{name} v{challenger.version} does not beat champion v{old} on its holdout: average precision {ap_new:.4f} vs {ap_old:.4f} "
-            f"(needs +{config.min_improvement}). Champion unchanged; the decision is in {AUDIT_TABLE}."
+            f"(needs +{config.min_improvement}). Champion unchanged; the decision is in {MODEL_AUDIT}."
         )
     model_registry.set_alias(CHAMPION, challenger.version)
     client = model_registry.client()
@@ -133,7 +133,7 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
         client.set_model_version_tag(name, challenger.version, key, value)
     record_audit(session, lake, "PROMOTED", name, old, challenger.version, config.approver, config.reason, evidence, context.run_id)
     context.log.info(f"{name}: champion v{old} -> v{challenger.version} approved by {config.approver} (AP {ap_old} -> {ap_new:.4f})")
-    context.log_event(AssetMaterialization(AUDIT_TABLE, description="Model promotion", metadata={"action": "PROMOTED", "to_version": str(challenger.version), "approver": config.approver}))
+    context.log_event(AssetMaterialization(MODEL_AUDIT, description="Model promotion", metadata={"action": "PROMOTED", "to_version": str(challenger.version), "approver": config.approver}))
 
 
 @job(description="Promote the MLflow challenger to champion: needs an approver; refuses a challenger that does not beat the champion on the same holdout.")
@@ -152,4 +152,4 @@ def rollback_champion(context, spark: SparkSession, lake: LakeResource, registry
     evidence = {"rescored_partitions": f"{first}..{last}", "target_run_id": target.run_id}
     record_audit(spark, lake, "ROLLED_BACK", registry.model_name, current.version if current else None, target.version, requested_by, reason, evidence, context.run_id)
     context.log.info(f"{registry.model_name}: champion v{current.version if current else None} -> v{target.version} (rollback by {requested_by}); re-scoring {first}..{last}")
-    context.log_event(AssetMaterialization(AUDIT_TABLE, description="Model rollback", metadata={"action": "ROLLED_BACK", "to_version": str(target.version), "requested_by": requested_by}))
+    context.log_event(AssetMaterialization(MODEL_AUDIT, description="Model rollback", metadata={"action": "ROLLED_BACK", "to_version": str(target.version), "requested_by": requested_by}))

@@ -17,13 +17,13 @@ from pydantic import Field
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from compliance_assets.ml.features_training import TABLE as FEATURES_TABLE
-from compliance_assets.ml.features_training import DELAY_COLUMN, DISPOSITIONS, OUTCOMES, label_delay_days, labels_as_of, table_version
+from compliance_assets.ml.features_training import DELAY_COLUMN, label_delay_days, labels_as_of, table_version
 from compliance_assets.ml.model_features import MODEL_FEATURES
 from compliance_assets.ml.risk_model import TrainingDataError, TrainingParams, train
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, ModelRegistryResource
+from catalog import DISPOSITIONS, OUTCOMES, TRAINING_FEATURES
 
 TRAINING_WINDOW_DAYS = 28
 EVALUATION_ARTIFACT = "evaluation_scores.json"
@@ -55,10 +55,10 @@ def load_training_frame(
     features were built still count. Labelled rows are all kept; unlabelled rows are sampled down
     to MAX_UNLABELLED_ROWS and carry weight = 1 / sampling rate.
     """
-    features_version = lake.version(spark, FEATURES_TABLE) if features_version is None else features_version
+    features_version = lake.version(spark, TRAINING_FEATURES) if features_version is None else features_version
     outcomes_version = table_version(spark, lake, OUTCOMES) if outcomes_version is None else outcomes_version
     dispositions_version = table_version(spark, lake, DISPOSITIONS) if dispositions_version is None else dispositions_version
-    df = spark.read.format("delta").option("versionAsOf", features_version).load(lake.table_path(FEATURES_TABLE))
+    df = spark.read.format("delta").option("versionAsOf", features_version).load(lake.table_path(TRAINING_FEATURES))
     df = df.where(F.col("ingest_date").between(F.lit(first_day), F.lit(last_day))).drop("label", "label_decision_time")
     df = df.join(labels_as_of(spark, lake, label_cutoff, outcomes_version, dispositions_version), "transaction_id", "left")
     n_unlabelled = df.where(F.col("label").isNull()).count()
@@ -84,7 +84,7 @@ def training_label_delay(spark: SparkSession, lake: LakeResource, frame: pd.Data
     group_name="ml",
     partitions_def=daily_partitions,
     deps=[
-        AssetDep(FEATURES_TABLE, partition_mapping=TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1))),
+        AssetDep(TRAINING_FEATURES, partition_mapping=TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1))),
         AssetDep(OUTCOMES, partition_mapping=AllPartitionMapping()),  # labels: every outcome decided by the cut-off
         AssetDep(DISPOSITIONS, partition_mapping=AllPartitionMapping()),  # and every investigator's CONFIRM / DISMISS
     ],
@@ -115,7 +115,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
         mlf.end_run(status="FAILED")
         raise Failure(f"Cannot train on deliveries {first_day}..{last_day} (labels decided before {cutoff}): {exc}") from exc
     if len(built_with) > 1:
-        context.log.warning(f"the training window's merchant-risk features were built with label delays {built_with} days; the model scores with {delay}. Re-materialise {FEATURES_TABLE} for the window to rebuild them with one delay.")
+        context.log.warning(f"the training window's merchant-risk features were built with label delays {built_with} days; the model scores with {delay}. Re-materialise {TRAINING_FEATURES} for the window to rebuild them with one delay.")
     if model.absent_features:
         context.log.warning(f"features absent from every training row (the data has no such field): {', '.join(model.absent_features)}")
 
@@ -126,7 +126,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
             "label_cutoff": cutoff.isoformat(), "label_delay_days": delay, "label_delay_from_outcomes_now": delay_now,
             "label_delay_of_feature_rows": ",".join(map(str, built_with)) or "not recorded",
             "absent_features": ",".join(model.absent_features) or "none", "features": len(MODEL_FEATURES),
-            "training_table": FEATURES_TABLE, "training_delta_version": delta_version, "outcomes_delta_version": outcomes_version, "dispositions_delta_version": dispositions_version, "training_rows": len(frame),
+            "training_table": TRAINING_FEATURES, "training_delta_version": delta_version, "outcomes_delta_version": outcomes_version, "dispositions_delta_version": dispositions_version, "training_rows": len(frame),
         }
     )
     mlf.log_metrics(metrics)

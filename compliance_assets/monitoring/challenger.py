@@ -16,18 +16,15 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.features_training import OUTCOMES, SILVER, delivery_features, labels_as_of
+from compliance_assets.ml.features_training import delivery_features, labels_as_of
 from compliance_assets.ml.gold import GOLD_COLUMNS
-from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
 from resources.monitoring import MonitoringResource
+from catalog import ALERTS, CHALLENGER_COMPARISON, CHALLENGER_SCORES, Days, GOLD, OUTCOMES, SILVER
 
-SHADOW = "challenger_scores"
-COMPARISON = "challenger_comparison"
 SHARE_SEED = 17
 BANDS = ("LOW", "MEDIUM", "HIGH")
 COMPARISON_SCHEMA = T.StructType(
@@ -71,7 +68,7 @@ def distinct_challenger(registry: ModelRegistryResource):
 
 
 @asset(
-    name=SHADOW,
+    name=CHALLENGER_SCORES,
     group_name="monitoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -93,28 +90,28 @@ def challenger_scores(context: AssetExecutionContext, spark: PySparkResource, la
     for key in context.partition_keys:
         if model is None:
             # a day without a distinct challenger holds no shadow scores (a stale earlier run is cleared)
-            if lake.table_exists(session, SHADOW):
-                empty = session.createDataFrame([], lake.read(session, SHADOW).schema)
-                version = lake.replace_where(empty, SHADOW, f"ingest_date = '{key}'")
-            context.log.info(f"{SHADOW} {key}: no challenger distinct from the champion; nothing scored")
+            if lake.table_exists(session, CHALLENGER_SCORES):
+                empty = session.createDataFrame([], lake.read(session, CHALLENGER_SCORES).schema)
+                version = lake.replace_days(empty, CHALLENGER_SCORES, Days.of(key))
+            context.log.info(f"{CHALLENGER_SCORES} {key}: no challenger distinct from the champion; nothing scored")
             continue
         features = delivery_features(session, lake, key, model.label_delay_days, ("dq_status",)).where(in_share(monitoring.challenger_share))
         scored = with_model_ids(score_frame(features, model), model_registry.model_name, challenger.version, challenger.run_id, context.run_id, scored_at)
-        version = lake.replace_where(scored.select(*GOLD_COLUMNS), SHADOW, f"ingest_date = '{key}'")
-        n = lake.rows_written(session, SHADOW)
+        version = lake.replace_days(scored.select(*GOLD_COLUMNS), CHALLENGER_SCORES, Days.of(key))
+        n = lake.rows_written(session, CHALLENGER_SCORES)
         total += n
-        context.log.info(f"{SHADOW} {key}: {n} rows scored in the shadow by {model_registry.model_name} v{challenger.version} (share {monitoring.challenger_share})")
+        context.log.info(f"{CHALLENGER_SCORES} {key}: {n} rows scored in the shadow by {model_registry.model_name} v{challenger.version} (share {monitoring.challenger_share})")
     meta = {"challenger_version": challenger.version if challenger else "none (challenger is the champion)", "share": monitoring.challenger_share}
     if version < 0:
         return MaterializeResult(metadata={"dagster/row_count": 0, **meta})
-    return MaterializeResult(metadata=delta_metadata(lake.table_path(SHADOW), version, total, lake.read(session, SHADOW).schema, **meta))
+    return MaterializeResult(metadata=delta_metadata(lake.table_path(CHALLENGER_SCORES), version, total, lake.read(session, CHALLENGER_SCORES).schema, **meta))
 
 
-@asset_check(asset=SHADOW, partitions_def=daily_partitions, blocking=True, additional_deps=[GOLD, ALERTS], description="No gold score or alert of the day comes from the shadow model: challenger scores stay in the shadow.")
+@asset_check(asset=CHALLENGER_SCORES, partitions_def=daily_partitions, blocking=True, additional_deps=[GOLD, ALERTS], description="No gold score or alert of the day comes from the shadow model: challenger scores stay in the shadow.")
 def challenger_scores_stay_in_shadow(context, spark: PySparkResource, lake: LakeResource, model_registry: ModelRegistryResource) -> AssetCheckResult:
     session = spark.spark_session
     days = day_literals(context.partition_keys)
-    shadow = lake.read(session, SHADOW).where(F.col("ingest_date").isin(days)) if lake.table_exists(session, SHADOW) else None
+    shadow = lake.read(session, CHALLENGER_SCORES).where(F.col("ingest_date").isin(days)) if lake.table_exists(session, CHALLENGER_SCORES) else None
     versions = [r.model_version for r in shadow.select("model_version").distinct().collect()] if shadow is not None else []
     champion = model_registry.version_by_alias(CHAMPION)
     leaked = {}
@@ -134,9 +131,9 @@ def ratio(a: float, b: float) -> float | None:
 def compare(spark: SparkSession, lake: LakeResource, monitoring: MonitoringResource, day: str, run_id: str) -> tuple | None:
     """The comparison row of one delivery day (None when the day has no shadow scores)."""
     d = F.lit(day).cast("date")
-    if not lake.table_exists(spark, SHADOW):
+    if not lake.table_exists(spark, CHALLENGER_SCORES):
         return None
-    shadow = lake.read(spark, SHADOW).where(F.col("ingest_date") == d).select("transaction_id", "event_time", F.col("risk_score").alias("c_score"), F.col("risk_band").alias("c_band"), F.col("model_version").alias("c_version"))
+    shadow = lake.read(spark, CHALLENGER_SCORES).where(F.col("ingest_date") == d).select("transaction_id", "event_time", F.col("risk_score").alias("c_score"), F.col("risk_band").alias("c_band"), F.col("model_version").alias("c_version"))
     gold = lake.read(spark, GOLD).where(F.col("ingest_date") == d).select("transaction_id", "event_time", "risk_score", "risk_band", "model_version")
     labels = labels_as_of(spark, lake).select("transaction_id", "label")
     pairs: DataFrame = gold.join(shadow, ["transaction_id", "event_time"]).join(labels, "transaction_id", "left")
@@ -174,11 +171,11 @@ def compare(spark: SparkSession, lake: LakeResource, monitoring: MonitoringResou
 
 
 @asset(
-    name=COMPARISON,
+    name=CHALLENGER_COMPARISON,
     group_name="monitoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[GOLD, SHADOW, OUTCOMES],
+    deps=[GOLD, CHALLENGER_SCORES, OUTCOMES],
     kinds={"spark", "delta"},
     description=(
         "Champion vs challenger on the delivery day's real traffic: how often they agree on the risk band, which "
@@ -194,23 +191,23 @@ def challenger_comparison(context: AssetExecutionContext, spark: PySparkResource
     for key in context.partition_keys:
         row = compare(session, lake, monitoring, key, context.run_id)
         batch = [row] if row else []
-        version = lake.replace_where(session.createDataFrame(batch, COMPARISON_SCHEMA), COMPARISON, f"event_date = '{key}'")
+        version = lake.replace_days(session.createDataFrame(batch, COMPARISON_SCHEMA), CHALLENGER_COMPARISON, Days.of(key))
         rows += batch
-        context.log.info(f"{COMPARISON} {key}: " + (f"agreement {row[4]}, {row[5]} band changes, passed={row[17]} ({row[18]})" if row else "no shadow scores (no distinct challenger)"))
+        context.log.info(f"{CHALLENGER_COMPARISON} {key}: " + (f"agreement {row[4]}, {row[5]} band changes, passed={row[17]} ({row[18]})" if row else "no shadow scores (no distinct challenger)"))
     last = rows[-1] if rows else None
     table = [{"day": str(r[0]), "champion": r[1], "challenger": r[2], "rows": r[3], "agreement": r[4], "band_changes": r[5], "HIGH champion/challenger": f"{r[7]}/{r[8]}", "recall champion/challenger": f"{r[13]}/{r[15]}", "passed": r[17]} for r in rows]
     return MaterializeResult(
         metadata=delta_metadata(
-            lake.table_path(COMPARISON), version, len(rows), COMPARISON_SCHEMA,
+            lake.table_path(CHALLENGER_COMPARISON), version, len(rows), COMPARISON_SCHEMA,
             comparison=markdown_table(table),
             band_transitions=MetadataValue.json(json.loads(last[16])) if last else MetadataValue.json({}),
         )
     )
 
 
-@asset_check(asset=COMPARISON, partitions_def=daily_partitions, description="The challenger agrees with the champion closely enough, raises no more alerts than allowed and loses no recall on known outcomes (a warning: it gates promotion, not the pipeline).")
+@asset_check(asset=CHALLENGER_COMPARISON, partitions_def=daily_partitions, description="The challenger agrees with the champion closely enough, raises no more alerts than allowed and loses no recall on known outcomes (a warning: it gates promotion, not the pipeline).")
 def challenger_comparison_passes(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, COMPARISON).where(F.col("event_date").isin(day_literals(context.partition_keys))).orderBy("event_date").collect()
+    rows = lake.read(spark.spark_session, CHALLENGER_COMPARISON).where(F.col("event_date").isin(day_literals(context.partition_keys))).orderBy("event_date").collect()
     return AssetCheckResult(
         passed=all(r.passed for r in rows),  # a day without a distinct challenger has nothing to fail
         severity=AssetCheckSeverity.WARN,
@@ -220,8 +217,8 @@ def challenger_comparison_passes(context, spark: PySparkResource, lake: LakeReso
 
 def comparison_evidence(spark: SparkSession, lake: LakeResource, challenger_version: str, days: int) -> tuple[bool, list[dict]]:
     """Whether the `days` most recent comparisons of a challenger version all passed, and those rows (for the audit)."""
-    if not lake.table_exists(spark, COMPARISON):
+    if not lake.table_exists(spark, CHALLENGER_COMPARISON):
         return False, []
-    rows = lake.read(spark, COMPARISON).where(F.col("challenger_version") == str(challenger_version)).orderBy(F.desc("event_date")).limit(days).collect()
+    rows = lake.read(spark, CHALLENGER_COMPARISON).where(F.col("challenger_version") == str(challenger_version)).orderBy(F.desc("event_date")).limit(days).collect()
     evidence = [{"day": str(r.event_date), "agreement": r.band_agreement, "alert_ratio": r.alert_ratio, "passed": r.passed, "findings": r.findings} for r in rows]
     return len(rows) == days and all(r.passed for r in rows), evidence

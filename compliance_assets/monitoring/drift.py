@@ -18,18 +18,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from compliance_assets.ingest.bronze import TABLE as BRONZE
-from compliance_assets.ingest.silver import DLQ, DQ
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.features_training import TABLE as FEATURES
-from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.monitoring.levels import FAIL, WARN, level, leveled_result
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
 from resources.monitoring import MonitoringResource
+from catalog import BRONZE, DLQ, DQ_RESULTS, Days, GOLD, MODEL_DRIFT, TRAINING_FEATURES
 
-TABLE = "model_drift"
 FEATURE_PSI, BAND_PSI, DLQ_RATE, DQ_MIN_PASS_RATE = "FEATURE_PSI", "BAND_PSI", "DLQ_RATE", "DQ_MIN_PASS_RATE"
 DECILES = [i / 10 for i in range(1, 10)]
 EPSILON = 1e-4  # share given to a bin one side has no rows in (PSI is undefined at zero)
@@ -142,7 +138,7 @@ def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int
     tags = version.tags
     first, last = tags["training_window"].split("..")
     frame = (
-        spark.read.format("delta").option("versionAsOf", int(tags["training_delta_version"])).load(lake.table_path(FEATURES))
+        spark.read.format("delta").option("versionAsOf", int(tags["training_delta_version"])).load(lake.table_path(TRAINING_FEATURES))
         .where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
     )
     n = frame.count()
@@ -178,7 +174,7 @@ def drift_rows(spark: SparkSession, lake: LakeResource, registry: ModelRegistryR
 
     features = list(model.features)
     reference = reference_sample(spark, lake, version, monitoring.drift_reference_rows).select(*[F.col(f).cast("double").alias(f) for f in features]).localCheckpoint(eager=True)
-    current = lake.read(spark, FEATURES).where(F.col("ingest_date") == F.lit(day).cast("date")).select(*[F.col(f).cast("double").alias(f) for f in features])
+    current = lake.read(spark, TRAINING_FEATURES).where(F.col("ingest_date") == F.lit(day).cast("date")).select(*[F.col(f).cast("double").alias(f) for f in features])
     out = [row(FEATURE_PSI, f, value, monitoring.psi_warn, monitoring.psi_fail, status, n, detail) for f, value, status, n, detail in feature_drift(reference, current, features, monitoring.psi_warn, monitoring.psi_fail)]
 
     bands = {r.risk_band: r["count"] for r in lake.read(spark, GOLD).where(F.col("ingest_date") == F.lit(day).cast("date")).groupBy("risk_band").count().collect()}
@@ -194,7 +190,7 @@ def drift_rows(spark: SparkSession, lake: LakeResource, registry: ModelRegistryR
     dlq_rate = round(rejected / received, 6) if received else None
     out.append(row(DLQ_RATE, "transactions_dlq", dlq_rate, monitoring.dlq_rate_warn, monitoring.dlq_rate_fail, level(dlq_rate, monitoring.dlq_rate_warn, monitoring.dlq_rate_fail), received, {"received": received, "rejected": rejected}))
 
-    rules = lake.read(spark, DQ).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("pass_rate").collect()
+    rules = lake.read(spark, DQ_RESULTS).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("pass_rate").collect()
     lowest = rules[0] if rules else None
     dq_value = round(lowest.pass_rate, 6) if lowest else None
     dq_status = level(dq_value, monitoring.dq_pass_rate_warn, monitoring.dq_pass_rate_fail, higher_is_worse=False)
@@ -222,11 +218,11 @@ def drift_plot(rows: list[tuple], monitoring: MonitoringResource) -> MetadataVal
 
 
 @asset(
-    name=TABLE,
+    name=MODEL_DRIFT,
     group_name="monitoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[FEATURES, GOLD, BRONZE, DLQ, DQ, AssetDep("risk_model", partition_mapping=AllPartitionMapping())],
+    deps=[TRAINING_FEATURES, GOLD, BRONZE, DLQ, DQ_RESULTS, AssetDep("risk_model", partition_mapping=AllPartitionMapping())],
     kinds={"spark", "delta", "mlflow"},
     description=(
         "Model drift of the delivery day: for every model feature, the population stability index (PSI) of the day "
@@ -241,14 +237,14 @@ def model_drift(context: AssetExecutionContext, spark: PySparkResource, lake: La
     version, rows = -1, []
     for key in context.partition_keys:
         rows = drift_rows(session, lake, model_registry, monitoring, key, context.run_id)
-        version = lake.replace_where(session.createDataFrame(rows, SCHEMA), TABLE, f"event_date = '{key}'")
+        version = lake.replace_days(session.createDataFrame(rows, SCHEMA), MODEL_DRIFT, Days.of(key))
         worst = sorted((r for r in rows if r[1] == FEATURE_PSI), key=lambda r: -(r[3] or 0))[:3]
-        context.log.info(f"{TABLE} {key}: max PSI {[(r[2], r[3]) for r in worst]}; " + ", ".join(f"{r[1]}={r[3]} {r[6]}" for r in rows if r[1] != FEATURE_PSI))
+        context.log.info(f"{MODEL_DRIFT} {key}: max PSI {[(r[2], r[3]) for r in worst]}; " + ", ".join(f"{r[1]}={r[3]} {r[6]}" for r in rows if r[1] != FEATURE_PSI))
     summary = {r[1].lower(): r[3] for r in rows if r[1] != FEATURE_PSI}
     summary["max_feature_psi"] = max((r[3] for r in rows if r[1] == FEATURE_PSI and r[3] is not None), default=None)
     return MaterializeResult(
         metadata=delta_metadata(
-            lake.table_path(TABLE), version, len(rows), SCHEMA,
+            lake.table_path(MODEL_DRIFT), version, len(rows), SCHEMA,
             plot=drift_plot(rows, monitoring),
             **{k: MetadataValue.float(float(v)) for k, v in summary.items() if v is not None},
             over_warn=markdown_table([{"metric": r[1], "name": r[2], "value": r[3], "status": r[6]} for r in rows if r[6] in (WARN, FAIL)]),
@@ -257,7 +253,7 @@ def model_drift(context: AssetExecutionContext, spark: PySparkResource, lake: La
 
 
 def _drift_rows(context, spark: PySparkResource, lake: LakeResource, metric: str):
-    return lake.read(spark.spark_session, TABLE).where(F.col("event_date").isin(day_literals(context.partition_keys)) & (F.col("metric") == metric)).orderBy(F.desc("value")).collect()
+    return lake.read(spark.spark_session, MODEL_DRIFT).where(F.col("event_date").isin(day_literals(context.partition_keys)) & (F.col("metric") == metric)).orderBy(F.desc("value")).collect()
 
 
 def _level_check(metric: str, rows) -> AssetCheckResult:
@@ -271,21 +267,21 @@ def _level_check(metric: str, rows) -> AssetCheckResult:
     )
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="Every model feature's PSI against the training data is below the warn threshold (warns from 0.1, fails from 0.25 by default).")
+@asset_check(asset=MODEL_DRIFT, partitions_def=daily_partitions, description="Every model feature's PSI against the training data is below the warn threshold (warns from 0.1, fails from 0.25 by default).")
 def feature_psi_within_thresholds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _level_check(FEATURE_PSI, _drift_rows(context, spark, lake, FEATURE_PSI))
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="The day's LOW / MEDIUM / HIGH mix is close to the shares the model was calibrated to (band PSI).")
+@asset_check(asset=MODEL_DRIFT, partitions_def=daily_partitions, description="The day's LOW / MEDIUM / HIGH mix is close to the shares the model was calibrated to (band PSI).")
 def risk_band_shift_within_thresholds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _level_check(BAND_PSI, _drift_rows(context, spark, lake, BAND_PSI))
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="The share of the day's records rejected to the DLQ is within its thresholds (a spike points at an upstream change).")
+@asset_check(asset=MODEL_DRIFT, partitions_def=daily_partitions, description="The share of the day's records rejected to the DLQ is within its thresholds (a spike points at an upstream change).")
 def dlq_rate_within_thresholds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _level_check(DLQ_RATE, _drift_rows(context, spark, lake, DLQ_RATE))
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="The lowest pass rate of any data-quality rule on the day is within its thresholds.")
+@asset_check(asset=MODEL_DRIFT, partitions_def=daily_partitions, description="The lowest pass rate of any data-quality rule on the day is within its thresholds.")
 def dq_pass_rate_within_thresholds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _level_check(DQ_MIN_PASS_RATE, _drift_rows(context, spark, lake, DQ_MIN_PASS_RATE))

@@ -15,17 +15,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from compliance_assets.ingest.silver import DQ
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.gold import TABLE as GOLD
-from compliance_assets.reporting.reconciliation import REPORT, deadline_for
+from compliance_assets.reporting.reconciliation import deadline_for
 from contracts.rules import CRITICAL
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.monitoring import MonitoringResource
+from catalog import ALERTS, DQ_RESULTS, Days, GOLD, RECONCILIATION_REPORT, SLO_STATUS
 
-TABLE = "slo_status"
 LATENCY, RECONCILIATION, DQ_CRITICAL, ALERT_VOLUME = "STREAM_LATENCY_P95", "RECONCILIATION_BY_DEADLINE", "DQ_CRITICAL_PASS_RATE", "ALERT_VOLUME"
 MET, BREACHED, NO_DATA, PENDING = "MET", "BREACHED", "NO_DATA", "PENDING"
 BASELINE_DAYS = 7
@@ -65,7 +62,7 @@ def slo_rows(spark: SparkSession, lake: LakeResource, monitoring: MonitoringReso
         p95 = lat.p95 / 1000.0
         out.append(row(LATENCY, f"p95 < {target:g} s", round(p95, 3), "s", MET if p95 < target else BREACHED, {"streamed_rows": lat.n, "max_s": round(lat.max / 1000.0, 3), "source": f"{GOLD}.latency_ms"}))
 
-    report = table(REPORT)
+    report = table(RECONCILIATION_REPORT)
     rec = report.where(F.col("event_date") == lit_day).agg(F.min("first_reconciled_at").alias("first"), F.min("deadline").alias("deadline")).collect()[0] if report is not None else None
     deadline = rec.deadline if rec is not None and rec.first is not None else deadline_for(day)
     target = f"before {deadline:%Y-%m-%d %H:%M} UTC"
@@ -74,9 +71,9 @@ def slo_rows(spark: SparkSession, lake: LakeResource, monitoring: MonitoringReso
         out.append(row(RECONCILIATION, target, None, "minutes before deadline", status, {"note": "not reconciled yet", "deadline": deadline}))
     else:
         margin = (deadline - rec.first).total_seconds() / 60.0
-        out.append(row(RECONCILIATION, target, round(margin, 1), "minutes before deadline", MET if rec.first <= deadline else BREACHED, {"first_reconciled_at": rec.first, "deadline": deadline, "source": REPORT}))
+        out.append(row(RECONCILIATION, target, round(margin, 1), "minutes before deadline", MET if rec.first <= deadline else BREACHED, {"first_reconciled_at": rec.first, "deadline": deadline, "source": RECONCILIATION_REPORT}))
 
-    dq = table(DQ)
+    dq = table(DQ_RESULTS)
     critical = dq.where((F.col("event_date") == lit_day) & (F.col("severity") == CRITICAL)).orderBy("pass_rate").collect() if dq is not None else []
     target = monitoring.slo_dq_pass_rate
     if not critical:
@@ -103,11 +100,11 @@ def slo_rows(spark: SparkSession, lake: LakeResource, monitoring: MonitoringReso
 
 
 @asset(
-    name=TABLE,
+    name=SLO_STATUS,
     group_name="monitoring",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[GOLD, REPORT, DQ, ALERTS],
+    deps=[GOLD, RECONCILIATION_REPORT, DQ_RESULTS, ALERTS],
     kinds={"spark", "delta"},
     description=(
         "Service levels of the delivery day, as in the morning checklist: streaming p95 event-to-score latency "
@@ -123,12 +120,12 @@ def slo_status(context: AssetExecutionContext, spark: PySparkResource, lake: Lak
     rows, version = [], -1
     for key in context.partition_keys:
         day_rows = slo_rows(session, lake, monitoring, key, context.run_id, now)
-        version = lake.replace_where(session.createDataFrame(day_rows, SCHEMA), TABLE, f"event_date = '{key}'")
+        version = lake.replace_days(session.createDataFrame(day_rows, SCHEMA), SLO_STATUS, Days.of(key))
         rows += day_rows
-        context.log.info(f"{TABLE} {key}: " + ", ".join(f"{r[1]}={r[5]}" for r in day_rows))
+        context.log.info(f"{SLO_STATUS} {key}: " + ", ".join(f"{r[1]}={r[5]}" for r in day_rows))
     return MaterializeResult(
         metadata=delta_metadata(
-            lake.table_path(TABLE), version, len(rows), SCHEMA,
+            lake.table_path(SLO_STATUS), version, len(rows), SCHEMA,
             slos=markdown_table([{"day": str(r[0]), "slo": r[1], "target": r[2], "measured": r[3], "unit": r[4], "status": r[5]} for r in rows]),
             breached=sum(r[5] == BREACHED for r in rows),
         )
@@ -136,7 +133,7 @@ def slo_status(context: AssetExecutionContext, spark: PySparkResource, lake: Lak
 
 
 def _slo_check(context, spark: PySparkResource, lake: LakeResource, slo: str, severity: AssetCheckSeverity) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, TABLE).where(F.col("event_date").isin(day_literals(context.partition_keys)) & (F.col("slo") == slo)).orderBy("event_date").collect()
+    rows = lake.read(spark.spark_session, SLO_STATUS).where(F.col("event_date").isin(day_literals(context.partition_keys)) & (F.col("slo") == slo)).orderBy("event_date").collect()
     breached = [r for r in rows if r.status == BREACHED]
     return AssetCheckResult(
         passed=not breached and len(rows) == len(context.partition_keys),
@@ -149,22 +146,22 @@ def _slo_check(context, spark: PySparkResource, lake: LakeResource, slo: str, se
     )
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="Streaming event-to-score latency p95 is under the SLO (60 s) for the day's streamed transactions.")
+@asset_check(asset=SLO_STATUS, partitions_def=daily_partitions, description="Streaming event-to-score latency p95 is under the SLO (60 s) for the day's streamed transactions.")
 def streaming_latency_within_slo(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _slo_check(context, spark, lake, LATENCY, AssetCheckSeverity.ERROR)
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="The day's reconciliation with the ledger completed before T+1 06:00 UTC (a warning for days run by a backfill).")
+@asset_check(asset=SLO_STATUS, partitions_def=daily_partitions, description="The day's reconciliation with the ledger completed before T+1 06:00 UTC (a warning for days run by a backfill).")
 def reconciliation_within_slo(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     backfill = "dagster/backfill" in context.run.tags
     return _slo_check(context, spark, lake, RECONCILIATION, AssetCheckSeverity.WARN if backfill else AssetCheckSeverity.ERROR)
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="Every critical data-quality rule passed for at least 95% of the day's records.")
+@asset_check(asset=SLO_STATUS, partitions_def=daily_partitions, description="Every critical data-quality rule passed for at least 95% of the day's records.")
 def dq_critical_pass_rate_within_slo(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _slo_check(context, spark, lake, DQ_CRITICAL, AssetCheckSeverity.ERROR)
 
 
-@asset_check(asset=TABLE, partitions_def=daily_partitions, description="The day's alert volume is within x3 (SLO_ALERT_VOLUME_RATIO) of the mean of the seven delivery days before it: a jump or a collapse needs a look.")
+@asset_check(asset=SLO_STATUS, partitions_def=daily_partitions, description="The day's alert volume is within x3 (SLO_ALERT_VOLUME_RATIO) of the mean of the seven delivery days before it: a jump or a collapse needs a look.")
 def alert_volume_within_bounds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     return _slo_check(context, spark, lake, ALERT_VOLUME, AssetCheckSeverity.WARN)

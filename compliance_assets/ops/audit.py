@@ -13,8 +13,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from resources.lake import LakeResource
+from catalog import OPERATIONS_AUDIT
 
-TABLE = "operations_audit"
 REPLAY_JOB = "replay"
 ROLLBACK_JOB = "rollback_model"
 REQUESTED_BY, INCIDENT_ID, REASON = "requested_by", "incident_id", "reason"
@@ -40,7 +40,7 @@ SCHEMA = T.StructType(
 )
 
 operations_audit = AssetSpec(
-    TABLE,
+    OPERATIONS_AUDIT,
     group_name="operations",
     kinds={"delta"},
     description=(
@@ -88,6 +88,6 @@ def record_operation(context: AssetExecutionContext, spark: SparkSession, lake: 
         tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), tags.get(REASON), context.run.job_name, tags.get("dagster/backfill"),
         context.run_id, now, now.date(),
     )
-    lake.insert_new(spark.createDataFrame([row], SCHEMA), TABLE, "audit_id")
-    context.log.info(f"{TABLE}: {operation} of {asset} {row[3]}..{row[4]} requested by {row[6] or 'unknown'} (incident {row[7] or '-'})")
+    lake.insert_new(spark.createDataFrame([row], SCHEMA), OPERATIONS_AUDIT, "audit_id")
+    context.log.info(f"{OPERATIONS_AUDIT}: {operation} of {asset} {row[3]}..{row[4]} requested by {row[6] or 'unknown'} (incident {row[7] or '-'})")
     return operation

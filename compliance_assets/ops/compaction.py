@@ -32,28 +32,16 @@ from pyspark.sql import types as T
 
 from compliance_assets.metadata import markdown_table
 from resources.lake import LakeResource
+from catalog import COMPACTION_LOG, compacted
 
 # table -> the columns analysts filter by, clustered together with Z-ORDER (never partition columns)
-ZORDER_COLUMNS: dict[str, tuple[str, ...]] = {
-    "transactions_bronze": (),
-    "transactions_silver": ("account_id", "merchant_id"),
-    "transactions_dlq": ("primary_reason",),
-    "risk_scores_gold": ("account_id", "risk_band"),
-    "anomaly_alerts": ("account_id",),
-    "dq_results": (),
-    "regulatory_snapshots": (),  # write-once: bin-packing only, never a weekly rewrite of every snapshot
-    "regulatory_snapshots_monthly": (),
-    "reconciliation_report": (),
-    "reconciliation_breaks": ("category",),
-    "stream_batches": (),
-}
+ZORDER_COLUMNS: dict[str, tuple[str, ...]] = compacted()  # the catalog's compaction entries (write-once snapshots: bin-packing only)
 
 MIN_RETENTION_HOURS = 168  # Delta's own default: readers and time travel within 7 days keep working
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"  # VACUUM's file listing tasks
 DATE_PARTITION_COLUMNS = ("event_date", "ingest_date")
 
-LOG_TABLE = "compaction_log"
 LOG_SCHEMA = T.StructType(
     [
         T.StructField("compaction_id", T.StringType(), False),
@@ -76,7 +64,7 @@ LOG_SCHEMA = T.StructType(
 _log = logging.getLogger(__name__)
 
 compaction_log = AssetSpec(
-    LOG_TABLE,
+    COMPACTION_LOG,
     group_name="operations",
     kinds={"delta"},
     description=(
@@ -237,7 +225,7 @@ def record_compactions(spark: SparkSession, lake: LakeResource, results: list[di
          r["files_removed_by_vacuum"], r["delta_version_after"], retention_hours, float(r["seconds"]), run_id, now, now.date())
         for r in results
     ]
-    return lake.insert_new(spark.createDataFrame(rows, LOG_SCHEMA), LOG_TABLE, "compaction_id")
+    return lake.insert_new(spark.createDataFrame(rows, LOG_SCHEMA), COMPACTION_LOG, "compaction_id")
 
 
 class CompactionConfig(Config):
@@ -284,7 +272,7 @@ def compact_lake(context: OpExecutionContext, config: CompactionConfig, spark: P
     }
     if results:
         version = record_compactions(session, lake, results, config.retention_hours, context.run_id, now)
-        metadata.update({"delta_path": MetadataValue.path(lake.table_path(LOG_TABLE)), "delta_version": version})
+        metadata.update({"delta_path": MetadataValue.path(lake.table_path(COMPACTION_LOG)), "delta_version": version})
     context.log_event(AssetMaterialization(compaction_log.key, description="Lake compaction", metadata=metadata))
     if failed:
         raise Failure(

@@ -34,34 +34,33 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import markdown_table
-from compliance_assets.ml.gold import TABLE as GOLD
-from compliance_assets.reporting.reconciliation import REPORT
-from compliance_assets.reporting.snapshots import DAILY, current_entry
+from compliance_assets.reporting.snapshots import current_entry
 from partitions import daily_partitions
 from resources.file_drops import FileDropResource
 from resources.lake import LakeResource
+from catalog import GOLD, RECONCILIATION_REPORT, SNAPSHOTS
 
 ASSET = "regulatory_exports"
 EXPORTS = "exports"
-GOLD_EXPORT, SNAPSHOT_EXPORT = f"{EXPORTS}/{GOLD}", f"{EXPORTS}/{DAILY}"
+GOLD_EXPORT, SNAPSHOT_EXPORT = f"{EXPORTS}/{GOLD}", f"{EXPORTS}/{SNAPSHOTS}"
 GOLD_KEY, SNAPSHOT_KEY = "ingest_date", "period"  # the delivery day in each table
 
 
 def manifest_name(day: str) -> str:
-    return f"{EXPORTS}/snapshot_manifests/{DAILY}_{day}.json"
+    return f"{EXPORTS}/snapshot_manifests/{SNAPSHOTS}_{day}.json"
 
 
 def report_name(day: str) -> str:
-    return f"{EXPORTS}/reports/{REPORT}_{day}.csv"
+    return f"{EXPORTS}/reports/{RECONCILIATION_REPORT}_{day}.csv"
 
 
 def export_files(spark: SparkSession, lake: LakeResource, file_drops: FileDropResource, day: str, entry) -> bool:
     """Write the snapshot's manifest entry (JSON) and, when the day was reconciled, its reconciliation report
     (CSV); returns whether a report was written."""
     file_drops.write_bytes(manifest_name(day), json.dumps(entry.asDict(recursive=True), sort_keys=True, default=str, indent=2).encode())
-    if not lake.table_exists(spark, REPORT):
+    if not lake.table_exists(spark, RECONCILIATION_REPORT):
         return False
-    report = lake.read(spark, REPORT).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("category", "currency").toPandas()
+    report = lake.read(spark, RECONCILIATION_REPORT).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("category", "currency").toPandas()
     if report.empty:
         return False
     file_drops.write_bytes(report_name(day), report.to_csv(index=False).encode())
@@ -77,10 +76,10 @@ def gold_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
 
 def snapshot_rows(spark: SparkSession, lake: LakeResource, day: str) -> tuple[DataFrame, object]:
     """The rows of the day's newest snapshot version (per its manifest entry), and that entry."""
-    entry = current_entry(spark, lake, DAILY, day)
+    entry = current_entry(spark, lake, SNAPSHOTS, day)
     if entry is None:
-        raise Failure(f"No {DAILY} snapshot for {day} in the manifest: materialise {DAILY} for {day} first")
-    rows = lake.read(spark, DAILY).where((F.col("period") == day) & (F.col("snapshot_version") == entry.snapshot_version))
+        raise Failure(f"No {SNAPSHOTS} snapshot for {day} in the manifest: materialise {SNAPSHOTS} for {day} first")
+    rows = lake.read(spark, SNAPSHOTS).where((F.col("period") == day) & (F.col("snapshot_version") == entry.snapshot_version))
     return rows, entry
 
 
@@ -99,7 +98,7 @@ def replace_day(table: pa.Table, file_drops: FileDropResource, name: str, column
     group_name="file_exchange",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[GOLD, DAILY, REPORT],
+    deps=[GOLD, SNAPSHOTS, RECONCILIATION_REPORT],
     kinds={"spark", "delta"},
     description=(
         "The delivery day's risk scores (risk_scores_gold) and its current regulatory snapshot version, exported as Delta "
@@ -118,11 +117,11 @@ def regulatory_exports(context: AssetExecutionContext, spark: PySparkResource, l
         versions[GOLD_EXPORT] = replace_day(gold, file_drops, GOLD_EXPORT, GOLD_KEY, day)
         snap = snapshot.toArrow()
         if snap.num_rows != entry.row_count:
-            raise Failure(f"{DAILY} {day} version {entry.snapshot_version} has {snap.num_rows} rows, its manifest says {entry.row_count}: not exported")
+            raise Failure(f"{SNAPSHOTS} {day} version {entry.snapshot_version} has {snap.num_rows} rows, its manifest says {entry.row_count}: not exported")
         versions[SNAPSHOT_EXPORT] = replace_day(snap, file_drops, SNAPSHOT_EXPORT, SNAPSHOT_KEY, day)
         report = export_files(session, lake, file_drops, day, entry)
         if not report:
-            context.log.warning(f"{ASSET} {day}: no {REPORT} rows for the day (not reconciled yet): report not exported")
+            context.log.warning(f"{ASSET} {day}: no {RECONCILIATION_REPORT} rows for the day (not reconciled yet): report not exported")
         exported.append({"day": day, "gold_rows": gold.num_rows, "snapshot_rows": snap.num_rows, "snapshot_version": entry.snapshot_version, "snapshot_sha256": entry.sha256, "report": report})
         context.log.info(f"{ASSET} {day}: {gold.num_rows} gold rows, snapshot v{entry.snapshot_version} ({snap.num_rows} rows) to {file_drops.uri(EXPORTS)}")
     last = exported[-1]

@@ -27,14 +27,12 @@ from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
-from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.ops.audit import record_operation, require_replay_tags
 from compliance_assets.reference_data import load_reference_csv
-from compliance_assets.ingest.silver import DLQ, SILVER
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
+from catalog import DLQ, Days, GOLD, RECONCILIATION_BREAKS, RECONCILIATION_REPORT, SILVER
 
-REPORT, BREAKS = "reconciliation_report", "reconciliation_breaks"
 DEADLINE_HOUR_UTC = 6  # T+1 06:00 UTC (runbook: reconciliation completed before T+1 06:00)
 
 # categories: (explained?, what it means)
@@ -200,8 +198,8 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
         .withColumn("dagster_run_id", F.lit(run_id))
         .withColumn("reconciled_at", F.lit(now))
     )
-    if lake.table_exists(spark, REPORT):  # a re-run keeps when the day was first reconciled (the deadline is about that)
-        first = lake.read(spark, REPORT).where(F.col("event_date") == d).agg(F.min("first_reconciled_at")).collect()[0][0]
+    if lake.table_exists(spark, RECONCILIATION_REPORT):  # a re-run keeps when the day was first reconciled (the deadline is about that)
+        first = lake.read(spark, RECONCILIATION_REPORT).where(F.col("event_date") == d).agg(F.min("first_reconciled_at")).collect()[0][0]
         if first is not None:
             report = report.withColumn("first_reconciled_at", F.lit(first))
     report = report.select(*REPORT_SCHEMA.fieldNames()).persist()
@@ -215,7 +213,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
     backfill_policy=BackfillPolicy.single_run(),
     specs=[
         AssetSpec(
-            REPORT,
+            RECONCILIATION_REPORT,
             deps=["ledger_files", "transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
             group_name="reporting",
             kinds={"spark", "delta"},
@@ -228,7 +226,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
             metadata={"partition_column": "event_date (delivery day)", "key": "event_date, currency, category"},
         ),
         AssetSpec(
-            BREAKS,
+            RECONCILIATION_BREAKS,
             deps=["ledger_files", "transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
             group_name="reporting",
             kinds={"spark", "delta"},
@@ -249,8 +247,8 @@ def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource
     for key in context.partition_keys:
         breaks, report = reconcile(session, lake, key, context.run_id)
         try:
-            versions[BREAKS] = lake.replace_where(breaks, BREAKS, f"event_date = '{key}'")
-            versions[REPORT] = lake.replace_where(report, REPORT, f"event_date = '{key}'")
+            versions[RECONCILIATION_BREAKS] = lake.replace_days(breaks, RECONCILIATION_BREAKS, Days.of(key))
+            versions[RECONCILIATION_REPORT] = lake.replace_days(report, RECONCILIATION_REPORT, Days.of(key))
             for r in report.groupBy("category").agg(F.sum("transactions").alias("n")).collect():
                 totals[r.category] = totals.get(r.category, 0) + r.n
             unexplained = breaks.where(~F.col("explained")).count()
@@ -259,25 +257,24 @@ def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource
         finally:
             breaks.unpersist()
             report.unpersist()
-    for asset in (REPORT, BREAKS):
+    for asset in (RECONCILIATION_REPORT, RECONCILIATION_BREAKS):
         record_operation(context, session, lake, asset)
     summary = markdown_table([{"category": k, "transactions": v, "explained": "" if k in (LEDGER, SILVER_TOTAL, GOLD_TOTAL) else CATEGORIES.get(k, (True,))[0]} for k, v in sorted(totals.items())])
     yield MaterializeResult(
-        asset_key=REPORT,
-        metadata=delta_metadata(lake.table_path(REPORT), versions[REPORT], sum(1 for _ in totals), REPORT_SCHEMA, categories=summary, unexplained_differences=unexplained_total),
+        asset_key=RECONCILIATION_REPORT,
+        metadata=delta_metadata(lake.table_path(RECONCILIATION_REPORT), versions[RECONCILIATION_REPORT], sum(1 for _ in totals), REPORT_SCHEMA, categories=summary, unexplained_differences=unexplained_total),
     )
-    yield MaterializeResult(asset_key=BREAKS, metadata=delta_metadata(lake.table_path(BREAKS), versions[BREAKS], lake.rows_written(session, BREAKS), BREAKS_SCHEMA))
-
+    yield MaterializeResult(asset_key=RECONCILIATION_BREAKS, metadata=delta_metadata(lake.table_path(RECONCILIATION_BREAKS), versions[RECONCILIATION_BREAKS], lake.rows_written(session, RECONCILIATION_BREAKS), BREAKS_SCHEMA))
 
 
 @asset_check(
-    asset=REPORT,
+    asset=RECONCILIATION_REPORT,
     partitions_def=daily_partitions,
-    additional_deps=[BREAKS],
+    additional_deps=[RECONCILIATION_BREAKS],
     description="Every difference between the ledger and silver/gold is explained (rejected with a reason, a dropped duplicate, delivered earlier); missing, extra, mismatched or unscored transactions fail it.",
 )
 def reconciliation_differences_explained(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    breaks = lake.read(spark.spark_session, BREAKS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    breaks = lake.read(spark.spark_session, RECONCILIATION_BREAKS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
     unexplained = breaks.where(~F.col("explained"))
     counts = {r.category: r["count"] for r in unexplained.groupBy("category").count().collect()}
     examples = [r.transaction_id for r in unexplained.orderBy("category", "transaction_id").limit(10).collect()]
@@ -293,12 +290,12 @@ def reconciliation_differences_explained(context, spark: PySparkResource, lake: 
 
 
 @asset_check(
-    asset=REPORT,
+    asset=RECONCILIATION_REPORT,
     partitions_def=daily_partitions,
     description=f"The day was first reconciled before T+1 {DEADLINE_HOUR_UTC:02d}:00 UTC (runbook SLO). Reported as a warning for days first reconciled by a backfill.",
 )
 def reconciliation_before_deadline(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, REPORT).where(F.col("event_date").isin(day_literals(context.partition_keys))).groupBy("event_date").agg(
+    rows = lake.read(spark.spark_session, RECONCILIATION_REPORT).where(F.col("event_date").isin(day_literals(context.partition_keys))).groupBy("event_date").agg(
         F.min("first_reconciled_at").alias("first"), F.min("deadline").alias("deadline")
     ).collect()
     late = [r for r in rows if r.first > r.deadline]

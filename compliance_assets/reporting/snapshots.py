@@ -33,14 +33,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.gold import TABLE as GOLD
-from compliance_assets.ingest.silver import SILVER
 from compliance_assets.ops.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, record_operation, require_replay_tags
 from partitions import daily_partitions, monthly_partitions
 from resources.lake import LakeResource
+from catalog import ALERTS, GOLD, SILVER, SNAPSHOTS, SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST
 
-DAILY, MONTHLY, MANIFEST = "regulatory_snapshots", "regulatory_snapshots_monthly", "regulatory_snapshot_manifest"
 SUPERSEDE_TAG = "supersede_reason"
 # the snapshot's content, in hash order: a row's hash is SHA-256 of to_json(struct(these columns))
 CONTENT_COLUMNS = (
@@ -111,7 +108,7 @@ def fingerprint(rows: DataFrame) -> dict:
 
 
 def manifest(spark: SparkSession, lake: LakeResource) -> DataFrame:
-    return lake.read_or_empty(spark, MANIFEST, MANIFEST_SCHEMA)
+    return lake.read_or_empty(spark, SNAPSHOT_MANIFEST, MANIFEST_SCHEMA)
 
 
 def current_entry(spark: SparkSession, lake: LakeResource, table: str, period: str):
@@ -164,7 +161,7 @@ def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: La
         (current.sha256 == fp["sha256"]) if current is not None else None,
         tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), delta_version, context.run_id, now,
     )
-    spark.createDataFrame([entry], MANIFEST_SCHEMA).write.format("delta").mode("append").save(lake.table_path(MANIFEST))
+    spark.createDataFrame([entry], MANIFEST_SCHEMA).write.format("delta").mode("append").save(lake.table_path(SNAPSHOT_MANIFEST))
     context.log.info(f"{table} {period}: version {version}, {fp['row_count']} rows, sha256 {fp['sha256']}")
     return {**fp, "snapshot_version": version, "delta_version": delta_version, "superseded": current.snapshot_version if current is not None else None}
 
@@ -187,7 +184,7 @@ def _materialize(context: AssetExecutionContext, config: SnapshotConfig, spark: 
 
 
 snapshot_manifest = AssetSpec(
-    MANIFEST,
+    SNAPSHOT_MANIFEST,
     group_name="reporting",
     kinds={"delta"},
     description="One row per regulatory snapshot version (daily and monthly): row count, amount totals per currency, alerts, SHA-256, and for a superseding version the reason, who asked and the incident. Append-only.",
@@ -196,7 +193,7 @@ snapshot_manifest = AssetSpec(
 
 
 @asset(
-    name=DAILY,
+    name=SNAPSHOTS,
     group_name="reporting",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -211,15 +208,15 @@ snapshot_manifest = AssetSpec(
 )
 def regulatory_snapshots(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     days = [(k, dt.date.fromisoformat(k), dt.date.fromisoformat(k)) for k in context.partition_keys]
-    return _materialize(context, config, spark.spark_session, lake, DAILY, days)
+    return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS, days)
 
 
 @asset(
-    name=MONTHLY,
+    name=SNAPSHOTS_MONTHLY,
     group_name="reporting",
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[DAILY],
+    deps=[SNAPSHOTS],
     kinds={"spark", "delta"},
     description=(
         "Write-once monthly regulatory snapshot: the month's scored transactions and alert decisions, with the same "
@@ -233,7 +230,7 @@ def regulatory_snapshots_monthly(context: AssetExecutionContext, config: Snapsho
         first = dt.date.fromisoformat(key)
         last = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
         months.append((key, first, last))
-    return _materialize(context, config, spark.spark_session, lake, MONTHLY, months)
+    return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS_MONTHLY, months)
 
 
 def verify(spark: SparkSession, lake: LakeResource, table: str, periods: list[str]) -> list[dict]:
@@ -259,20 +256,20 @@ def _verification(results: list[dict]) -> AssetCheckResult:
 
 
 @asset_check(
-    asset=DAILY,
+    asset=SNAPSHOTS,
     partitions_def=daily_partitions,
-    additional_deps=[MANIFEST],
+    additional_deps=[SNAPSHOT_MANIFEST],
     description="Recomputes each stored version's row count, amount totals and SHA-256 from its rows and compares them with the manifest: any change to a stored snapshot fails it.",
 )
 def daily_snapshot_matches_manifest(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    return _verification(verify(spark.spark_session, lake, DAILY, list(context.partition_keys)))
+    return _verification(verify(spark.spark_session, lake, SNAPSHOTS, list(context.partition_keys)))
 
 
 @asset_check(
-    asset=MONTHLY,
+    asset=SNAPSHOTS_MONTHLY,
     partitions_def=monthly_partitions,
-    additional_deps=[MANIFEST],
+    additional_deps=[SNAPSHOT_MANIFEST],
     description="Recomputes each stored version's row count, amount totals and SHA-256 from its rows and compares them with the manifest: any change to a stored snapshot fails it.",
 )
 def monthly_snapshot_matches_manifest(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    return _verification(verify(spark.spark_session, lake, MONTHLY, list(context.partition_keys)))
+    return _verification(verify(spark.spark_session, lake, SNAPSHOTS_MONTHLY, list(context.partition_keys)))

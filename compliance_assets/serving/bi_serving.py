@@ -3,18 +3,14 @@ the SQL database BI tools read, and the check that what was published matches th
 
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
 
-from compliance_assets.ingest.silver import DQ, SILVER
 from compliance_assets.metadata import markdown_table
-from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.gold import TABLE as GOLD
-from compliance_assets.reporting.reconciliation import REPORT
-from compliance_assets.reporting.snapshots import DAILY
 from compliance_assets.serving.bi_tables import SERVING_TABLES, VIEWS
 from compliance_assets.serving.publish import compare_day, publish
 from compliance_assets.serving.sources import DeltaReader
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.serving import ServingDatabaseResource
+from catalog import ALERTS, DQ_RESULTS, GOLD, RECONCILIATION_REPORT, SILVER, SNAPSHOTS
 
 ASSET = "bi_serving"
 
@@ -24,7 +20,7 @@ ASSET = "bi_serving"
     group_name="serving",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[GOLD, ALERTS, SILVER, DQ, REPORT, DAILY],
+    deps=[GOLD, ALERTS, SILVER, DQ_RESULTS, RECONCILIATION_REPORT, SNAPSHOTS],
     kinds={"sql", "delta"},
     description=(
         "The delivery day published to the BI database (Power BI through Azure SQL / Synapse, or any SQL client): "

@@ -15,20 +15,16 @@ from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from compliance_assets.ingest.silver import DLQ, DQ, SILVER
 from compliance_assets.metadata import markdown_table
-from compliance_assets.ml.alerts import TABLE as ALERTS
 from compliance_assets.ml.alerts import scenario_of
-from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.monitoring.drift import FEATURE_PSI
-from compliance_assets.monitoring.drift import TABLE as DRIFT
-from compliance_assets.reporting.reconciliation import REPORT
 from compliance_assets.serving import dashboard_panels as panels
 from partitions import daily_partitions
 from resources.file_drops import FileDropResource
 from resources.lake import LakeResource
 from resources.mlflow import CHAMPION, ModelRegistryResource
 from resources.monitoring import MonitoringResource
+from catalog import ALERTS, DLQ, DQ_RESULTS, GOLD, MODEL_DRIFT, RECONCILIATION_REPORT, SILVER
 
 ASSET = "compliance_dashboard"
 FOLDER = "dashboards"
@@ -116,7 +112,7 @@ def alert_trend(t: DayTables, days: int = TREND_DAYS) -> pd.DataFrame:
 
 
 def dq_summary(t: DayTables) -> pd.DataFrame:
-    dq = t.table(DQ)
+    dq = t.table(DQ_RESULTS)
     if dq is None:
         return pd.DataFrame(columns=["rule_id", "severity", "checked", "failed", "pass_rate"])
     return dq.where(F.col("event_date") == t.date).select("rule_id", "severity", "checked", "failed", "pass_rate").toPandas()
@@ -135,7 +131,7 @@ def dlq_summary(t: DayTables) -> tuple[pd.DataFrame, int | None]:
 
 def reconciliation_summary(t: DayTables) -> tuple[pd.DataFrame, object, object]:
     """(the day's report per category, summed over currencies; first reconciled at; deadline)."""
-    report = t.table(REPORT)
+    report = t.table(RECONCILIATION_REPORT)
     if report is None:
         return pd.DataFrame(columns=["category", "explained", "transactions", "amount"]), None, None
     day = report.where(F.col("event_date") == t.date)
@@ -145,7 +141,7 @@ def reconciliation_summary(t: DayTables) -> tuple[pd.DataFrame, object, object]:
 
 
 def drift_summary(t: DayTables) -> pd.DataFrame | None:
-    drift = t.table(DRIFT)
+    drift = t.table(MODEL_DRIFT)
     if drift is None:
         return None
     return drift.where((F.col("event_date") == t.date) & (F.col("metric") == FEATURE_PSI)).select("name", "value", "status", "warn_at", "fail_at").toPandas()
@@ -223,7 +219,7 @@ def link(file_drops: FileDropResource, name: str) -> MetadataValue:
     group_name="serving",
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[GOLD, ALERTS, SILVER, DQ, DLQ, REPORT, DRIFT],
+    deps=[GOLD, ALERTS, SILVER, DQ_RESULTS, DLQ, RECONCILIATION_REPORT, MODEL_DRIFT],
     kinds={"spark", "plotly", "html"},
     description=(
         "The daily compliance dashboard: one page per delivery day that opens in any browser without a server. "

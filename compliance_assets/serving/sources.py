@@ -7,7 +7,6 @@ reconciliation report by event_date (= the delivery day there), the snapshot man
 """
 
 import datetime as dt
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,38 +18,15 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from sqlalchemy import Table
 
-from compliance_assets.ingest.silver import DQ, SILVER
 from compliance_assets.ml.alerts import DETAIL_SEPARATOR
-from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.gold import TABLE as GOLD
-from compliance_assets.reporting.reconciliation import REPORT
-from compliance_assets.reporting.snapshots import DAILY, MANIFEST
 from compliance_assets.serving import bi_tables
 from compliance_assets.serving.arrow_json import json_lists
 from resources.lake import LakeResource
+from catalog import ALERTS, DQ_RESULTS, GOLD, RECONCILIATION_REPORT, SILVER, SNAPSHOTS, SNAPSHOT_MANIFEST
 
 BATCH_ROWS = 100_000
 JSON_COLUMNS = ("top_features", "reasons")
 RENAMED = {"dagster_run_id": "source_run_id"}  # the source's run; dagster_run_id is the publishing run
-
-
-def lake_storage_options(root: str) -> dict[str, str]:
-    """delta-rs storage options for the lake root: none for a local folder; for abfss:// the Azure profile's
-    account and credential (resources/azure.py's settings; secrets read from the environment here, passed to
-    delta-rs only, never logged)."""
-    if "://" not in root or root.startswith("file://"):
-        return {}
-    from resources.azure import AdlsSettings
-
-    adls = AdlsSettings.from_env()
-    options = {"azure_storage_account_name": adls.account}
-    if adls.auth == "account_key":
-        options["azure_storage_account_key"] = os.environ["AZURE_STORAGE_KEY"]
-    elif adls.auth == "service_principal":
-        options.update({"azure_client_id": adls.client_id, "azure_tenant_id": adls.tenant_id, "azure_client_secret": os.environ["AZURE_CLIENT_SECRET"]})
-    elif adls.client_id:  # a user-assigned managed identity
-        options["azure_msi_client_id"] = adls.client_id
-    return options
 
 
 class DeltaReader:
@@ -58,7 +34,7 @@ class DeltaReader:
 
     def __init__(self, lake: LakeResource):
         self.lake = lake
-        self.options = lake_storage_options(lake.root)
+        self.options = lake.storage_options
 
     def dataset(self, table: str) -> ds.Dataset | None:
         """The table's current snapshot as a pyarrow dataset, or None when the table does not exist yet."""
@@ -199,20 +175,20 @@ def alert_rows(reader: DeltaReader, day: str, notes: dict) -> Iterator[pa.Record
 
 
 def dq_rows(reader: DeltaReader, day: str, notes: dict) -> Iterator[pa.RecordBatch]:
-    return _plain(reader, DQ, day_is("event_date", day), _source_columns(bi_tables.dq_results))
+    return _plain(reader, DQ_RESULTS, day_is("event_date", day), _source_columns(bi_tables.dq_results))
 
 
 def report_rows(reader: DeltaReader, day: str, notes: dict) -> Iterator[pa.RecordBatch]:
-    return _plain(reader, REPORT, day_is("event_date", day), _source_columns(bi_tables.reconciliation))
+    return _plain(reader, RECONCILIATION_REPORT, day_is("event_date", day), _source_columns(bi_tables.reconciliation))
 
 
 def _manifest_where(day: str) -> ds.Expression:
-    return (ds.field("snapshot_table") == DAILY) & (ds.field("period") == day)
+    return (ds.field("snapshot_table") == SNAPSHOTS) & (ds.field("period") == day)
 
 
 def snapshot_rows(reader: DeltaReader, day: str, notes: dict) -> Iterator[pa.RecordBatch]:
     """Every manifest entry (version) of the day's daily snapshot, the newest flagged is_current."""
-    batches = list(reader.batches(MANIFEST, _manifest_where(day), _source_columns(bi_tables.snapshot_summaries, ("is_current",))))
+    batches = list(reader.batches(SNAPSHOT_MANIFEST, _manifest_where(day), _source_columns(bi_tables.snapshot_summaries, ("is_current",))))
     if not batches:
         return iter(())
     entries = pa.Table.from_batches(batches)
@@ -222,9 +198,9 @@ def snapshot_rows(reader: DeltaReader, day: str, notes: dict) -> Iterator[pa.Rec
 
 
 SOURCES = (
-    ServingSource(bi_tables.risk_scores, GOLD, lambda d: day_is("ingest_date", d), ("risk_score",), gold_rows, required=True),
-    ServingSource(bi_tables.alerts, ALERTS, lambda d: day_is("ingest_date", d), ("amount_base",), alert_rows, required=True),
-    ServingSource(bi_tables.dq_results, DQ, lambda d: day_is("event_date", d), ("checked", "failed"), dq_rows),
-    ServingSource(bi_tables.reconciliation, REPORT, lambda d: day_is("event_date", d), ("transactions", "amount"), report_rows),
-    ServingSource(bi_tables.snapshot_summaries, MANIFEST, _manifest_where, ("row_count", "alerts"), snapshot_rows),
+    ServingSource(bi_tables.risk_scores, GOLD, lambda d: day_is(GOLD.day_column, d), ("risk_score",), gold_rows, required=True),
+    ServingSource(bi_tables.alerts, ALERTS, lambda d: day_is(ALERTS.day_column, d), ("amount_base",), alert_rows, required=True),
+    ServingSource(bi_tables.dq_results, DQ_RESULTS, lambda d: day_is(DQ_RESULTS.day_column, d), ("checked", "failed"), dq_rows),
+    ServingSource(bi_tables.reconciliation, RECONCILIATION_REPORT, lambda d: day_is(RECONCILIATION_REPORT.day_column, d), ("transactions", "amount"), report_rows),
+    ServingSource(bi_tables.snapshot_summaries, SNAPSHOT_MANIFEST, _manifest_where, ("row_count", "alerts"), snapshot_rows),
 )

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER
-from compliance_assets.ml.alerts import TABLE as ALERTS
+from catalog import ALERTS, GOLD
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
 from compliance_assets.ml.scoring import TOP_FEATURE_TYPE
 from compliance_assets.streaming.microbatch import BRONZE, PROGRESS, PROGRESS_SCHEMA, BatchReport, BatchWriter, PartitionStats, _Writes

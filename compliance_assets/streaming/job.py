@@ -10,9 +10,6 @@ from dagster import AssetKey, AssetMaterialization, AssetSpec, Config, MetadataV
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 
-from compliance_assets.ingest.silver import DLQ, SILVER
-from compliance_assets.ml.alerts import TABLE as ALERTS
-from compliance_assets.ml.gold import TABLE as GOLD
 from compliance_assets.streaming.microbatch import BRONZE, PROGRESS, BatchReport
 from compliance_assets.streaming.stream import StreamOptions, run_stream
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
@@ -20,6 +17,7 @@ from resources.kafka import KafkaResource
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource
 from resources.mlflow import ModelRegistryResource
+from catalog import ALERTS, DLQ, GOLD, SILVER
 
 STREAM_JOB = "transaction_stream"
 CONCURRENCY_KEY = "streaming"

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER, reference_frames
 from compliance_assets.ml.alerts import RULE_COLUMNS, alert_rows
-from compliance_assets.ml.alerts import TABLE as ALERTS
+from catalog import ALERTS
 from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, read_outcomes, table_version
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
 from compliance_assets.ml.model_features import merchant_risk_between, model_feature_frame

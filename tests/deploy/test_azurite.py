@@ -287,7 +287,8 @@ def write_minimal_lake(spark, lake: Path) -> None:
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    from compliance_assets.ml.gold import GOLD_COLUMNS, TABLE as GOLD
+    from catalog import GOLD
+    from compliance_assets.ml.gold import GOLD_COLUMNS
     from compliance_assets.ml.scoring import TOP_FEATURE_TYPE
     from contracts.spark import struct_type
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
-from compliance_assets.ml.outcomes import TABLE, outcome_checks, transaction_outcomes
+from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
 from compliance_assets.synthetic import SynthConfig, generate_day
 from tests.conftest import make_resources
 from tests.helpers import check_results, read_delta, stable_rows
+from catalog import OUTCOMES
 
 DAY, EMPTY_DAY = "2026-03-02", "2026-03-03"
 
@@ -40,7 +41,7 @@ def test_outcomes_land_as_delivered_and_rematerialise_identically(lake):
     assert first.success
     assert all(check_results(first).values()) and len(check_results(first)) == 2
     delivered = pd.read_csv(lake / "landing" / "outcomes" / f"{DAY}.csv", dtype=str)
-    written = read_delta(lake, TABLE, event_date=DAY)
+    written = read_delta(lake, OUTCOMES, event_date=DAY)
     assert len(written) == len(delivered) > 0
     assert set(written["label"].unique()) <= {0, 1} and written["label"].sum() > 0
     merged = delivered.merge(written, on="transaction_id", suffixes=("_csv", ""))
@@ -49,16 +50,16 @@ def test_outcomes_land_as_delivered_and_rematerialise_identically(lake):
     assert (pd.to_datetime(merged["decision_time"], utc=True) == pd.to_datetime(merged["decision_time_csv"], utc=True)).all()
 
     assert run(lake, DAY).success
-    assert stable_rows(read_delta(lake, TABLE, event_date=DAY), "transaction_id").equals(stable_rows(written, "transaction_id"))
+    assert stable_rows(read_delta(lake, OUTCOMES, event_date=DAY), "transaction_id").equals(stable_rows(written, "transaction_id"))
 
 
 def test_a_day_without_a_file_is_empty_and_leaves_other_days(lake):
     assert run(lake, DAY).success
-    before = read_delta(lake, TABLE, event_date=DAY)
+    before = read_delta(lake, OUTCOMES, event_date=DAY)
     result = run(lake, EMPTY_DAY)
     assert result.success
-    assert len(read_delta(lake, TABLE, event_date=EMPTY_DAY)) == 0
-    assert len(read_delta(lake, TABLE, event_date=DAY)) == len(before)
+    assert len(read_delta(lake, OUTCOMES, event_date=EMPTY_DAY)) == 0
+    assert len(read_delta(lake, OUTCOMES, event_date=DAY)) == len(before)
 
 
 @pytest.mark.parametrize("content", [None, "transaction_id,label,decision_time\n"], ids=["no-file", "header-only"])
@@ -71,7 +72,7 @@ def test_an_empty_day_on_a_new_lake_is_an_empty_partition(spark, tmp_path, conte
     assert result.success
     assert all(check_results(result).values()) and len(check_results(result)) == 2
     assert row_count(result) == 0
-    assert len(read_delta(tmp_path, TABLE, event_date=EMPTY_DAY)) == 0
+    assert len(read_delta(tmp_path, OUTCOMES, event_date=EMPTY_DAY)) == 0
     [event] = result.get_asset_materialization_events()
     assert event.materialization.metadata["days_without_file"].value == (EMPTY_DAY if content is None else "none")
 
@@ -84,7 +85,7 @@ def test_columns_are_matched_by_header_name_and_quoted_fields_read_as_rfc4180(sp
     )
     result = run(tmp_path, DAY)
     assert result.success
-    written = read_delta(tmp_path, TABLE, event_date=DAY).sort_values("transaction_id")
+    written = read_delta(tmp_path, OUTCOMES, event_date=DAY).sort_values("transaction_id")
     assert written["transaction_id"].tolist() == ['TX,"1"', "TX2"]
     assert written["label"].tolist() == [1, 0]
     assert pd.to_datetime(written["decision_time"], utc=True).tolist() == [pd.Timestamp("2026-03-02T10:00:00Z"), pd.Timestamp("2026-03-03T11:30:00Z")]

@@ -18,13 +18,14 @@ from compliance_assets.ml.alerts import alert_volume_within_budget, anomaly_aler
 from compliance_assets.ml.features_training import features_cover_silver, ml_features_training
 from compliance_assets.ml.gold import band_distribution_within_bounds, every_silver_row_scored_once, risk_scores_gold, scores_in_unit_interval
 from compliance_assets.ml.outcomes import transaction_outcomes
-from compliance_assets.ml.registry import AUDIT_TABLE, promote_challenger
+from compliance_assets.ml.registry import promote_challenger
 from compliance_assets.ml.training import load_training_frame, risk_model
 from compliance_assets.synthetic import SynthConfig, generate_day
 from contracts import load_contract
 from resources.mlflow import CHALLENGER, CHAMPION
 from tests.conftest import make_resources
 from tests.helpers import INGEST_ASSETS, check_results, read_delta
+from catalog import MODEL_AUDIT
 
 DAYS = [f"2026-03-0{i}" for i in range(1, 7)]
 TRAIN_PARTITION = "2026-03-20"  # a model as of two weeks later: the outcomes of all six days are decided
@@ -170,7 +171,7 @@ def test_a_weaker_challenger_is_refused_and_rollback_restores_the_first_versions
     assert restored[CONTENT].equals(before[DAYS[-2]][CONTENT])  # the first version's scores, row for row
     assert gold_rows(lake, DAYS[-1]).equals(v2_last)  # the partition outside the range is untouched
 
-    audit = read_delta(lake, AUDIT_TABLE).sort_values("decided_at")
+    audit = read_delta(lake, MODEL_AUDIT).sort_values("decided_at")
     assert list(audit["action"]) == ["PROMOTED", "PROMOTION_REJECTED", "PROMOTED", "ROLLED_BACK"]
     assert list(audit["approver"]) == ["a.auditor", "a.auditor", "b.approver", "c.officer"]
     assert list(audit["to_version"]) == ["1", "2", "2", "1"]

@@ -68,7 +68,7 @@ def registered_in(lake):
 def champion_with_training_window(lake, window: str, spark) -> str:
     """Register the champion's artifacts again as a version whose recorded training data is `window` of
     ml_features_training at its current Delta version, and make it the champion."""
-    from compliance_assets.ml.features_training import TABLE
+    from catalog import TRAINING_FEATURES as TABLE
 
     registry = registered_in(lake)
     champion = registry.version_by_alias(CHAMPION)

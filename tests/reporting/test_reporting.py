@@ -14,12 +14,8 @@ from pyspark.sql import functions as F
 from compliance_assets.definitions import defs
 from compliance_assets.ml.alerts import anomaly_alerts
 from compliance_assets.ml.gold import risk_scores_gold
-from compliance_assets.reporting.reconciliation import (
-    reconcile_with_ledger, reconciliation_before_deadline, reconciliation_differences_explained,
-)
-from compliance_assets.reporting.snapshots import (
-    daily_snapshot_matches_manifest, monthly_snapshot_matches_manifest, regulatory_snapshots, regulatory_snapshots_monthly, verify,
-)
+from compliance_assets.reporting.reconciliation import reconcile_with_ledger, reconciliation_before_deadline, reconciliation_differences_explained
+from compliance_assets.reporting.snapshots import daily_snapshot_matches_manifest, monthly_snapshot_matches_manifest, regulatory_snapshots, regulatory_snapshots_monthly, verify
 from tests.conftest import make_resources
 from tests.helpers import CHAMPION_DAYS, check_results, read_delta
 

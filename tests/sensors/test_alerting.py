@@ -38,25 +38,10 @@ from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import mask_error
 from resources.notifier import Alert, NotifierResource, alert_payload, notifier_from_env, redact, safe_target
-from sensors.alerting import (
-    DELIVERED,
-    GAVE_UP,
-    LOGGED_NO_WEBHOOK,
-    NO_WEBHOOK_MESSAGE,
-    RETRY_SCHEDULED,
-    TABLE,
-    AlertCursor,
-    Pending,
-    RetryPolicy,
-    after_attempt,
-    alert_from_check,
-    alert_notifications_spec,
-    alerting_sensor,
-    deliver,
-    read_new_alerts,
-)
+from sensors.alerting import DELIVERED, GAVE_UP, LOGGED_NO_WEBHOOK, NO_WEBHOOK_MESSAGE, RETRY_SCHEDULED, AlertCursor, Pending, RetryPolicy, after_attempt, alert_from_check, alert_notifications_spec, alerting_sensor, deliver, read_new_alerts
 from tests.helpers import free_port
 from tests.http_receiver import Receiver as HttpReceiver
+from catalog import ALERT_NOTIFICATIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning")  # partitioned asset checks are a preview feature
 
@@ -160,7 +145,7 @@ def tick(instance, lake_root, notifier: NotifierResource, cursor=None, log_handl
 
 
 def notifications(lake_root):
-    return DeltaTable(f"{lake_root}/tables/{TABLE}").to_pandas().sort_values(["recorded_at", "attempt"]).reset_index(drop=True)
+    return DeltaTable(f"{lake_root}/tables/{ALERT_NOTIFICATIONS}").to_pandas().sort_values(["recorded_at", "attempt"]).reset_index(drop=True)
 
 
 # Through the sensor.
@@ -475,5 +460,5 @@ def test_the_posted_payload_is_redacted(receiver):
 
 
 def test_the_table_spec():
-    assert alert_notifications_spec.key.to_user_string() == TABLE
+    assert alert_notifications_spec.key.to_user_string() == ALERT_NOTIFICATIONS
     assert alert_notifications_spec.group_name == "operations" and alert_notifications_spec.kinds == {"delta"}

@@ -22,25 +22,10 @@ import sensors.case_handoff as handoff_module
 from resources.case_management import RETRYABLE, CaseManagementResource, PostResult, case_management_from_env, classify
 from resources.lake import LakeResource
 from sensors.alerting import RetryPolicy
-from sensors.case_handoff import (
-    DELIVERED,
-    GAVE_UP,
-    NO_ENDPOINT_MESSAGE,
-    REJECTED,
-    RETRY_SCHEDULED,
-    TABLE,
-    WITHDRAWN,
-    HandoffCursor,
-    Retry,
-    after_post,
-    case_handoff_sensor,
-    case_handoffs_spec,
-    case_payload,
-    resumed_retry,
-    touched_partitions,
-)
+from sensors.case_handoff import DELIVERED, GAVE_UP, NO_ENDPOINT_MESSAGE, REJECTED, RETRY_SCHEDULED, WITHDRAWN, HandoffCursor, Retry, after_post, case_handoff_sensor, case_handoffs_spec, case_payload, resumed_retry, touched_partitions
 from tests.helpers import free_port
 from tests.http_receiver import Receiver as HttpReceiver
+from catalog import CASE_HANDOFFS
 
 TOKEN = "CASE-SECRET-987"
 DAY, DAY2 = "2026-04-03", "2026-04-04"
@@ -133,7 +118,7 @@ def tick(instance, lake_root, cm: CaseManagementResource, cursor=None, log_handl
 
 
 def handoffs(lake_root):
-    return DeltaTable(f"{lake_root}/tables/{TABLE}").to_pandas().sort_values(["attempted_at", "alert_id"]).reset_index(drop=True)
+    return DeltaTable(f"{lake_root}/tables/{CASE_HANDOFFS}").to_pandas().sort_values(["attempted_at", "alert_id"]).reset_index(drop=True)
 
 
 def wait_until(timestamp: float):
@@ -326,7 +311,7 @@ def test_without_an_endpoint_the_sensor_skips(instance, tmp_path, monkeypatch):
     write_alerts(tmp_path, [alert(1)])
     cursor, message = tick(instance, tmp_path, cm)
     assert message == NO_ENDPOINT_MESSAGE and cursor is None
-    assert not (tmp_path / "tables" / TABLE).exists()
+    assert not (tmp_path / "tables" / CASE_HANDOFFS).exists()
 
 
 def test_the_endpoint_and_token_come_from_the_environment(instance, tmp_path, receiver, monkeypatch):
@@ -381,7 +366,7 @@ def test_a_record_that_cannot_be_written_still_prevents_a_second_post(instance, 
     """case_handoffs cannot take the new rows (an older table with fewer columns stands at its path): the
     DELIVERED record waits in the cursor, keeps the alert from being posted again, and is written once the table
     can take it."""
-    old_table = f"{tmp_path}/tables/{TABLE}"
+    old_table = f"{tmp_path}/tables/{CASE_HANDOFFS}"
     write_deltalake(old_table, pa.table({
         "alert_id": pa.array(["ALR-other"]), "attempt": pa.array([1], pa.int32()), "status": pa.array([DELIVERED]),
         "attempted_at": pa.array([dt.datetime.now(dt.timezone.utc)], pa.timestamp("us", tz="UTC")), "event_date": pa.array([dt.date.today()]),
@@ -394,7 +379,7 @@ def test_a_record_that_cannot_be_written_still_prevents_a_second_post(instance, 
         write_alerts(tmp_path, [alert(1)], rewrite_day=DAY)  # re-materialised: the alert is found again
         cursor, _ = tick(instance, tmp_path, cm, cursor, caplog.handler)
     assert len(receiver.requests) == 1 and len(json.loads(cursor)["unwritten"]) == 1
-    assert f"could not append 1 row(s) to {TABLE}" in caplog.text
+    assert f"could not append 1 row(s) to {CASE_HANDOFFS}" in caplog.text
     shutil.rmtree(old_table)  # an operator moves the old table away
     cursor, _ = tick(instance, tmp_path, cm, cursor)
     assert json.loads(cursor)["unwritten"] == [] and len(receiver.requests) == 1
@@ -402,11 +387,11 @@ def test_a_record_that_cannot_be_written_still_prevents_a_second_post(instance, 
 
 
 def test_an_unreadable_delivery_record_fails_the_tick_before_any_post(instance, tmp_path, receiver):
-    blocker = tmp_path / "tables" / TABLE
+    blocker = tmp_path / "tables" / CASE_HANDOFFS
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a table")
     write_alerts(tmp_path, [alert(1)])
-    with pytest.raises(Exception, match=f"cannot read {TABLE}"):
+    with pytest.raises(Exception, match=f"cannot read {CASE_HANDOFFS}"):
         tick(instance, tmp_path, CaseManagementResource(url=receiver.url()))
     assert receiver.requests == []
 
@@ -470,7 +455,7 @@ def test_the_case_is_plain_json():
 
 
 def test_the_table_spec_and_the_sensor_default():
-    assert case_handoffs_spec.key.to_user_string() == TABLE
+    assert case_handoffs_spec.key.to_user_string() == CASE_HANDOFFS
     assert case_handoffs_spec.group_name == "investigations" and case_handoffs_spec.kinds == {"delta"}
     assert case_handoff_sensor.default_status == DefaultSensorStatus.STOPPED
 
