@@ -49,7 +49,7 @@ from contracts.spark import struct_type
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import masked_excerpt
-from catalog import Days, REFERENCE
+from catalog import CATALOG, Days
 
 GROUP = "reference_data"
 LOOKBACK_DAYS = 31  # a day served by an older snapshot is reported (a warning), not refused
@@ -279,7 +279,7 @@ def load_contract_files(spark, lake: LakeResource, table: str, files: dict[str, 
             raise ContractCsvError(f"{broken[0]}: rows that do not match the {table} contract ({contract_path(table).name})")
         day = F.create_map(*[F.lit(x) for name, d in day_of.items() for x in (name, d)])[F.col("source_file")] if day_of else F.lit(None)
         rows = loaded.select(*contract.fieldNames(), day.cast("date").alias("event_date"), "source_file")
-        version = lake.replace_days(rows, REFERENCE[table], Days(dt.date.fromisoformat(first), dt.date.fromisoformat(last)))
+        version = lake.replace_days(rows, CATALOG[table], Days(dt.date.fromisoformat(first), dt.date.fromisoformat(last)))
     finally:
         loaded.unpersist()
     # counted here, not from the commit: Delta makes no commit for an empty write that removes nothing
