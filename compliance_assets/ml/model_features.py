@@ -75,41 +75,45 @@ MERCHANT_FEATURES = (
     *[f"merchant_bad_decided_{w}" for w in RECENT_DECISION_DAYS],
 )
 MODEL_FEATURES = (*SILVER_FEATURES, *MERCHANT_FEATURES)
+# the one-row twins' feature names, formatted once
+_CHANNEL_FEATURES = tuple((f"channel_{c.lower()}", c) for c in CHANNELS)
+_RECENT_SPANS = tuple(dt.timedelta(days=days) for days in RECENT_DECISION_DAYS.values())
 
 
-def _eq(a, b) -> bool | None:
-    return None if a is None or b is None else a == b
+def _ne(a, b) -> float | None:
+    return None if a is None or b is None else float(a != b)
 
 
-def _ne(a, b) -> bool | None:
-    return None if a is None or b is None else a != b
+def _float(v) -> float | None:
+    return None if v is None else float(v)
 
 
 def silver_feature_values(row: dict) -> dict[str, float | None]:
     """SILVER_FEATURES of one silver row (a dict of silver columns) as `_silver_feature_exprs` computes them: the
-    real-time lane's twin (hour and weekday in UTC, the session time zone)."""
+    real-time lane's twin (hour and weekday in UTC, the session time zone), every value a float or None."""
+    get = row.get
     amount = float(row["amount_base"])
     t: dt.datetime = row["event_time"]
-    single, threshold = row.get("single_transaction_limit"), row.get("reporting_threshold")
-    channel = row.get("channel")
+    single, threshold = get("single_transaction_limit"), get("reporting_threshold")
+    channel, home = get("channel"), get("home_country")
     values = {
         "amount_base": amount,
-        **{c: row.get(c) for c in WINDOW_FEATURES},
-        "amount_to_single_limit": amount / single if single else None,
-        "amount_to_reporting_threshold": amount / threshold if threshold else None,
-        "hour_of_day": t.hour,
-        "is_weekend": t.weekday() >= 5,
-        "is_cross_border": _ne(row.get("country"), row.get("home_country")),
-        "merchant_abroad": _ne(row.get("merchant_country"), row.get("home_country")),
-        "kyc_risk_level": None if row.get("kyc_risk_rating") not in KYC_RATING_LEVEL else float(KYC_RATING_LEVEL[row["kyc_risk_rating"]]),
-        "pep_flag": row.get("pep_flag"),
-        "exceeds_single_limit": row.get("exceeds_single_limit"),
-        "just_below_reporting_threshold": row.get("just_below_reporting_threshold"),
-        "watchlist_hit": row.get("watchlist_hit"),
-        **{f"channel_{c.lower()}": _eq(channel, c) for c in CHANNELS},
+        **{c: None if (v := get(c)) is None else float(v) for c in WINDOW_FEATURES},
+        "amount_to_single_limit": float(amount / single) if single else None,
+        "amount_to_reporting_threshold": float(amount / threshold) if threshold else None,
+        "hour_of_day": float(t.hour),
+        "is_weekend": float(t.weekday() >= 5),
+        "is_cross_border": _ne(get("country"), home),
+        "merchant_abroad": _ne(get("merchant_country"), home),
+        "kyc_risk_level": None if get("kyc_risk_rating") not in KYC_RATING_LEVEL else float(KYC_RATING_LEVEL[row["kyc_risk_rating"]]),
+        "pep_flag": _float(get("pep_flag")),
+        "exceeds_single_limit": _float(get("exceeds_single_limit")),
+        "just_below_reporting_threshold": _float(get("just_below_reporting_threshold")),
+        "watchlist_hit": _float(get("watchlist_hit")),
+        **{feature: None if channel is None else float(channel == c) for feature, c in _CHANNEL_FEATURES},
     }
     assert tuple(values) == SILVER_FEATURES
-    return {k: None if v is None else float(v) for k, v in values.items()}
+    return values
 
 
 def merchant_feature_values(merchant_id: str | None, event_time: dt.datetime, risk) -> dict[str, float | None]:
@@ -117,17 +121,18 @@ def merchant_feature_values(merchant_id: str | None, event_time: dt.datetime, ri
     `txns`, `bad_decided` per window and `bad_recent`, or None): `_merchant_feature_exprs`' twin."""
     if merchant_id is None:
         return dict.fromkeys(MERCHANT_FEATURES)
-    out: dict[str, float | None] = {}
+    shares, counts, totals = [], [], []
     for name in MERCHANT_WINDOWS_DAYS:
         txns = risk.txns.get(name, 0) if risk else 0
-        known = sum(1 for t in (risk.bad_decided.get(name, ()) if risk else ()) if t < event_time)
-        out[f"merchant_bad_share_{name}"] = known / txns if txns > 0 else None
-        out[f"merchant_bad_count_{name}"] = float(known)
-        out[f"merchant_txn_count_{name}"] = float(txns)
-    for name, days in RECENT_DECISION_DAYS.items():
-        since = event_time - dt.timedelta(days=days)
-        out[f"merchant_bad_decided_{name}"] = float(sum(1 for t in (risk.bad_recent if risk else ()) if since <= t < event_time))
-    return {name: out[name] for name in MERCHANT_FEATURES}
+        decided = risk.bad_decided.get(name, ()) if risk else ()
+        known = sum(1 for t in decided if t < event_time) if decided else 0
+        shares.append(known / txns if txns > 0 else None)
+        counts.append(float(known))
+        totals.append(float(txns))
+    recent = risk.bad_recent if risk else ()
+    decided_recently = [float(sum(1 for t in recent if since <= t < event_time)) if recent else 0.0
+                        for since in (event_time - span for span in _RECENT_SPANS)]
+    return dict(zip(MERCHANT_FEATURES, (*shares, *counts, *totals, *decided_recently), strict=True))
 
 
 def history_start(first_day: dt.date, label_delay_days: int) -> dt.date:

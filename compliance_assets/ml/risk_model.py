@@ -90,8 +90,11 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         return frame.loc[:, list(self.features)].to_numpy(dtype=np.float64, na_value=np.nan)
 
     def _present(self) -> np.ndarray:
-        absent = set(getattr(self, "absent_features", ()))  # models registered before absence was recorded have none
-        return np.array([f not in absent for f in self.features])
+        present = self.__dict__.get("_present_mask")  # built once (the model is not changed once trained)
+        if present is None:
+            absent = set(getattr(self, "absent_features", ()))  # models registered before absence was recorded have none
+            present = self.__dict__["_present_mask"] = np.array([f not in absent for f in self.features])
+        return present
 
     def anomaly_signal(self, X: np.ndarray) -> np.ndarray:
         present = self._present()
@@ -106,8 +109,8 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         return tables
 
     def __getstate__(self) -> dict:
-        """Pickled without the flattened forest: it is rebuilt from `anomaly` on first use."""
-        return {k: v for k, v in self.__dict__.items() if k != "_isolation"}
+        """Pickled without the flattened forest and the present-feature mask: they are rebuilt on first use."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_isolation", "_present_mask")}
 
     def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-odds of the risk score, per-feature contributions with the anomaly signal's last, the

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
 
 import numpy as np
+import orjson
 
 from compliance_assets.ml.alerts import alert_id_value, alert_reason_values
 from compliance_assets.ml.model_features import MODEL_FEATURES, merchant_feature_values, silver_feature_values
 from compliance_assets.ml.risk_model import RiskModel
-from compliance_assets.realtime.account_state import AccountState
+from compliance_assets.realtime.account_state import AccountState, event_key
 from compliance_assets.realtime.reference import ReferenceSnapshot
 from compliance_assets.realtime.validation import check_record
 from compliance_assets.transforms.enrichment import BASE_CURRENCY, amount_in_base_value, limit_flag_values, mask_pii_value
@@ -35,6 +35,8 @@ SCORED, REJECTED, DUPLICATE_EVENT = "SCORED", "REJECTED", "DUPLICATE"
 KAFKA_SOURCE = "kafka"  # the bronze source of a Kafka record, as streaming/sources.py names it
 MISKEYED = "MISKEYED_EVENT"  # the message key is not the event's account_id: its state may live on another partition
 PII_FIELDS = tuple(pii_fields(load_contract("transactions")))
+_MODEL_FEATURE_SET = frozenset(MODEL_FEATURES)
+_EPOCH = dt.datetime(1970, 1, 1)  # the broker timestamps' origin, naive UTC
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,16 @@ def _decoded(value: bytes | None) -> tuple[str | None, bool]:
 
 
 def _json_default(value: Any) -> Any:
+    t = type(value)  # the exact types first: what the records hold
+    if t is dt.date:
+        return value.isoformat()
+    if t is dt.datetime:
+        if value.tzinfo is None:  # isoformat(timespec="microseconds"), quicker
+            text = value.isoformat()
+            return text if value.microsecond else text + ".000000"
+        return value.isoformat(timespec="microseconds")
+    if t is Decimal:
+        return str(value)
     if isinstance(value, dt.datetime):
         return value.isoformat(timespec="microseconds")
     if isinstance(value, dt.date):
@@ -147,14 +159,31 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _finite(value: float | None) -> float | None:
-    return None if value is None or (isinstance(value, float) and (value != value or value in (float("inf"), float("-inf")))) else value
+class _Texts(dict):
+    """`_json_default`'s text of a value, looked up: a record's dates are few distinct ones (event, delivery and
+    reference days, account dates) and its naive datetimes often recur (a batch's decision time), kept here so that
+    most cost a dict lookup; other values are formatted each time (decimals and aware datetimes: equal ones may be
+    written differently)."""
+
+    def __missing__(self, value: Any) -> Any:
+        text = _json_default(value)
+        t = type(value)
+        if t is dt.date or (t is dt.datetime and value.tzinfo is None):
+            if len(self) >= 4096:
+                self.clear()
+            self[value] = text
+        return text
+
+
+_TEXTS = _Texts()
+# datetimes to `default` (orjson leaves out a zero microsecond; the records always write six digits)
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def encode(record: dict) -> bytes:
     """The record as JSON (dates ISO, decimals as strings, NaN as null), keys in a fixed order: a replayed
     decision encodes to the same bytes but for `decided_at`."""
-    return json.dumps(record, default=_json_default, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(record, default=_TEXTS.__getitem__, option=_ORJSON_OPTIONS)
 
 
 class Decider:
@@ -166,7 +195,7 @@ class Decider:
         self.delivery_date = delivery_date  # a fixed delivery day (replays); None = the broker timestamp's UTC date
 
     def arrival(self, event: Event) -> tuple[dt.datetime, dt.date]:
-        arrived = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=event.timestamp_ms)
+        arrived = _EPOCH + dt.timedelta(milliseconds=event.timestamp_ms)
         return arrived, self.delivery_date or arrived.date()
 
     def decide(self, events: list[Event], state_of: Callable[[str], AccountState], champion: Champion, references: ReferenceSnapshot) -> list[Decision]:
@@ -191,12 +220,13 @@ class Decider:
         if event.key is not None and event.key != account.encode("utf-8"):
             d.routing_warnings.append(MISKEYED)
         state = state_of(account)
-        if state.holds(v["transaction_id"], v["event_time"]):
+        keyed = event_key(v["transaction_id"], v["event_time"])
+        if state.holds(v["transaction_id"], v["event_time"], keyed):
             d.outcome, d.reason_codes, d.dq_warnings = DUPLICATE_EVENT, [DUPLICATE.reason_code], []
             return d
         d.outcome = SCORED
         amount_base = amount_in_base_value(v["amount"], checked.fx_rate_to_base)
-        behaviour = state.update(v["transaction_id"], v["event_time"], amount_base, v.get("latitude"), v.get("longitude"), v.get("delivery_latitude"), v.get("delivery_longitude"))
+        behaviour = state.update(v["transaction_id"], v["event_time"], amount_base, v.get("latitude"), v.get("longitude"), v.get("delivery_latitude"), v.get("delivery_longitude"), keyed)
         previous_date = behaviour.pop("previous_event_date")
         d.silver = self._silver(v, checked, day, amount_base, behaviour, previous_date, refs, event)
         d.features = {**silver_feature_values(d.silver), **merchant_feature_values(v.get("merchant_id"), v["event_time"], refs.merchant_risk.get((v.get("merchant_id"), checked.event_date)))}
@@ -239,18 +269,30 @@ class Decider:
 
     def _score(self, decisions: list[Decision], champion: Champion) -> None:
         model = champion.model
-        X = np.array([[np.nan if (x := d.features.get(f)) is None else x for f in model.features] for d in decisions], dtype=np.float64)
+        if tuple(model.features) == MODEL_FEATURES and all(tuple(d.features) == MODEL_FEATURES for d in decisions):  # the dicts' order
+            rows = [list(d.features.values()) for d in decisions]
+            X = np.array(rows, dtype=np.float64)  # None as NaN
+        else:
+            rows = None
+            X = np.array([[np.nan if (x := get(f)) is None else x for f in model.features] for get in (d.features.get for d in decisions)], dtype=np.float64)
         s = model.score_matrix(X)
         names = model.feature_names
-        for i, d in enumerate(decisions):
-            d.risk_score = spark_round(float(s.risk_score[i]), 6)
-            d.risk_band = str(s.risk_band[i])
+        # as Python values: what float() and str() of each element give
+        scores, bands = s.risk_score.tolist(), s.risk_band.tolist()
+        top_index, top_values, top_contributions = s.top_index.tolist(), s.top_values.tolist(), s.top_contributions.tolist()
+        # a row whose NaNs are its Nones, without infinities, has only finite values (else they become None below)
+        nans, infinities = (np.isnan(X).sum(axis=1).tolist(), np.isinf(X).any(axis=1).tolist()) if rows is not None else (None, None)
+        for i, (d, score, band, index, values, contributions) in enumerate(zip(decisions, scores, bands, top_index, top_values, top_contributions)):
+            d.risk_score = spark_round(score, 6)
+            d.risk_band = band
             d.top_features = [
-                {"feature": names[int(j)], "value": _finite(float(s.top_values[i, n])), "contribution": spark_round(float(s.top_contributions[i, n]), 6)}
-                for n, j in enumerate(s.top_index[i])
+                {"feature": names[j], "value": value if value - value == 0 else None, "contribution": spark_round(c, 6)}  # NaN and infinities as None
+                for j, value, c in zip(index, values, contributions)
             ]
             row = d.silver
-            d.alert_reasons = alert_reason_values(d.risk_band, row["watchlist_hit"], row["watchlist_names"], row["exceeds_single_limit"])
+            d.alert_reasons = alert_reason_values(band, row["watchlist_hit"], row["watchlist_names"], row["exceeds_single_limit"])
             d.alert_id = alert_id_value(d.transaction_id, row["event_time"]) if d.alert_reasons else None
-            d.features = {k: _finite(v) for k, v in d.features.items()}
-        assert all(set(d.features) == set(MODEL_FEATURES) for d in decisions)
+            if rows is None or infinities[i] or nans[i] != rows[i].count(None):
+                # NaN and infinities as None (the values are floats or None)
+                d.features = {k: v if v is None or v - v == 0 else None for k, v in d.features.items()}
+        assert all(d.features.keys() == _MODEL_FEATURE_SET for d in decisions)

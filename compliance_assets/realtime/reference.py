@@ -59,10 +59,11 @@ class ReferenceSnapshot:
     def watchlist_names(self, counterparty_id: str | None, merchant_id: str | None, account_id: str | None) -> list[str]:
         """enrichment.join_references' watchlist_names: the lists naming any of the three, sorted and distinct."""
         names: set[str] = set()
+        lists = self.watchlists
         for entity_type, entity_id in zip(WATCHLIST_ENTITIES, (counterparty_id, merchant_id, account_id)):
-            if entity_id is not None:
-                names.update(self.watchlists.get((entity_type, entity_id), ()))
-        return sorted(names)
+            if entity_id is not None and (found := lists.get((entity_type, entity_id))):
+                names.update(found)
+        return sorted(names) if names else []
 
 
 def source_versions(lake: LakeResource) -> dict[str, int]:

@@ -100,12 +100,15 @@ def _constant(name: str) -> Any:
 
 
 _READER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_number, parse_int=_number, parse_constant=_constant)
+# a text no longer than Jackson's number limit holds no number beyond it: its numbers need no length check
+_SHORT_READER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_Number, parse_int=_Number, parse_constant=_constant)
 
 
 def _first_value(text: str) -> tuple[Any, int]:
     """The first JSON value of `text` and where it ends, as Spark's parsers read it; ValueError if malformed."""
     try:
-        return _READER.raw_decode(text, len(text) - len(text.lstrip(_JSON_SPACE)))
+        reader = _SHORT_READER if len(text) <= _MAX_NUMBER_LENGTH else _READER
+        return reader.raw_decode(text, len(text) - len(text.lstrip(_JSON_SPACE)))
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -160,6 +163,24 @@ def _number_type(text: str) -> str:
         return "DOUBLE"
     scale = len(fraction.rstrip("0"))
     return f"DECIMAL({max(len(whole.lstrip('0')) + scale, 1)},{scale})"
+
+
+_PLAIN_DECIMAL_TYPES = {(p, s): f"DECIMAL({p},{s})" for p in range(1, 18) for s in range(1, 18)}
+
+
+def _plain_number(raw: "_Number") -> tuple[str, str, float] | None:
+    """(VARIANT type, to_json text, double) of a plainly written number (at most 18 characters, no exponent, no
+    trailing zero after a point, not -0), as _variant_type and _decoded give them, without their general path;
+    None for any other writing. `raw` is JSON's number grammar (the reader's scanner matched it)."""
+    if len(raw) > 18 or "e" in raw or "E" in raw or raw == "-0":
+        return None
+    whole, _, fraction = raw.partition(".")
+    if not fraction:  # fewer than 19 digits: a long
+        return "BIGINT", str(raw), float(raw)
+    if fraction[-1] == "0":
+        return None
+    # DECIMAL(p,s), no trailing zero to strip: to_json writes it as written
+    return _PLAIN_DECIMAL_TYPES[max(len(whole.lstrip("-0")) + len(fraction), 1), len(fraction)], str(raw), float(raw)
 
 
 def _variant_type(value: Any) -> str:
@@ -259,10 +280,10 @@ def spark_date(text: str) -> dt.date | None:
         return None
 
 
-def _to_decimal(text: str, precision: int, scale: int) -> Decimal | None:
-    """try_cast(text AS decimal(p,s)): HALF_UP to the scale, null beyond the precision."""
+def _to_decimal(text: str, precision: int, scale: int, quantum: Decimal | None = None) -> Decimal | None:
+    """try_cast(text AS decimal(p,s)): HALF_UP to the scale, null beyond the precision (`quantum`: 10**-scale, if at hand)."""
     try:
-        d = Decimal(text).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        d = Decimal(text).quantize(quantum or Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
     except InvalidOperation:
         return None
     return d if d.is_finite() and d.copy_abs() < _POWERS_OF_TEN[precision - scale] else None
@@ -289,7 +310,8 @@ def _converter(target: T.DataType) -> Callable[[Any, str, str | None, float | No
         return lambda raw, vtype, text, number: number
     if isinstance(target, T.DecimalType):
         precision, scale = target.precision, target.scale
-        return lambda raw, vtype, text, number: _to_decimal(text, precision, scale) if type(raw) is _Number else None
+        quantum = Decimal(1).scaleb(-scale)
+        return lambda raw, vtype, text, number: _to_decimal(text, precision, scale, quantum) if type(raw) is _Number else None
     if isinstance(target, (T.LongType, T.IntegerType)):
         return lambda raw, vtype, text, number: _to_long(text) if type(raw) is _Number else None
     if isinstance(target, T.BooleanType):
@@ -381,7 +403,21 @@ class _Unbuildable(Exception):
     """A contract field's value Spark cannot build a VARIANT of: from_json then reads no object at all."""
 
 
-def _field_check(name: str, prop: dict[str, Any], rules: list[Rule], required: bool) -> Callable[[dict, list[str]], Any]:
+@dataclass(frozen=True)
+class _Field:
+    """One property compiled: its full check, and what `_fields_check` needs for the common forms of its value."""
+
+    name: str
+    check: Callable[[dict, list[str]], Any]
+    type_ok: Callable[[str], bool]
+    convert: Callable[[Any, str, str | None, float | None], Any]
+    as_text: bool
+    constraints: tuple[Callable[[str, str | None, float | None, Any], bool], ...]
+    absent_ok: bool  # absent or null: no reason code
+    null_ok: bool
+
+
+def _field_check(name: str, prop: dict[str, Any], rules: list[Rule], required: bool) -> _Field:
     """One property's rules (contract_rule_flags) as a check of a JSON object: it appends the reason codes of
     the rules it fails, in rule order, and returns the typed value (None unless present, well-typed, passing)."""
     types, nullable = json_types(prop)
@@ -401,10 +437,15 @@ def _field_check(name: str, prop: dict[str, Any], rules: list[Rule], required: b
             elif raw is None and null_refused:
                 codes.append(wrong_type)
             return None
-        if type(raw) is str:
+        kind = type(raw)
+        if kind is str:
             if not raw.isascii() and not _clean_text(raw):
                 raise _Unbuildable
             vtype, text, number = "STRING", raw, None
+        elif kind is _Number and (plain := _plain_number(raw)) is not None:
+            vtype, text, number = plain
+        elif kind is list and not raw:
+            vtype, text, number = "ARRAY<VOID>", None, None  # _variant_type([]), _decoded of it
         else:
             if not _clean(raw):
                 raise _Unbuildable
@@ -421,15 +462,78 @@ def _field_check(name: str, prop: dict[str, Any], rules: list[Rule], required: b
                 passed = False
         return typed if passed else None
 
-    return check
+    absent_ok = missing is None
+    return _Field(name, check, type_ok, convert, as_text, tuple(fails for _, fails in constraints), absent_ok, absent_ok and not null_refused)
+
+
+_SEEN_LIMIT = 4096  # the passing values remembered per property (account, merchant and country codes, locations recur)
+
+
+def _fields_check(fields: tuple[_Field, ...]) -> Callable[[dict, list[str]], dict[str, Any]]:
+    """Every property's check of a JSON object at once: {name: check(obj, codes)} in contract order. Generated once
+    per contract as one function, so a value in a common form (absent or null where that is allowed, an ASCII
+    string, a plainly written number, an empty array) costs its conversion and its rules' own checks only: the
+    same `_constraint` checks and converters, called with what `check` would derive (an ASCII string's or a
+    number's typed value is a function of its text: a passing one is remembered). Anything else, and any value
+    failing a rule, goes to the property's `check`, which appends the reason codes."""
+    env: dict[str, Any] = {"ABSENT": _ABSENT, "MISS": object(), "Number": _Number, "plain_number": _plain_number}
+    lines = ["def fields_check(obj, codes):", "    get = obj.get"]
+    for i, f in enumerate(fields):
+        env[f"name{i}"], env[f"check{i}"], env[f"type_ok{i}"], env[f"convert{i}"] = f.name, f.check, f.type_ok, f.convert
+        for j, fails in enumerate(f.constraints):
+            env[f"fails{i}_{j}"] = fails
+
+        def passing(vtype: str, text: str, number: str, typed: str) -> str:
+            fails = " or ".join(f"fails{i}_{j}({vtype}, {text}, {number}, {typed})" for j in range(len(f.constraints)))
+            return f"not ({fails})" if fails else "True"
+
+        lines.append(f"    x = get(name{i}, ABSENT)")
+        branch = "if"
+        if f.type_ok("STRING"):  # an ASCII string: clean, of VARIANT type STRING, its own text; its value remembered
+            env[f"seen{i}"] = {}
+            typed = "x" if f.as_text else f'convert{i}(x, "STRING", x, None)'
+            lines += [f"    {branch} type(x) is str and x.isascii():", f"        v{i} = seen{i}.get(x, MISS)", f"        if v{i} is MISS:",
+                      f"            typed = {typed}", f'            if {passing(chr(34) + "STRING" + chr(34), "x", "None", "typed")}:',
+                      f"                v{i} = typed", f"                if len(seen{i}) >= {_SEEN_LIMIT}:", f"                    seen{i}.clear()",
+                      f"                seen{i}[x] = typed", "            else:", f"                v{i} = check{i}(obj, codes)"]
+            branch = "elif"
+        if f.type_ok("BIGINT") or f.type_ok("DECIMAL(2,1)"):  # a plainly written number (_plain_number); remembered
+            env[f"seen_number{i}"] = {}
+            typed = "text" if f.as_text else f"convert{i}(x, vtype, text, number)"
+            lines += [f"    {branch} type(x) is Number:", f"        v{i} = seen_number{i}.get(x, MISS)", f"        if v{i} is MISS:",
+                      "            plain = plain_number(x)", f"            if plain is not None and type_ok{i}(plain[0]):",
+                      "                vtype, text, number = plain", f"                typed = {typed}",
+                      f"                if {passing('vtype', 'text', 'number', 'typed')}:", f"                    v{i} = typed",
+                      f"                    if len(seen_number{i}) >= {_SEEN_LIMIT}:", f"                        seen_number{i}.clear()",
+                      f"                    seen_number{i}[x] = typed", "                else:", f"                    v{i} = check{i}(obj, codes)",
+                      "            else:", f"                v{i} = check{i}(obj, codes)"]
+            branch = "elif"
+        if f.type_ok("ARRAY<VOID>"):  # [] (_variant_type, _decoded of it)
+            typed = "None" if f.as_text else f'convert{i}(x, "ARRAY<VOID>", None, None)'
+            lines += [f"    {branch} type(x) is list and not x:", f"        typed = {typed}",
+                      f'        v{i} = typed if {passing(chr(34) + "ARRAY<VOID>" + chr(34), "None", "None", "typed")} else check{i}(obj, codes)']
+            branch = "elif"
+        if f.null_ok:
+            lines += [f"    {branch} x is None:", f"        v{i} = None"]
+            branch = "elif"
+        if f.absent_ok:
+            lines += [f"    {branch} x is ABSENT:", f"        v{i} = None"]
+            branch = "elif"
+        lines += ["    else:" if branch == "elif" else "    if True:", f"        v{i} = check{i}(obj, codes)"]
+    lines.append("    return {" + ", ".join(f"name{i}: v{i}" for i in range(len(fields))) + "}")
+    env["__source__"] = source = "\n".join(lines)
+    exec(source, env)  # noqa: S102 - our own source, from the contract's compiled checks
+    return env["fields_check"]
 
 
 @dataclass(frozen=True)
 class ContractChecks:
-    """A contract's compiled checks: one per property, in contract order (the order of its rules)."""
+    """A contract's compiled checks: one per property, in contract order (the order of its rules), and all of them
+    as one function (`_fields_check`)."""
 
     fields: tuple[str, ...]
     checks: tuple[Callable[[dict, list[str]], Any], ...]
+    check_all: Callable[[dict, list[str]], dict[str, Any]]
 
 
 @lru_cache(maxsize=None)
@@ -441,7 +545,8 @@ def compiled(contract_name: str) -> ContractChecks:
         by_field.setdefault(rule.field, []).append(rule)
     required = set(contract.get("required", []))
     props = contract["properties"]
-    return ContractChecks(tuple(props), tuple(_field_check(f, p, by_field.get(f, []), f in required) for f, p in props.items()))
+    fields = tuple(_field_check(f, p, by_field.get(f, []), f in required) for f, p in props.items())
+    return ContractChecks(tuple(props), tuple(f.check for f in fields), _fields_check(fields))
 
 
 def validate_payload(payload: str | None, invalid_bytes: bool = False, contract_name: str = "transactions") -> tuple[dict[str, Any], list[str]]:
@@ -449,23 +554,22 @@ def validate_payload(payload: str | None, invalid_bytes: bool = False, contract_
     unless present, well-typed and passing its rules) and the reason codes of the failed rules, in rule order."""
     contract = compiled(contract_name)
     head = [INVALID_UTF8.reason_code] if invalid_bytes else []
-    nothing = dict.fromkeys(contract.fields)
     text = payload[1:] if payload is not None and payload.startswith(json_payload.BOM) else payload
     try:
         value, _ = _first_value(text) if text is not None else (None, 0)
     except ValueError:
         text = None
     if text is None:
-        return nothing, [*head, MALFORMED_JSON.reason_code]
+        return dict.fromkeys(contract.fields), [*head, MALFORMED_JSON.reason_code]
     if not isinstance(value, dict):  # parse_json refuses a value holding a repeated key or an unpaired surrogate
-        return nothing, [*head, (NOT_AN_OBJECT if _clean(value) else MALFORMED_JSON).reason_code]
+        return dict.fromkeys(contract.fields), [*head, (NOT_AN_OBJECT if _clean(value) else MALFORMED_JSON).reason_code]
     # what the cheap look cannot clear goes to the strict reading, which names the problem
     problem = (DUPLICATE_KEY.reason_code if type(value) is _Repeated else None) if _flat_object(text) else json_payload.payload_problem(text)
     codes = [*head, problem] if problem is not None else head
     try:
-        values = {name: check(value, codes) for name, check in zip(contract.fields, contract.checks)}
+        values = contract.check_all(value, codes)
     except _Unbuildable:
-        return nothing, [*head, MALFORMED_JSON.reason_code]
+        return dict.fromkeys(contract.fields), [*head, MALFORMED_JSON.reason_code]
     return values, codes
 
 

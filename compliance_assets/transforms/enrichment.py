@@ -124,8 +124,17 @@ _RATE_SCALE, _PRODUCT_SCALE, _CENTS = Decimal(1).scaleb(-12), Decimal(1).scaleb(
 def amount_in_base_value(amount: Decimal, rate_to_base: float) -> Decimal:
     """`amount_in_base` for one record, with Spark's decimal steps: the double rate as decimal(24,12), the
     product at the 9 decimals Spark keeps for decimal(24,8) * decimal(24,12), then rounded to cents (HALF_UP)."""
-    rate = Decimal(repr(rate_to_base)).quantize(_RATE_SCALE, rounding=ROUND_HALF_UP)
+    rate = _RATES.get(rate_to_base) if rate_to_base else None  # not 0.0, which is also -0.0, nor NaN, which is no key
+    if rate is None:
+        rate = Decimal(repr(rate_to_base)).quantize(_RATE_SCALE, rounding=ROUND_HALF_UP)
+        if rate_to_base and rate_to_base == rate_to_base:
+            if len(_RATES) >= 4096:
+                _RATES.clear()
+            _RATES[rate_to_base] = rate
     return (amount * rate).quantize(_PRODUCT_SCALE, rounding=ROUND_HALF_UP).quantize(_CENTS, rounding=ROUND_HALF_UP)
+
+
+_RATES: dict[float, Decimal] = {}  # a day's few FX rates as decimal(24,12), for the real-time lane
 
 
 def limit_flag_values(amount_base: Decimal, single_transaction_limit: float | None, reporting_threshold: float | None) -> dict[str, bool | None]:

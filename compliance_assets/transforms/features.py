@@ -117,8 +117,30 @@ def reference_features(df: DataFrame) -> DataFrame:
     )
 
 
+_ROUND_SCALES = [10.0**d for d in range(16)]  # exact doubles
+# below 2**32 a scaled double and its shortest decimal form, scaled, are within 2**-20 of each other: further than
+# the margin from a tie (k + 0.5), they round to the same k
+_ROUND_FAST_LIMIT = 2.0**32
+_ROUND_TIE_MARGIN = 1e-5
+
+
 def spark_round(value: float | None, digits: int) -> float | None:
-    """Spark's round() of a double for the real-time lane: HALF_UP on the value's shortest decimal form."""
+    """Spark's round() of a double for the real-time lane: HALF_UP on the value's shortest decimal form.
+
+    Away from a tie this is Python's round(), which rounds the exact binary value correctly: the shortest decimal
+    form lies within half a unit in the last place of it, so the two round alike unless a tie (...5 at the next
+    digit) lies between them, i.e. unless the scaled value is within a hair of one. Those, non-floats and huge or
+    non-finite values take the decimal definition (`_spark_round_decimal`); tests/transforms/test_spark_round.py
+    proves the two agree."""
+    if type(value) is float and 0 <= digits < 16:
+        scaled = value * _ROUND_SCALES[digits]
+        if -_ROUND_FAST_LIMIT < scaled < _ROUND_FAST_LIMIT and abs(abs(scaled) % 1.0 - 0.5) > _ROUND_TIE_MARGIN:
+            return round(value, digits)
+    return _spark_round_decimal(value, digits)
+
+
+def _spark_round_decimal(value: float | None, digits: int) -> float | None:
+    """spark_round's definition: HALF_UP on the shortest decimal form (repr) of the double."""
     if value is None or math.isnan(value):
         return None
     return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
@@ -129,8 +151,9 @@ def reference_feature_values(amount_base: Decimal, event_date: dt.date, previous
     """`reference_features` for one transaction (`kyc`: its silver KYC columns, empty for an unknown account)."""
     typical = kyc.get("typical_amount")
     last_activity = previous_event_date or kyc.get("last_activity_date") or kyc.get("account_opened_date")
+    home = haversine_km_value(kyc.get("home_latitude"), kyc.get("home_longitude"), latitude, longitude) if latitude is not None else None
     return {
         "amount_to_typical": spark_round(float(amount_base) / typical, 4) if typical else None,
-        "distance_from_home_km": spark_round(haversine_km_value(kyc.get("home_latitude"), kyc.get("home_longitude"), latitude, longitude), 3),
+        "distance_from_home_km": spark_round(home, 3) if home is not None else None,
         "days_since_last_activity": (event_date - last_activity).days if last_activity is not None else None,
     }

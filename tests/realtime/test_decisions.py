@@ -2,8 +2,10 @@
 Python, per-account state built from silver) gives the silver rows, DLQ reason codes, scores, top features and
 alerts the daily Spark assets give for the same delivery."""
 
+import dataclasses
 import datetime as dt
 import json
+import math
 from collections import Counter
 from decimal import Decimal
 
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 
 from compliance_assets.realtime.account_state import AccountState
-from compliance_assets.realtime.decisions import DUPLICATE_EVENT, MISKEYED, REJECTED, SCORED, Champion, Decider, Event
+from compliance_assets.realtime.decisions import DUPLICATE_EVENT, MISKEYED, REJECTED, SCORED, Champion, Decider, Event, encode
 from compliance_assets.realtime.reference import load_references
 from compliance_assets.realtime.service import history_start, states_from_silver
 from compliance_assets.streaming.loadgen import delivery_lines
@@ -128,3 +130,44 @@ def test_an_event_keyed_by_another_account_is_decided_and_reported(decided):
     assert own.outcome == other.outcome == SCORED
     assert own.routing_warnings == [] and other.routing_warnings == [MISKEYED]
     assert own.risk_score == other.risk_score
+
+
+def test_features_that_are_not_finite_are_recorded_as_missing(decided):
+    """A NaN or an infinite feature (here: the ratio to an account's NaN limit, or to a vanishing threshold) is None in
+    the decision's features and top features, as JSON has no NaN; the other features are the ones decided before."""
+    decisions, champion, refs = decided
+    first = next(d for d in decisions if d.outcome == SCORED)
+    event = Event("transactions", 0, 0, first.event.timestamp_ms, None, first.event.value)
+    decider = Decider("test-salt", DEFAULT_LATENESS_DAYS, first.delivery_date)
+
+    def decide(limits: dict) -> object:
+        odd = dataclasses.replace(refs, limits={**refs.limits, first.account_id: {**refs.limits.get(first.account_id, {}), **limits}})
+        return decider.decide([event], lambda account: AccountState(), champion, odd)[0]
+
+    plain = decide({})
+    for limit, feature, value in (("single_transaction_limit", "amount_to_single_limit", float("nan")), ("reporting_threshold", "amount_to_reporting_threshold", 1e-310)):
+        changed = decide({limit: value})
+        assert plain.features[feature] is not None and changed.features[feature] is None, (feature, changed.features[feature])
+        assert all(v is None or math.isfinite(v) for v in changed.features.values())
+        assert all(f["value"] is None or math.isfinite(f["value"]) for f in changed.top_features)
+        same = [k for k in changed.features if k not in (feature, "exceeds_single_limit", "just_below_reporting_threshold")]
+        assert {k: changed.features[k] for k in same} == {k: plain.features[k] for k in same}
+
+
+def test_a_record_encodes_dates_datetimes_and_decimals_as_text():
+    """Dates ISO, datetimes with six fraction digits (naive: UTC; aware: with their offset), decimals as written, NaN and
+    infinities null, keys in order; the same again once the dates and naive datetimes are remembered."""
+    cest = dt.timezone(dt.timedelta(hours=2))
+    record = {
+        "b": dt.datetime(2026, 4, 6, 23, 0), "a": dt.datetime(2026, 4, 6, 23, 0, 0, 4500), "day": dt.date(2026, 4, 6),
+        "aware": dt.datetime(2026, 4, 6, 23, 0, tzinfo=cest), "also_aware": dt.datetime(2026, 4, 6, 21, 0, tzinfo=dt.timezone.utc),
+        "amounts": [Decimal("1.10"), Decimal("1.1"), Decimal("-0.00")], "odd": [float("nan"), float("inf"), -0.0, 1e-07],
+        "nested": {"day": dt.date(2026, 4, 6), "at": dt.datetime(2026, 4, 6, 23, 0)}, "text": "é\"",
+    }
+    want = ('{"b":"2026-04-06T23:00:00.000000","a":"2026-04-06T23:00:00.004500","day":"2026-04-06",'
+            '"aware":"2026-04-06T23:00:00.000000+02:00","also_aware":"2026-04-06T21:00:00.000000+00:00",'
+            '"amounts":["1.10","1.1","-0.00"],"odd":[null,null,-0.0,1e-7],'
+            '"nested":{"day":"2026-04-06","at":"2026-04-06T23:00:00.000000"},"text":"é\\""}').encode("utf-8")
+    for _ in range(2):
+        assert encode(record) == want
+    assert json.loads(encode(record)) == json.loads(want)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from compliance_assets.realtime.validation import check_record, validate_payload
+from compliance_assets.realtime.validation import _decoded, _first_value, _Number, _plain_number, _Unbuildable, _variant_type, check_record, compiled, validate_payload
 from compliance_assets.synthetic import SynthConfig, generate_day
 from compliance_assets.synthetic.config import INLINE_DEFECTS
 from compliance_assets.transforms.enrichment import fx_lookup
@@ -294,3 +294,63 @@ BATCH = [
 FX = [("2026-03-10", "EUR", 1.0), ("2026-03-03", "EUR", 1.0), ("2026-03-05", "USD", 0.91), ("2026-03-10", "USD", 0.93), ("2026-03-06", "GBP", 1.17)]
 ACCOUNTS = {"ACC00000001", "ACC00000002"}
 MERCHANTS = {"MER000001"}
+
+
+# ---- the compiled fast paths are the per-property checks -----------------------------------------------
+
+def _checked_by_property(obj) -> tuple:
+    """Each property's own check (the definition), in contract order: (typed values, reason codes) as text, or the error."""
+    contract, codes = compiled("transactions"), []
+    try:
+        values = {name: check(obj, codes) for name, check in zip(contract.fields, contract.checks)}
+    except _Unbuildable:
+        return "unbuildable"
+    return [(k, type(v).__name__, repr(v)) for k, v in values.items()], codes
+
+
+def _checked_at_once(obj) -> tuple:
+    codes = []
+    try:
+        values = compiled("transactions").check_all(obj, codes)
+    except _Unbuildable:
+        return "unbuildable"
+    return [(k, type(v).__name__, repr(v)) for k, v in values.items()], codes
+
+
+def test_all_properties_checked_at_once_give_each_propertys_own_check():
+    """`check_all` (fast paths for common values, passing values remembered) against the per-property checks, on the
+    edge cases, the hypothesis payloads and the rule batch, each checked twice (the second time remembered)."""
+    objects = []
+    for payload in [*EDGE_CASES, *generated_payloads(400), *BATCH]:
+        try:
+            value, _ = _first_value(payload.lstrip("\ufeff"))
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            objects.append(value)
+    assert len(objects) > 300
+    fast = 0
+    for obj in objects + objects:
+        want = _checked_by_property(obj)
+        assert _checked_at_once(obj) == want, obj
+        fast += want != "unbuildable" and not want[1]
+    assert fast > 100  # valid objects: every property on a fast path
+
+
+NUMBER_TEXTS = st.one_of(
+    numbers, valid_amounts, st.from_regex(r"\A-?(0|[1-9][0-9]{0,22})(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?\Z"),
+    st.sampled_from(["-0", "0", "-0.5", "0.10", "1" * 18, "1" * 19, "-" + "9" * 17, "0." + "0" * 15 + "1", "12345678901234567.5"]),
+)
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(NUMBER_TEXTS)
+def test_a_plainly_written_number_gets_the_variant_type_text_and_double_of_the_general_path(text):
+    value, end = _first_value(text)  # as the reader reads a number (JSON's grammar)
+    assert type(value) is _Number and end == len(text), text
+    plain = _plain_number(value)
+    if plain is not None:
+        vtype = _variant_type(value)
+        number_text, number = _decoded(value, vtype)
+        assert (plain[0], plain[1], repr(plain[2])) == (vtype, number_text, repr(number)), text
+        assert type(plain[1]) is type(number_text) is str
