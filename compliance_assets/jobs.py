@@ -5,6 +5,10 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 from dagster_mlflow import end_mlflow_on_run_finished
 
+from catalog import (
+    ALERT_PRECISION, ALERTS, DISPOSITIONS, DISPOSITIONS_DLQ, DLQ, DQ_RESULTS, GOLD, OUTCOMES, RECONCILIATION_BREAKS,
+    RECONCILIATION_REPORT, SILVER, SNAPSHOT_MANIFEST, SNAPSHOTS, SNAPSHOTS_MONTHLY, TRAINING_FEATURES,
+)
 from compliance_assets.ml.registry import promote_challenger
 
 daily_ingest_job = define_asset_job(
@@ -15,7 +19,7 @@ daily_ingest_job = define_asset_job(
 
 daily_scoring_job = define_asset_job(
     "daily_scoring",
-    selection=AssetSelection.assets("transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts"),
+    selection=AssetSelection.assets(OUTCOMES, TRAINING_FEATURES, GOLD, ALERTS),
     description="Load the day's confirmed outcomes, build the day's training features, score every silver transaction with the champion model and raise alerts.",
 )
 
@@ -28,7 +32,7 @@ train_risk_model_job = define_asset_job(
 
 rollback_model_job = define_asset_job(
     "rollback_model",
-    selection=AssetSelection.assets("risk_scores_gold", "anomaly_alerts"),
+    selection=AssetSelection.assets(GOLD, ALERTS),
     description=(
         "Roll back the champion model and re-score a partition range: launch a backfill over the days to re-score with "
         "config ops.risk_scores_gold.config = {rollback_to_version: N, requested_by: '...', reason: '...'}."
@@ -37,9 +41,9 @@ rollback_model_job = define_asset_job(
 
 DAILY_GRAPH = (
     AssetSelection.groups("reference_data", "ingest", "reporting", "monitoring")
-    | AssetSelection.assets("transaction_outcomes", "ml_features_training", "risk_scores_gold", "anomaly_alerts")
-    | AssetSelection.assets("alert_dispositions", "alert_dispositions_dlq", "alert_precision", "compliance_dashboard", "bi_serving")
-) - AssetSelection.assets("regulatory_snapshots_monthly", "regulatory_snapshot_manifest")
+    | AssetSelection.assets(OUTCOMES, TRAINING_FEATURES, GOLD, ALERTS)
+    | AssetSelection.assets(DISPOSITIONS, DISPOSITIONS_DLQ, ALERT_PRECISION, "compliance_dashboard", "bi_serving")
+) - AssetSelection.assets(SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST)
 
 daily_pipeline_job = define_asset_job(
     "daily_pipeline",
@@ -53,15 +57,14 @@ daily_pipeline_job = define_asset_job(
 
 monthly_snapshot_job = define_asset_job(
     "monthly_snapshot",
-    selection=AssetSelection.assets("regulatory_snapshots_monthly"),
+    selection=AssetSelection.assets(SNAPSHOTS_MONTHLY),
     description="The month's write-once regulatory snapshot (run after the month's last daily snapshot).",
 )
 
 replay_job = define_asset_job(
     "replay",
     selection=AssetSelection.assets(
-        "transactions_silver", "transactions_dlq", "dq_results", "risk_scores_gold", "anomaly_alerts",
-        "reconciliation_report", "reconciliation_breaks", "regulatory_snapshots", "bi_serving",
+        SILVER, DLQ, DQ_RESULTS, GOLD, ALERTS, RECONCILIATION_REPORT, RECONCILIATION_BREAKS, SNAPSHOTS, "bi_serving",
     ),
     description=(
         "Replay: re-derive silver, the DLQ, dq_results, scores, alerts, reconciliation, the daily snapshots and the BI serving tables of a "

@@ -31,7 +31,7 @@ from compliance_assets.ops.audit import record_operation, require_replay_tags
 from compliance_assets.reference_data import load_reference_csv
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
-from catalog import DLQ, Days, GOLD, RECONCILIATION_BREAKS, RECONCILIATION_REPORT, SILVER
+from catalog import BRONZE, DLQ, Days, GOLD, RECONCILIATION_BREAKS, RECONCILIATION_REPORT, SILVER
 
 DEADLINE_HOUR_UTC = 6  # T+1 06:00 UTC (runbook: reconciliation completed before T+1 06:00)
 
@@ -214,7 +214,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
     specs=[
         AssetSpec(
             RECONCILIATION_REPORT,
-            deps=["ledger_files", "transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
+            deps=["ledger_files", SILVER, DLQ, BRONZE, GOLD],
             group_name="reporting",
             kinds={"spark", "delta"},
             description=(
@@ -227,7 +227,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
         ),
         AssetSpec(
             RECONCILIATION_BREAKS,
-            deps=["ledger_files", "transactions_silver", "transactions_dlq", "transactions_bronze", GOLD],
+            deps=["ledger_files", SILVER, DLQ, BRONZE, GOLD],
             group_name="reporting",
             kinds={"spark", "delta"},
             description=(
