@@ -39,12 +39,6 @@ class Days:
             raise ValueError(f"partition keys are not one contiguous range: {[d.isoformat() for d in days]}")
         return out
 
-    @classmethod
-    def of_context(cls, context) -> "Days":
-        """The days an asset or check execution covers (its partition key range)."""
-        r = context.partition_key_range
-        return cls(dt.date.fromisoformat(r.start), dt.date.fromisoformat(r.end))
-
     def __len__(self) -> int:
         return (self.last - self.first).days + 1
 

@@ -40,11 +40,6 @@ PARTITIONS_START = partitions_start()
 daily_partitions, monthly_partitions = build_partitions(PARTITIONS_START)
 
 
-def partition_date(partition_key: str) -> dt.date:
-    """The calendar day of a daily partition key ('YYYY-MM-DD')."""
-    return dt.date.fromisoformat(partition_key)
-
-
 def yesterday_utc() -> str:
     """The partition key of yesterday in UTC: what the daily schedule and the demo materialise."""
     return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
