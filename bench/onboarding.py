@@ -100,17 +100,17 @@ class Runner:
         last = last_job_id(self.spark)
         wall = time.perf_counter() - self._t0
         steps = steps_of(self.instance, run.run_id, spark_job_times(self.spark, first, last))
-        checks = {key for key in steps if key not in self._asset_steps}
+        check_steps = {key for key in steps if key not in self._asset_steps}
         entry = {
             "run": name, "success": run.success, "seconds": round(wall, 1), "spark_jobs": last - first + 1,
-            "asset_step_seconds": round(sum(s["seconds"] for k, s in steps.items() if k not in checks), 1),
-            "check_step_seconds": round(sum(s["seconds"] for k, s in steps.items() if k in checks), 1),
+            "asset_step_seconds": round(sum(s["seconds"] for k, s in steps.items() if k not in check_steps), 1),
+            "check_step_seconds": round(sum(s["seconds"] for k, s in steps.items() if k in check_steps), 1),
             "steps": steps,
         }
         if hasattr(run, "get_asset_check_evaluations"):
-            checks = {f"{e.asset_check_key.asset_key.to_user_string()}:{e.asset_check_key.name}": e.passed for e in run.get_asset_check_evaluations()}
-            entry["checks_failed"] = sorted(k for k, ok in checks.items() if not ok)
-            entry["checks_passed"] = sum(checks.values())
+            evaluations = {f"{e.asset_check_key.asset_key.to_user_string()}:{e.asset_check_key.name}": e.passed for e in run.get_asset_check_evaluations()}
+            entry["checks_failed"] = sorted(k for k, ok in evaluations.items() if not ok)
+            entry["checks_passed"] = sum(evaluations.values())
         self.runs.append(entry)
         log(f"{name}: {'success' if run.success else 'FAILED'} in {wall:.1f}s, {entry['spark_jobs']} Spark jobs")
         for key, step in steps.items():

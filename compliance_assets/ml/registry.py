@@ -22,7 +22,7 @@ from compliance_assets.ml.risk_model import evaluate, evaluation_scores
 from compliance_assets.ml.training import EVALUATION_ARTIFACT, load_training_frame
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
-from catalog import MODEL_AUDIT
+from catalog import CHALLENGER_COMPARISON, MODEL_AUDIT
 
 AUDIT_SCHEMA = T.StructType(
     [
@@ -102,14 +102,14 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
     if champion is not None and champion.version == challenger.version:
         raise Failure(f"{name} v{challenger.version} is already the champion.")
     if config.require_comparison_days > 0:
-        from compliance_assets.monitoring.challenger import COMPARISON, comparison_evidence
+        from compliance_assets.monitoring.challenger import comparison_evidence
 
         passed, days = comparison_evidence(session, lake, challenger.version, config.require_comparison_days)
         if not passed:
             evidence = {"required_comparison_days": config.require_comparison_days, "comparisons": days}
             record_audit(session, lake, "PROMOTION_REJECTED", name, champion.version if champion else None, challenger.version, config.approver, config.reason, evidence, context.run_id)
             raise Failure(
-                f"{name} v{challenger.version} needs {config.require_comparison_days} passing day(s) of {COMPARISON}; found {len(days)} "
+                f"{name} v{challenger.version} needs {config.require_comparison_days} passing day(s) of {CHALLENGER_COMPARISON}; found {len(days)} "
                 f"({sum(1 for d in days if d['passed'])} passing): {[d['day'] + ': ' + d['findings'] for d in days if not d['passed']]}. "
                 f"Champion unchanged; the decision is in {MODEL_AUDIT}."
             )

@@ -20,6 +20,7 @@ from dagster import DagsterInstance, PathMetadataValue, materialize
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from catalog import MODEL_DRIFT
 from compliance_assets.monitoring import drift
 from compliance_assets.reporting.reconciliation import reconcile_with_ledger
 from compliance_assets.serving import dashboard_panels as panels
@@ -100,7 +101,7 @@ def plant(spark, lake) -> dict:
     now = dt.datetime(2026, 4, 6, 1)
     drift_rows = [(dt.date.fromisoformat(DAY), drift.FEATURE_PSI, name, value, 0.1, 0.25, status, 3000, "{}", "transaction_risk", "1", "planted", "planted", now) for name, (value, status) in PLANTED_PSI.items()]
     drift_rows.append((dt.date.fromisoformat(DAY), drift.BAND_PSI, "risk_band", 0.9, 0.1, 0.25, "FAIL", 3000, "{}", "transaction_risk", "1", "planted", "planted", now))  # not a feature: not plotted
-    spark.createDataFrame(drift_rows, drift.SCHEMA).write.format("delta").partitionBy("event_date").save(table(lake, drift.TABLE))
+    spark.createDataFrame(drift_rows, drift.SCHEMA).write.format("delta").partitionBy("event_date").save(table(lake, MODEL_DRIFT))
     return {"before": before, "picks": picks, "rule": rule, "streamed": streamed}
 
 
