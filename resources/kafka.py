@@ -17,6 +17,7 @@ import os
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 from dagster import EnvVar, ConfigurableResource, Failure
 from pydantic import Field
 
@@ -198,6 +199,24 @@ class KafkaResource(ConfigurableResource):
 def _jaas_quote(value: str) -> str:
     """A value for a double-quoted JAAS option: backslashes and quotes escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+DECISIONS_SUFFIX, DLQ_SUFFIX = "-decisions", "-dlq"
+
+
+def decisions_topic(kafka: KafkaResource) -> str:
+    """The decisions topic of a transactions topic: what the decision service writes and the Delta lane reads."""
+    return kafka.topic + DECISIONS_SUFFIX
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 2, client_config: dict | None = None) -> None:
+    """Create the topic (broker-default replication) and wait; an existing topic is fine."""
+    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)], operation_timeout=30)[topic]
+    # exception() rather than result(): a caught traceback would keep the client alive (and reconnecting)
+    error = future.exception(timeout=60)
+    if error is not None and error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+        raise error
 
 
 def kafka_from_env() -> KafkaResource:

@@ -2,8 +2,6 @@
 
 
 import datetime as dt
-import os
-from pathlib import Path
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 
@@ -19,21 +17,21 @@ from resources.lake import LakeResource
     description="Starts daily_ingest for a delivery day as soon as landing/transactions/event_date=<day>/_SUCCESS appears (again after a redelivery).",
 )
 def landing_delivery_sensor(context: SensorEvaluationContext, lake: LakeResource):
-    root = Path(lake.landing_path("transactions"))
-    if not root.exists():
-        return SkipReason(f"No landing folder at {root}")
+    markers = lake.landing_markers("transactions")
     valid_keys = set(daily_partitions.get_partition_keys())
     requests = []
-    for marker in sorted(root.glob("event_date=*/_SUCCESS")):
-        day = marker.parent.name.split("=", 1)[1]
+    for folder, mtime in sorted(markers.items()):
+        if not folder.startswith("event_date="):
+            continue
+        day = folder.split("=", 1)[1]
         try:
             dt.date.fromisoformat(day)
         except ValueError:
-            context.log.warning(f"Ignoring landing folder with an invalid date: {marker.parent}")
+            context.log.warning(f"Ignoring landing folder with an invalid date: {folder}")
             continue
         if day not in valid_keys:
             context.log.warning(f"Delivery {day} is outside the partition range; not launched")
             continue
-        stamp = int(os.stat(marker).st_mtime)
+        stamp = int(mtime)
         requests.append(RunRequest(run_key=f"{day}@{stamp}", partition_key=day, tags={"trigger": "landing_delivery_sensor"}))
     return requests or SkipReason("No completed deliveries")

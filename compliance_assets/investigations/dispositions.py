@@ -237,13 +237,11 @@ def dispositions_account_for_every_record(context, spark: PySparkResource, lake:
     description="Append-only: no commit of the table ever deleted, updated or overwrote a decision (Delta history).",
 )
 def dispositions_are_append_only(spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    from delta.tables import DeltaTable
-
     session = spark.spark_session
     if not lake.table_exists(session, DISPOSITIONS):
         return AssetCheckResult(passed=True, metadata={"commits": 0})
     bad = []
-    history = DeltaTable.forPath(session, lake.table_path(DISPOSITIONS)).history().select("version", "operation", "operationParameters", "operationMetrics").collect()
+    history = lake.history(session, DISPOSITIONS).select("version", "operation", "operationParameters", "operationMetrics").collect()
     for h in history:
         params, metrics = h.operationParameters or {}, h.operationMetrics or {}
         if h.operation in ("DELETE", "UPDATE", "TRUNCATE", "RESTORE", "REPLACE TABLE", "CREATE OR REPLACE TABLE AS SELECT"):

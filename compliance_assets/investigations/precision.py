@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from compliance_assets.investigations.labels import SCHEMA as DISPOSITION_SCHEMA
 from compliance_assets.investigations.labels import current_decisions
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ml.alerts import scenario_of
+from compliance_assets.transforms.alert_rules import scenario_of
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from catalog import ALERTS, ALERT_PRECISION, DISPOSITIONS, Days

@@ -65,7 +65,7 @@ def _as_of(spark: SparkSession, lake: LakeResource, table: str, schema: T.Struct
         return lake.read_or_empty(spark, table, schema)
     if version < 0:
         return spark.createDataFrame([], schema)
-    return spark.read.format("delta").option("versionAsOf", version).load(lake.table_path(table))
+    return lake.read_version(spark, table, version)
 
 
 def read_outcomes(spark: SparkSession, lake: LakeResource, outcomes_version: int | None = None, dispositions_version: int | None = None) -> DataFrame:

@@ -13,7 +13,6 @@ import os
 
 from dagster import AllPartitionMapping, AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
-from delta.tables import DeltaTable
 from pydantic import Field
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
@@ -28,7 +27,7 @@ from compliance_assets.ops.audit import record_operation, require_replay_tags
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
-from catalog import DISPOSITIONS, GOLD, OUTCOMES, SILVER
+from catalog import DISPOSITIONS, GOLD, OUTCOMES, SILVER, Days
 
 GOLD_COLUMNS = tuple(load_contract("risk_scores")["properties"])
 COMPARED = ("risk_score", "risk_band", "model_name", "model_version", "model_run_id", "dq_status")
@@ -51,48 +50,25 @@ def write_scores(scored: DataFrame, lake: LakeResource, day: str, last_day: str 
     silver; insert new ones) from a persisted frame, since MERGE reads its source twice.
     """
     spark = scored.sparkSession
-    path = lake.table_path(GOLD)
-    first, last = dt.date.fromisoformat(day), dt.date.fromisoformat(last_day or day)
-    delivered = f"t.ingest_date >= DATE'{first}' AND t.ingest_date <= DATE'{last}'"
-    if not lake.table_exists(spark, GOLD) or lake.read(spark, GOLD).where(F.col("ingest_date").between(F.lit(first), F.lit(last))).limit(1).count() == 0:
-        scored.write.format("delta").mode("append").partitionBy("event_date").save(path)
+    days = Days(dt.date.fromisoformat(day), dt.date.fromisoformat(last_day or day))
+    if not lake.table_exists(spark, GOLD) or lake.read_days(spark, GOLD, days).limit(1).count() == 0:
+        lake.append(scored, GOLD)
         return lake.version(spark, GOLD)
     source = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        dates = [r.event_date for r in source.select("event_date").distinct().collect()] or [first]
+        dates = [r.event_date for r in source.select("event_date").distinct().collect()] or [days.first]
         in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
         changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in COMPARED) + " OR NOT (to_json(t.top_features) <=> to_json(s.top_features))"
-        (
-            DeltaTable.forPath(spark, path).alias("t")
-            .merge(source.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
-            .whenMatchedUpdateAll(condition=changed)
-            .whenNotMatchedInsertAll()
-            .whenNotMatchedBySourceDelete(condition=delivered)
-            .execute()
-        )
+        return lake.upsert(source, GOLD, f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time",
+                           changed=changed, delete_unmatched=days.where(f"t.{GOLD.day_column}"))
     finally:
         source.unpersist()
-    return lake.version(spark, GOLD)
 
 
 def insert_new_scores(scored: DataFrame, lake: LakeResource) -> int:
     """The stream's gold write: MERGE that inserts rows whose (transaction_id, event_time) is not in
     gold yet, so a micro-batch replayed after a crash adds nothing twice. Returns the Delta version."""
-    spark = scored.sparkSession
-    if not lake.table_exists(spark, GOLD):
-        scored.write.format("delta").mode("append").partitionBy("event_date").save(lake.table_path(GOLD))
-        return lake.version(spark, GOLD)
-    dates = [r.event_date for r in scored.select("event_date").distinct().collect()]
-    if not dates:
-        return lake.version(spark, GOLD)
-    in_dates = "t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in dates) + ")"
-    (
-        DeltaTable.forPath(spark, lake.table_path(GOLD)).alias("t")
-        .merge(scored.alias("s"), f"{in_dates} AND t.transaction_id = s.transaction_id AND t.event_time = s.event_time")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-    return lake.version(spark, GOLD)
+    return lake.insert_new(scored, GOLD, ("transaction_id", "event_time"), prune="event_date")
 
 
 @asset(

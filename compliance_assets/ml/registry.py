@@ -16,6 +16,7 @@ from dagster import AssetMaterialization, AssetSpec, Config, Failure, OpExecutio
 from dagster_pyspark import PySparkResource
 from pydantic import Field
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.ml.risk_model import evaluate, evaluation_scores
@@ -81,6 +82,15 @@ def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: 
     }
 
 
+def comparison_evidence(spark: SparkSession, lake: LakeResource, challenger_version: str, days: int) -> tuple[bool, list[dict]]:
+    """Whether the `days` most recent comparisons of a challenger version all passed, and those rows (for the audit)."""
+    if not lake.table_exists(spark, CHALLENGER_COMPARISON):
+        return False, []
+    rows = lake.read(spark, CHALLENGER_COMPARISON).where(F.col("challenger_version") == str(challenger_version)).orderBy(F.desc("event_date")).limit(days).collect()
+    evidence = [{"day": str(r.event_date), "agreement": r.band_agreement, "alert_ratio": r.alert_ratio, "passed": r.passed, "findings": r.findings} for r in rows]
+    return len(rows) == days and all(r.passed for r in rows), evidence
+
+
 class PromotionConfig(Config):
     approver: str = Field(description="Who approves the promotion (recorded on the model version and in model_audit).")
     reason: str = Field(default="", description="Why (ticket, review notes).")
@@ -102,8 +112,6 @@ def promote_challenger_op(context: OpExecutionContext, config: PromotionConfig, 
     if champion is not None and champion.version == challenger.version:
         raise Failure(f"{name} v{challenger.version} is already the champion.")
     if config.require_comparison_days > 0:
-        from compliance_assets.monitoring.challenger import comparison_evidence
-
         passed, days = comparison_evidence(session, lake, challenger.version, config.require_comparison_days)
         if not passed:
             evidence = {"required_comparison_days": config.require_comparison_days, "comparisons": days}

@@ -58,7 +58,7 @@ def load_training_frame(
     features_version = lake.version(spark, TRAINING_FEATURES) if features_version is None else features_version
     outcomes_version = table_version(spark, lake, OUTCOMES) if outcomes_version is None else outcomes_version
     dispositions_version = table_version(spark, lake, DISPOSITIONS) if dispositions_version is None else dispositions_version
-    df = spark.read.format("delta").option("versionAsOf", features_version).load(lake.table_path(TRAINING_FEATURES))
+    df = lake.read_version(spark, TRAINING_FEATURES, features_version)
     df = df.where(F.col("ingest_date").between(F.lit(first_day), F.lit(last_day))).drop("label", "label_decision_time")
     df = df.join(labels_as_of(spark, lake, label_cutoff, outcomes_version, dispositions_version), "transaction_id", "left")
     n_unlabelled = df.where(F.col("label").isNull()).count()

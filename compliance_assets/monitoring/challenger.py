@@ -213,12 +213,3 @@ def challenger_comparison_passes(context, spark: PySparkResource, lake: LakeReso
         severity=AssetCheckSeverity.WARN,
         metadata={"days_compared": len(rows), "findings": markdown_table([{"day": str(r.event_date), "challenger": r.challenger_version, "passed": r.passed, "findings": r.findings} for r in rows])},
     )
-
-
-def comparison_evidence(spark: SparkSession, lake: LakeResource, challenger_version: str, days: int) -> tuple[bool, list[dict]]:
-    """Whether the `days` most recent comparisons of a challenger version all passed, and those rows (for the audit)."""
-    if not lake.table_exists(spark, CHALLENGER_COMPARISON):
-        return False, []
-    rows = lake.read(spark, CHALLENGER_COMPARISON).where(F.col("challenger_version") == str(challenger_version)).orderBy(F.desc("event_date")).limit(days).collect()
-    evidence = [{"day": str(r.event_date), "agreement": r.band_agreement, "alert_ratio": r.alert_ratio, "passed": r.passed, "findings": r.findings} for r in rows]
-    return len(rows) == days and all(r.passed for r in rows), evidence

@@ -138,7 +138,7 @@ def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int
     tags = version.tags
     first, last = tags["training_window"].split("..")
     frame = (
-        spark.read.format("delta").option("versionAsOf", int(tags["training_delta_version"])).load(lake.table_path(TRAINING_FEATURES))
+        lake.read_version(spark, TRAINING_FEATURES, int(tags["training_delta_version"]))
         .where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
     )
     n = frame.count()

@@ -7,9 +7,7 @@ file counts and sizes before and after in the compaction_log Delta table.
 
 import datetime as dt
 import logging
-import os
 import time
-from contextlib import contextmanager
 
 from dagster import (
     AssetMaterialization,
@@ -25,7 +23,6 @@ from dagster import (
     op,
 )
 from dagster_pyspark import PySparkResource
-from delta.tables import DeltaTable
 from pydantic import Field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -33,13 +30,12 @@ from pyspark.sql import types as T
 from compliance_assets.metadata import markdown_table
 from resources.lake import LakeResource
 from catalog import COMPACTION_LOG, compacted
+from catalog import table as catalog_table
 
 # table -> the columns analysts filter by, clustered together with Z-ORDER (never partition columns)
 ZORDER_COLUMNS: dict[str, tuple[str, ...]] = compacted()  # the catalog's compaction entries (write-once snapshots: bin-packing only)
 
 MIN_RETENTION_HOURS = 168  # Delta's own default: readers and time travel within 7 days keep working
-RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
-LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"  # VACUUM's file listing tasks
 DATE_PARTITION_COLUMNS = ("event_date", "ingest_date")
 
 LOG_SCHEMA = T.StructType(
@@ -87,72 +83,17 @@ def check_retention(retention_hours: int, allow_short_retention: bool = False) -
         )
 
 
-def _snapshot_size(spark: SparkSession, path: str) -> tuple[int, int]:
+def _snapshot_size(spark: SparkSession, lake: LakeResource, table: str) -> tuple[int, int]:
     """(number of files, total bytes) of the table's current snapshot, from Delta's table detail."""
-    row = DeltaTable.forPath(spark, path).detail().select("numFiles", "sizeInBytes").collect()[0]
+    row = lake.detail(spark, table)
     return int(row["numFiles"] or 0), int(row["sizeInBytes"] or 0)
 
 
-def _is_data_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
-
-
-def data_files_on_disk(spark: SparkSession, path: str) -> int | None:
-    """Parquet data files under the table folder (live or not, _delta_log excluded); None when it cannot be listed."""
-    local = path[len("file:"):] if path.startswith("file:") else path
-    if "://" not in local:
-        count = 0
-        for folder, dirs, files in os.walk(local):
-            dirs[:] = [d for d in dirs if d != "_delta_log"]
-            count += sum(1 for f in files if _is_data_file(f))
-        return count
-    try:
-        jvm = spark._jvm
-        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-        fs = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration())
-        files, count = fs.listFiles(hadoop_path, True), 0
-        while files.hasNext():
-            status = files.next()
-            if "/_delta_log/" not in status.getPath().toString() and _is_data_file(status.getPath().getName()):
-                count += 1
-        return count
-    except Exception as exc:  # listing is informational: never fail a compaction over it
-        _log.warning(f"Could not list data files under {path}: {exc}")
-        return None
-
-
-@contextmanager
-def session_conf(spark: SparkSession, settings: dict[str, str]):
-    """Set Spark SQL settings for the duration of a block, then restore the previous values (or unset them)."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
-def vacuum_settings(spark: SparkSession, retention_hours: int) -> dict[str, str]:
-    """Settings for one VACUUM: the listing job capped at 4 tasks per core (Delta's default of 10,000
-    tasks costs about a minute per table on a local session) and the retention check off below 168 h."""
-    current = int(spark.conf.get(LISTING_PARALLELISM, None) or 10000)
-    settings = {LISTING_PARALLELISM: str(min(current, 4 * spark.sparkContext.defaultParallelism))}
-    if retention_hours < MIN_RETENTION_HOURS:
-        settings[RETENTION_CHECK] = "false"
-    return settings
-
-
-def usable_zorder_columns(spark: SparkSession, path: str, table: str, zorder_by, log=None) -> list[str]:
+def usable_zorder_columns(spark: SparkSession, lake: LakeResource, table: str, zorder_by, log=None) -> list[str]:
     """The Z-ORDER columns that exist in the table and are not partition columns (others are skipped with a log line)."""
     log = log or _log
-    detail = DeltaTable.forPath(spark, path).detail().select("partitionColumns").collect()[0]
-    partitions = set(detail["partitionColumns"] or [])
-    columns = set(spark.read.format("delta").load(path).columns)
+    partitions = set(lake.detail(spark, table)["partitionColumns"] or [])
+    columns = set(lake.read(spark, table).columns)
     usable = []
     for column in zorder_by:
         if column not in columns:
@@ -170,24 +111,14 @@ def compact_table(spark: SparkSession, lake: LakeResource, table: str, zorder_by
     check_retention(retention_hours, allow_short_retention)
     log = log or _log
     started = time.monotonic()
-    path = lake.table_path(table)
-    files_before, bytes_before = _snapshot_size(spark, path)
-    columns = usable_zorder_columns(spark, path, table, zorder_by, log)
+    files_before, bytes_before = _snapshot_size(spark, lake, table)
+    columns = usable_zorder_columns(spark, lake, table, zorder_by, log)
+    lake.optimize(spark, table, partition_filter, tuple(columns))
+    on_disk_before = lake.data_files(spark, table)
+    lake.vacuum(spark, table, retention_hours)
+    on_disk_after = lake.data_files(spark, table)
 
-    optimizer = DeltaTable.forPath(spark, path).optimize()
-    if partition_filter:
-        optimizer = optimizer.where(partition_filter)
-    if columns:
-        optimizer.executeZOrderBy(*columns)
-    else:
-        optimizer.executeCompaction()
-
-    on_disk_before = data_files_on_disk(spark, path)
-    with session_conf(spark, vacuum_settings(spark, retention_hours)):
-        DeltaTable.forPath(spark, path).vacuum(float(retention_hours))
-    on_disk_after = data_files_on_disk(spark, path)
-
-    files_after, bytes_after = _snapshot_size(spark, path)
+    files_after, bytes_after = _snapshot_size(spark, lake, table)
     result = {
         "table": table,
         "zorder_by": ",".join(columns),
@@ -207,12 +138,12 @@ def compact_table(spark: SparkSession, lake: LakeResource, table: str, zorder_by
     return result
 
 
-def partition_filter_for_days(spark: SparkSession, lake: LakeResource, table: str, days: int, today: dt.date) -> str | None:
-    """A predicate on the table's date partition column for the last `days` days (today included); None for all partitions."""
+def partition_filter_for_days(table: str, days: int, today: dt.date) -> str | None:
+    """A predicate on the table's date partition column (from the catalog) for the last `days` days (today included);
+    None for all partitions."""
     if days <= 0:
         return None
-    detail = DeltaTable.forPath(spark, lake.table_path(table)).detail().select("partitionColumns").collect()[0]
-    partitions = [c for c in (detail["partitionColumns"] or []) if c in DATE_PARTITION_COLUMNS]
+    partitions = [c for c in catalog_table(table).partition_by if c in DATE_PARTITION_COLUMNS]
     if not partitions:
         return None
     return f"{partitions[0]} >= '{(today - dt.timedelta(days=days - 1)).isoformat()}'"
@@ -247,7 +178,7 @@ def compact_lake(context: OpExecutionContext, config: CompactionConfig, spark: P
             skipped.append(table)
             continue
         try:  # one failing table must not keep the others from being compacted and logged
-            partition_filter = partition_filter_for_days(session, lake, table, config.days, now.date())
+            partition_filter = partition_filter_for_days(table, config.days, now.date())
             if config.days > 0 and partition_filter is None:
                 context.log.warning(f"{table}: no event_date/ingest_date partition column; days={config.days} ignored, all files compacted.")
             results.append(compact_table(session, lake, table, ZORDER_COLUMNS.get(table, ()), config.retention_hours, partition_filter,

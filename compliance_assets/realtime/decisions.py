@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import orjson
 
-from compliance_assets.ml.alerts import alert_id_value, alert_reason_values
+from compliance_assets.transforms.alert_rules import alert_id_value, alert_reason_values
 from compliance_assets.ml.model_features import MODEL_FEATURES, merchant_feature_values, silver_feature_values
 from compliance_assets.ml.risk_model import RiskModel
 from compliance_assets.realtime.account_state import AccountState, event_key

@@ -17,9 +17,9 @@ from dagster_pyspark import PySparkResource
 from pydantic import Field
 
 from compliance_assets.realtime.runtime import RuntimeStats
-from compliance_assets.realtime.service import ServiceOptions, decisions_topic, run_service
+from compliance_assets.realtime.service import ServiceOptions, run_service
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
-from resources.kafka import KafkaResource
+from resources.kafka import KafkaResource, decisions_topic
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource
 from resources.mlflow import ModelRegistryResource

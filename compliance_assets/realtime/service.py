@@ -26,20 +26,11 @@ from compliance_assets.realtime.decisions import KAFKA_SOURCE, MISKEYED, REJECTE
 from compliance_assets.realtime.reference import ReferenceSnapshot, load_references, source_versions
 from compliance_assets.realtime.runtime import Output, RuntimeStats, run
 from compliance_assets.realtime.snapshots import SnapshotStore
-from compliance_assets.streaming.loadgen import create_topic
 from compliance_assets.transforms.features import HISTORY_DAYS
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
-from resources.kafka import KafkaResource
+from resources.kafka import DLQ_SUFFIX, DECISIONS_SUFFIX, KafkaResource, create_topic
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
-
-DECISIONS_SUFFIX, DLQ_SUFFIX = "-decisions", "-dlq"
-
-
-def decisions_topic(kafka: KafkaResource) -> str:
-    """The decisions topic of a transactions topic: what the service writes and the Delta lane reads."""
-    return kafka.topic + DECISIONS_SUFFIX
-
 
 @dataclass(frozen=True)
 class ServiceOptions:

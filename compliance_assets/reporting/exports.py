@@ -29,7 +29,6 @@ import json
 import pyarrow as pa
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, MaterializeResult, MetadataValue, asset
 from dagster_pyspark import PySparkResource
-from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -37,7 +36,7 @@ from compliance_assets.metadata import markdown_table
 from compliance_assets.reporting.snapshots import current_entry
 from partitions import daily_partitions
 from resources.file_drops import FileDropResource
-from resources.lake import LakeResource
+from resources.lake import LakeResource, replace_rows
 from catalog import GOLD, RECONCILIATION_REPORT, SNAPSHOTS
 
 ASSET = "regulatory_exports"
@@ -86,11 +85,7 @@ def snapshot_rows(spark: SparkSession, lake: LakeResource, day: str) -> tuple[Da
 def replace_day(table: pa.Table, file_drops: FileDropResource, name: str, column: str, day: str) -> int:
     """Replace the `column = day` partition of the Delta table `name` with `table` (creating the table
     on the first export); returns the table's new version."""
-    uri, options = file_drops.delta_uri(name), file_drops.delta_storage_options()
-    write_deltalake(
-        uri, table, mode="overwrite", predicate=f"{column} = '{day}'", partition_by=[column], schema_mode="merge", storage_options=options,
-    )
-    return DeltaTable(uri, storage_options=options).version()
+    return replace_rows(file_drops.delta_uri(name), table, f"{column} = '{day}'", (column,), file_drops.delta_storage_options())
 
 
 @asset(

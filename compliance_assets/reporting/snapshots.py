@@ -141,15 +141,12 @@ def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: La
         )
     version = (current.snapshot_version if current is not None else 0) + 1
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    path = lake.table_path(table)
-    if lake.table_exists(spark, table):  # rows of a version whose manifest entry was never written (a crashed run)
-        from delta.tables import DeltaTable
-
-        DeltaTable.forPath(spark, path).delete((F.col("period") == period) & (F.col("snapshot_version") >= version))
-    (
+    # rows of a version whose manifest entry was never written (a crashed run)
+    lake.delete_where(spark, table, (F.col("period") == period) & (F.col("snapshot_version") >= version))
+    lake.append(
         rows.withColumn("period", F.lit(period)).withColumn("snapshot_version", F.lit(version))
-        .withColumn("snapshot_created_at", F.lit(now)).withColumn("dagster_run_id", F.lit(context.run_id))
-        .write.format("delta").mode("append").partitionBy("period").save(path)
+        .withColumn("snapshot_created_at", F.lit(now)).withColumn("dagster_run_id", F.lit(context.run_id)),
+        table, partition_by=("period",),
     )
     delta_version = lake.version(spark, table)
     stored = lake.read(spark, table).where((F.col("period") == period) & (F.col("snapshot_version") == version))
@@ -161,7 +158,7 @@ def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: La
         (current.sha256 == fp["sha256"]) if current is not None else None,
         tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), delta_version, context.run_id, now,
     )
-    spark.createDataFrame([entry], MANIFEST_SCHEMA).write.format("delta").mode("append").save(lake.table_path(SNAPSHOT_MANIFEST))
+    lake.append(spark.createDataFrame([entry], MANIFEST_SCHEMA), SNAPSHOT_MANIFEST)
     context.log.info(f"{table} {period}: version {version}, {fp['row_count']} rows, sha256 {fp['sha256']}")
     return {**fp, "snapshot_version": version, "delta_version": delta_version, "superseded": current.snapshot_version if current is not None else None}
 

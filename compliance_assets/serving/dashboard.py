@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import markdown_table
-from compliance_assets.ml.alerts import scenario_of
+from compliance_assets.transforms.alert_rules import scenario_of
 from compliance_assets.monitoring.drift import FEATURE_PSI
 from compliance_assets.serving import dashboard_panels as panels
 from partitions import daily_partitions

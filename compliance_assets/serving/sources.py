@@ -15,10 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 from sqlalchemy import Table
 
-from compliance_assets.ml.alerts import DETAIL_SEPARATOR
+from compliance_assets.transforms.alert_rules import DETAIL_SEPARATOR
 from compliance_assets.serving import bi_tables
 from compliance_assets.serving.arrow_json import json_lists
 from resources.lake import LakeResource
@@ -34,17 +33,11 @@ class DeltaReader:
 
     def __init__(self, lake: LakeResource):
         self.lake = lake
-        self.options = lake.storage_options
 
     def dataset(self, table: str) -> ds.Dataset | None:
         """The table's current snapshot as a pyarrow dataset, or None when the table does not exist yet."""
-        path = self.lake.table_path(table)
-        try:
-            return DeltaTable(path, storage_options=self.options).to_pyarrow_dataset()
-        except Exception as exc:  # delta-rs raises TableNotFoundError for a missing table
-            if type(exc).__name__ == "TableNotFoundError":
-                return None
-            raise
+        opened = self.lake.delta_table(table)
+        return None if opened is None else opened.to_pyarrow_dataset()
 
     def batches(self, table: str, where: ds.Expression, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The rows matching `where`, `columns` only, in record batches of at most BATCH_ROWS."""

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Producer
+
+from resources.kafka import create_topic
 
 ACCOUNT_ID = re.compile(r'"account_id"\s*:\s*"([^"\\]+)"')
 SLICE = 0.005  # pacing granularity: sleep in 5 ms steps, not per message
@@ -75,16 +76,6 @@ def kafka_client_config_from_env() -> dict[str, str]:
     from resources.kafka import kafka_from_env  # imports Dagster: only when publishing from the command line
 
     return kafka_from_env().confluent_config()
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int = 2, client_config: dict | None = None) -> None:
-    """Create the topic (broker-default replication) and wait; an existing topic is fine."""
-    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)], operation_timeout=30)[topic]
-    # exception() rather than result(): a caught traceback would keep the client alive (and reconnecting)
-    error = future.exception(timeout=60)
-    if error is not None and error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-        raise error
 
 
 def publish(

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER, reference_frames
-from compliance_assets.ml.alerts import RULE_COLUMNS, alert_rows
+from compliance_assets.transforms.alert_rules import RULE_COLUMNS, alert_rows
 from catalog import ALERTS
 from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, read_outcomes, table_version
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
@@ -67,14 +67,7 @@ def append_once(df: DataFrame, lake: LakeResource, table: str, app_id: str, batc
     """Append a stream's micro-batch rows once: Delta skips a (txnAppId, txnVersion) it has already committed, so a
     micro-batch replayed after a crash writes nothing twice. Bronze, silver and stream_batches of an older release
     gain their new columns."""
-    (
-        df.write.format("delta").mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", batch_id)
-        .option("mergeSchema", str(table in (BRONZE, SILVER, PROGRESS)).lower())
-        .partitionBy("event_date")
-        .save(lake.table_path(table))
-    )
+    lake.append(df, table, partition_by=("event_date",), merge_schema=table in (BRONZE, SILVER, PROGRESS), once=(app_id, batch_id))
 
 
 @dataclass

@@ -14,12 +14,11 @@ from typing import Callable
 from pyspark.sql import SparkSession
 
 from compliance_assets.streaming.microbatch import BatchReport, MicroBatchProcessor, StreamModel
-from compliance_assets.realtime.service import decisions_topic
 from compliance_assets.streaming.decision_lane import DecisionLaneWriter
 from compliance_assets.streaming.sources import KAFKA_SOURCE, decision_records, kafka_records, landing_records
 from compliance_assets.transforms.ingestion import LANDING_SOURCE
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
-from resources.kafka import KafkaResource
+from resources.kafka import KafkaResource, decisions_topic
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
 
@@ -45,10 +44,6 @@ def stream_name(options: StreamOptions, kafka: KafkaResource) -> str:
     if options.source == "decisions":
         return f"decisions_{decisions_topic(kafka)}"
     return f"transactions_kafka_{kafka.topic}" if options.source == "kafka" else "transactions_landing"
-
-
-def checkpoint_path(lake: LakeResource, name: str) -> str:
-    return f"{lake.root}/checkpoints/{name}"
 
 
 def run_stream(
@@ -82,7 +77,7 @@ def run_stream(
     else:
         records = landing_records(spark, lake, options.max_files_per_trigger, options.days_glob)
         log(f"stream {name}: watching {lake.landing_path('transactions')}")
-    log(f"stream {name}: starting with champion {model_registry.model_name} v{version.version}, checkpoint {checkpoint_path(lake, name)}")
+    log(f"stream {name}: starting with champion {model_registry.model_name} v{version.version}, checkpoint {lake.checkpoint_path(name)}")
     _await(records, name, processor, lake, options, log)
     return report.count
 
@@ -95,7 +90,7 @@ def _run_decision_lane(spark: SparkSession, lake: LakeResource, kafka: KafkaReso
     name = stream_name(options, kafka)
     report = _Batches(on_batch)
     writer = DecisionLaneWriter(spark, lake, name, pii_salt, run_id, report)
-    log(f"stream {name}: the Delta lane reading {topic}, checkpoint {checkpoint_path(lake, name)}")
+    log(f"stream {name}: the Delta lane reading {topic}, checkpoint {lake.checkpoint_path(name)}")
     _await(decision_records(spark, kafka, topic, options.max_offsets_per_trigger), name, writer, lake, options, log)
     return report.count
 
@@ -129,7 +124,7 @@ def _await(records, name: str, batch_function, lake: LakeResource, options: Stre
     saved = {key: spark.conf.get(key) for key in stream_conf}
     for key, value in stream_conf.items():
         spark.conf.set(key, value)
-    writer = records.writeStream.queryName(name).foreachBatch(batch_function).option("checkpointLocation", checkpoint_path(lake, name))
+    writer = records.writeStream.queryName(name).foreachBatch(batch_function).option("checkpointLocation", lake.checkpoint_path(name))
     writer = writer.trigger(availableNow=True) if options.available_now else writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
     deadline = time.monotonic() + options.stop_after_seconds if options.stop_after_seconds else None
     query = None

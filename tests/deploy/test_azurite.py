@@ -399,3 +399,30 @@ def test_regulatory_exports_to_blob_are_idempotent_and_follow_the_current_snapsh
     pd.testing.assert_frame_equal(snap_rows_2, canonical(source_snapshot(2)))
     content = [c for c in snap_rows_1.columns if c not in ("snapshot_version", "snapshot_created_at", "dagster_run_id")]
     pd.testing.assert_frame_equal(snap_rows_2[content], snap_rows_1[content])  # same content, superseding version
+
+
+# --- the lake's landing area on abfss:// (the landing sensor lists it without a JVM) -------------------
+
+
+def test_the_landing_sensor_sees_completed_deliveries_in_an_abfss_landing_area(monkeypatch, azurite, container):
+    from dagster import RunRequest, build_sensor_context
+
+    from resources.lake import LakeResource
+    from sensors.landing import landing_delivery_sensor
+
+    for var in AZURE_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_AUTH", "account_key")
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    monkeypatch.setenv("AZURE_BLOB_ACCOUNT_URL", azurite)  # Azurite instead of <account>.dfs.core.windows.net
+    folder = "lake/landing/transactions"
+    for name in (f"event_date={DAY}/part-0.jsonl", f"event_date={DAY}/_SUCCESS", "event_date=2026-04-02/part-0.jsonl", "event_date=junk/_SUCCESS"):
+        upload(azurite, container, f"{folder}/{name}", b"{}\n")
+    lake = LakeResource(root=f"abfss://{container}@{ACCOUNT}.dfs.core.windows.net/lake")
+
+    markers = lake.landing_markers("transactions")
+    assert set(markers) == {f"event_date={DAY}", "event_date=junk"} and lake.landing_markers("no_such_folder") == {}
+    requests = landing_delivery_sensor(build_sensor_context(resources={"lake": lake}))
+    assert [(type(r), r.partition_key) for r in requests] == [(RunRequest, DAY)]
+    assert requests[0].run_key == f"{DAY}@{int(markers[f'event_date={DAY}'])}"

@@ -9,7 +9,8 @@ import pytest
 from dagster import DagsterInstance
 from pyspark.sql import types as T
 
-from compliance_assets.ops.compaction import RETENTION_CHECK, ZORDER_COLUMNS, compact_table, compaction_job, compaction_log
+from resources.lake import RETENTION_CHECK
+from compliance_assets.ops.compaction import ZORDER_COLUMNS, compact_table, compaction_job, compaction_log
 from tests.conftest import make_resources
 from tests.helpers import read_delta
 

@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, TopicPartition
 from dagster import DagsterInstance
 
 from compliance_assets.realtime.job import DECISIONS, decision_service_job
-from compliance_assets.realtime.service import ServiceOptions, decisions_topic, state_store
+from compliance_assets.realtime.service import ServiceOptions, state_store
+from resources.kafka import decisions_topic
 from compliance_assets.streaming.loadgen import create_topic, delivery_lines, publish
 from resources.kafka import KafkaResource
 from tests.conftest import make_resources

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer
 
-from compliance_assets.realtime.service import ServiceOptions, decisions_topic, run_service
+from compliance_assets.realtime.service import ServiceOptions, run_service
+from resources.kafka import decisions_topic
 from compliance_assets.streaming.loadgen import create_topic, delivery_lines, publish
 from compliance_assets.streaming.stream import StreamOptions, run_stream
 from resources.kafka import KafkaConnectionFailure, KafkaResource

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
-from compliance_assets.ml.alerts import HIGH_RISK
+from compliance_assets.transforms.alert_rules import HIGH_RISK
 from compliance_assets.streaming.job import transaction_stream_job
 from compliance_assets.streaming.loadgen import delivery_lines
 from tests.conftest import make_resources

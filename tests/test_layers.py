@@ -1,0 +1,40 @@
+"""The layering the architecture promises, checked on the source: the lake resource is the only code that does
+Delta I/O or knows the lake's folder layout."""
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PRODUCT = ("catalog", "compliance_assets", "partitions", "resources", "sensors")
+LAKE = ROOT / "resources" / "lake.py"
+DELTA_MODULES = ("delta", "deltalake")
+LAYOUT = ("/tables/", "/checkpoints/", "tables/", "checkpoints/")
+
+
+def product_files():
+    return sorted(p for pkg in PRODUCT for p in (ROOT / pkg).rglob("*.py") if p != LAKE)
+
+
+def test_only_the_lake_resource_imports_delta():
+    offenders = []
+    for path in product_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in DELTA_MODULES]
+    assert offenders == []
+
+
+def test_only_the_lake_resource_spells_the_lake_layout_or_reads_delta_with_spark():
+    offenders = []
+    for path in product_files():
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(n)}
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(part in node.value for part in LAYOUT):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value[:60]!r}")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+                if node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "delta":  # spark.read/write.format("delta")
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .format('delta')")
+    assert offenders == []
