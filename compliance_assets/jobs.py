@@ -1,42 +1,13 @@
-"""Jobs: the daily pipeline, daily ingest and scoring, monthly snapshots, replay, model training, promotion and rollback."""
+"""The jobs that span domains: the whole daily graph (and its schedule) and the replay of a partition range.
+Each domain's own jobs live in its package (ingest/jobs.py, ml/jobs.py, reporting/jobs.py, ...)."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
-from dagster_mlflow import end_mlflow_on_run_finished
+from dagster import AssetSelection, DefaultScheduleStatus, build_schedule_from_partitioned_job, define_asset_job
 
 from catalog import (
     ALERT_PRECISION, ALERTS, DISPOSITIONS, DISPOSITIONS_DLQ, DLQ, DQ_RESULTS, GOLD, OUTCOMES, RECONCILIATION_BREAKS,
     RECONCILIATION_REPORT, SILVER, SNAPSHOT_MANIFEST, SNAPSHOTS, SNAPSHOTS_MONTHLY, TRAINING_FEATURES,
-)
-from compliance_assets.ml.registry import promote_challenger
-
-daily_ingest_job = define_asset_job(
-    "daily_ingest",
-    selection=AssetSelection.groups("reference_data", "ingest"),
-    description="Load the day's reference data and transaction delivery into bronze, then validate into silver, the DLQ and dq_results.",
-)
-
-daily_scoring_job = define_asset_job(
-    "daily_scoring",
-    selection=AssetSelection.assets(OUTCOMES, TRAINING_FEATURES, GOLD, ALERTS),
-    description="Load the day's confirmed outcomes, build the day's training features, score every silver transaction with the champion model and raise alerts.",
-)
-
-train_risk_model_job = define_asset_job(
-    "train_risk_model",
-    selection=AssetSelection.assets("risk_model"),
-    hooks={end_mlflow_on_run_finished},
-    description="Train the risk model on the 28 delivery days up to the partition day, log it to MLflow and register it as the challenger.",
-)
-
-rollback_model_job = define_asset_job(
-    "rollback_model",
-    selection=AssetSelection.assets(GOLD, ALERTS),
-    description=(
-        "Roll back the champion model and re-score a partition range: launch a backfill over the days to re-score with "
-        "config ops.risk_scores_gold.config = {rollback_to_version: N, requested_by: '...', reason: '...'}."
-    ),
 )
 
 DAILY_GRAPH = (
@@ -55,12 +26,6 @@ daily_pipeline_job = define_asset_job(
     ),
 )
 
-monthly_snapshot_job = define_asset_job(
-    "monthly_snapshot",
-    selection=AssetSelection.assets(SNAPSHOTS_MONTHLY),
-    description="The month's write-once regulatory snapshot (run after the month's last daily snapshot).",
-)
-
 replay_job = define_asset_job(
     "replay",
     selection=AssetSelection.assets(
@@ -74,10 +39,13 @@ replay_job = define_asset_job(
     ),
 )
 
-regulatory_export_job = define_asset_job(
-    "regulatory_export",
-    selection=AssetSelection.assets("regulatory_exports"),
-    description="Export the delivery day's risk scores and current regulatory snapshot as Delta tables to the file drop's exports/ area (Azure Blob in production).",
+daily_pipeline_schedule = build_schedule_from_partitioned_job(
+    daily_pipeline_job,
+    hour_of_day=2,
+    minute_of_hour=0,
+    default_status=DefaultScheduleStatus.STOPPED,
+    description=(
+        "Every day at 02:00 UTC, materialise yesterday's partition of the whole daily graph: ingest, scoring, "
+        "reconciliation (due 06:00 UTC) and the daily regulatory snapshot. Turn it on in the UI."
+    ),
 )
-
-__all__ = ["regulatory_export_job", "daily_ingest_job", "daily_pipeline_job", "monthly_snapshot_job", "replay_job", "daily_scoring_job", "promote_challenger", "rollback_model_job", "train_risk_model_job"]

@@ -38,3 +38,48 @@ def test_only_the_lake_resource_spells_the_lake_layout_or_reads_delta_with_spark
                 if node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "delta":  # spark.read/write.format("delta")
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .format('delta')")
     assert offenders == []
+
+
+def package_of(module: str) -> str:
+    """A module's package for the layering: compliance_assets' domains (ingest, ml, ...) and the top-level packages."""
+    parts = module.split(".")
+    if parts[0] == "compliance_assets" and len(parts) > 2:
+        return ".".join(parts[:2])
+    return module if parts[0] == "compliance_assets" else parts[0]
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {}
+    for pkg in PRODUCT + ("contracts",):
+        for path in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and package_of(target) != package_of(name):
+                    graph.setdefault(package_of(name), set()).add(package_of(target))
+    return graph
+
+
+def test_no_import_cycles_between_packages():
+    graph = import_graph()
+    cycles = []
+    for start in graph:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    cycles.append(" -> ".join(path + [start]))
+                elif nxt not in path:
+                    stack.append((nxt, path + [nxt]))
+    assert sorted(set(cycles))[:5] == []

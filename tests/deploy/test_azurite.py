@@ -408,7 +408,7 @@ def test_the_landing_sensor_sees_completed_deliveries_in_an_abfss_landing_area(m
     from dagster import RunRequest, build_sensor_context
 
     from resources.lake import LakeResource
-    from sensors.landing import landing_delivery_sensor
+    from compliance_assets.ingest.landing_sensor import landing_delivery_sensor
 
     for var in AZURE_ENV:
         monkeypatch.delenv(var, raising=False)

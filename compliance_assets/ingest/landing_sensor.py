@@ -5,7 +5,7 @@ import datetime as dt
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 
-from compliance_assets.jobs import daily_ingest_job
+from compliance_assets.ingest.jobs import daily_ingest_job
 from partitions import daily_partitions
 from resources.lake import LakeResource
 

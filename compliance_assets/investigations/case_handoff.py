@@ -44,7 +44,7 @@ from resources.lake import LakeResource
 from resources.lake import append_rows as lake_append_rows
 from resources.lake import open_delta
 from resources.notifier import retry_delay
-from sensors.alerting import RetryPolicy
+from compliance_assets.ops.notifications import RetryPolicy
 from catalog import ALERTS, CASE_HANDOFFS
 
 DELIVERED, RETRY_SCHEDULED, GAVE_UP, REJECTED, WITHDRAWN = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "REJECTED", "WITHDRAWN"

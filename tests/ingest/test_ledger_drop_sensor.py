@@ -3,7 +3,7 @@
 from dagster import DagsterInstance, SkipReason, build_sensor_context
 
 from resources.file_drops import LocalFileDrops
-from sensors.file_drops import ledger_drop_sensor
+from compliance_assets.ingest.ledger_drop_sensor import ledger_drop_sensor
 
 
 def tick(drops, cursor=None):

@@ -14,7 +14,7 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from compliance_assets.definitions import defs
 from compliance_assets.realtime.job import DECISION_SERVICE_JOB
 from compliance_assets.streaming.job import STREAM_JOB
-from sensors.streaming import Backoff, FinishedRun, decide, decision_service_supervisor_sensor, next_generation, stream_supervisor_sensor
+from compliance_assets.streaming.supervisor import Backoff, FinishedRun, decide, decision_service_supervisor_sensor, next_generation, stream_supervisor_sensor
 
 CONFIG = {"ops": {"run_transaction_stream": {"config": {"source": "kafka"}}}}
 

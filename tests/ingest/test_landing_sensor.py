@@ -5,7 +5,7 @@ import os
 from dagster import RunRequest, SkipReason, build_sensor_context
 
 from resources import LakeResource
-from sensors.landing import landing_delivery_sensor
+from compliance_assets.ingest.landing_sensor import landing_delivery_sensor
 
 
 def evaluate(tmp_path):
