@@ -7,7 +7,7 @@ from typing import Any
 import pandera.pyspark as pa
 from pyspark.sql import types as T
 
-from contracts import load_contract
+from contracts import load_contract, pii_fields
 from contracts.rules import contract_rules
 from contracts.spark import struct_type
 
@@ -35,13 +35,14 @@ def _checks(rule_keyword: str, value: Any) -> list[pa.Check]:
     return []  # type/format are enforced by the column dtype; required by nullable=False
 
 
-def pandera_schema(contract: dict[str, Any] | str, *, skip_checks_on: tuple[str, ...] = ()) -> pa.DataFrameSchema:
+def pandera_schema(contract: dict[str, Any] | str, *, masked: bool = False) -> pa.DataFrameSchema:
     """A pandera schema for a typed table holding the contract's columns (extra columns allowed).
 
-    `skip_checks_on` names columns whose value checks do not apply in that table (e.g. masked PII).
+    `masked`: the table holds the contract's PII fields masked (tokens), so their value checks do not apply.
     """
     if isinstance(contract, str):
         contract = load_contract(contract)
+    skip_checks_on = set(pii_fields(contract)) if masked else set()
     fields = struct_type(contract).fields
     text_columns = {f.name for f in fields if isinstance(f.dataType, T.StringType)}
     checks: dict[str, list[pa.Check]] = {}

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.reference_data import serving_snapshots, snapshot_days
 from compliance_assets.transforms.enrichment import fx_lookup
-from compliance_assets.transforms.features import HISTORY_COLUMNS
+from compliance_assets.transforms.features import HISTORY_COLUMNS, HISTORY_SCHEMA
 from compliance_assets.transforms.pipeline import (
     DAY,
     DEFAULT_LATENESS_DAYS,
@@ -48,19 +48,6 @@ from resources.masking import PiiMaskingResource
 from catalog import DLQ, DQ_RESULTS, Days, SILVER
 
 REFERENCE_DEPS = list(REFERENCE_TABLES)
-
-HISTORY_SCHEMA = T.StructType(
-    [
-        T.StructField("transaction_id", T.StringType()),
-        T.StructField("account_id", T.StringType()),
-        T.StructField("event_time", T.TimestampType()),
-        T.StructField("event_date", T.DateType()),
-        T.StructField("ingest_date", T.DateType()),
-        T.StructField("amount_base", T.DecimalType(18, 2)),
-        T.StructField("latitude", T.DoubleType()),
-        T.StructField("longitude", T.DoubleType()),
-    ]
-)
 
 
 class SilverConfig(Config):

@@ -18,6 +18,7 @@ import math
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from compliance_assets.transforms.features import FEATURE_COLUMNS, MAX_WINDOW
 from contracts import load_contract
 
 MERCHANT_WINDOWS_DAYS = {"1d": 1, "7d": 7, "30d": 30}
@@ -56,13 +57,9 @@ def _silver_feature_exprs() -> dict[str, Column]:
     return exprs
 
 
-WINDOW_FEATURES = (
-    "txn_count_1h", "txn_count_24h", "txn_count_7d", "txn_count_30d",
-    "amount_sum_1h", "amount_sum_24h", "amount_sum_7d", "amount_sum_30d",
-    "amount_avg_30d_prior", "amount_to_avg_30d", "amount_to_max_7d", "amount_to_typical",
-    "distance_from_home_km", "delivery_distance_km", "seconds_since_prev_txn",
-    "distance_from_prev_km", "travel_speed_kmh", "days_since_last_activity",
-)
+# silver's behaviour features (transforms/features.py), all model inputs but the largest earlier amount itself:
+# it enters as its ratio, amount_to_max_<window>
+WINDOW_FEATURES = tuple(c for c in FEATURE_COLUMNS if c != f"amount_max_{MAX_WINDOW}_prior")
 SILVER_FEATURES = (
     "amount_base", *WINDOW_FEATURES, "amount_to_single_limit", "amount_to_reporting_threshold", "hour_of_day", "is_weekend",
     "is_cross_border", "merchant_abroad", "kyc_risk_level", "pep_flag", "exceeds_single_limit",

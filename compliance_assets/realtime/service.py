@@ -20,13 +20,13 @@ from typing import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from compliance_assets.ingest.silver import HISTORY_SCHEMA, SILVER
+from compliance_assets.ingest.silver import SILVER
 from compliance_assets.realtime.account_state import AccountState, dump_states, load_states
 from compliance_assets.realtime.decisions import KAFKA_SOURCE, MISKEYED, REJECTED, Champion, Decider, Decision, Event, encode
 from compliance_assets.realtime.reference import ReferenceSnapshot, load_references, source_versions
 from compliance_assets.realtime.runtime import Output, RuntimeStats, run
 from compliance_assets.realtime.snapshots import SnapshotStore
-from compliance_assets.transforms.features import HISTORY_DAYS
+from compliance_assets.transforms.features import HISTORY_DAYS, HISTORY_SCHEMA
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
 from resources.kafka import DLQ_SUFFIX, DECISIONS_SUFFIX, KafkaResource, create_topic
 from resources.lake import LakeResource

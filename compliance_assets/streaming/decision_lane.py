@@ -24,14 +24,13 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER
-from catalog import ALERTS, GOLD
+from catalog import ALERTS, DLQ, SILVER
 from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
 from compliance_assets.ml.scoring import TOP_FEATURE_TYPE
 from compliance_assets.streaming.microbatch import BRONZE, PROGRESS, PROGRESS_SCHEMA, BatchReport, BatchWriter, PartitionStats, _Writes
 from compliance_assets.transforms.enrichment import mask_payload_pii
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, bronze_rows, decoded_payload
-from compliance_assets.transforms.features import HISTORY_COLUMNS
+from compliance_assets.transforms.features import HISTORY_COLUMNS, HISTORY_SCHEMA
 from compliance_assets.transforms.pipeline import DLQ_COLUMNS, SILVER_COLUMNS, ReferenceFrames, check_batch, silver_frame
 from contracts import load_contract, pii_fields
 from contracts.spark import struct_type

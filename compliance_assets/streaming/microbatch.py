@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from compliance_assets.ingest.silver import DLQ, HISTORY_SCHEMA, SILVER, reference_frames
+from compliance_assets.ingest.silver import DLQ, SILVER, reference_frames
 from compliance_assets.transforms.alert_rules import RULE_COLUMNS, alert_rows
 from catalog import ALERTS
 from compliance_assets.ml.features_training import DISPOSITIONS, OUTCOMES, read_outcomes, table_version
@@ -30,7 +30,7 @@ from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
 from compliance_assets.ml.model_features import merchant_risk_between, model_feature_frame
 from compliance_assets.ml.risk_model import RiskModel
 from compliance_assets.ml.scoring import PASSTHROUGH, score_frame, with_model_ids
-from compliance_assets.transforms.features import HISTORY_COLUMNS
+from compliance_assets.transforms.features import HISTORY_COLUMNS, HISTORY_SCHEMA
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, bronze_rows
 from compliance_assets.transforms.pipeline import ReferenceFrames, check_batch, dlq_frame, duplicate_ingest_ids, history_window, silver_frame
 from resources.lake import LakeResource

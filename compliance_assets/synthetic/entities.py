@@ -87,7 +87,6 @@ COMPANY_STEMS = (
 )
 COMPANY_SUFFIXES = ("GmbH", "SA", "BV", "Ltd", "SRL", "AG", "SAS", "Oy")
 
-CITY_NAME = np.array([c[0] for c in CITIES], dtype=object)
 CITY_COUNTRY = np.array([c[1] for c in CITIES], dtype=object)
 CITY_CURRENCY = np.array([CURRENCIES.index(c[2]) for c in CITIES])
 CITY_LAT = np.array([c[3] for c in CITIES])

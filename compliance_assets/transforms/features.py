@@ -16,13 +16,28 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from compliance_assets.transforms.geo import haversine_km, haversine_km_value
 
 WINDOWS_SECONDS = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 MAX_WINDOW = "7d"  # the window of the largest earlier amount
 HISTORY_DAYS = 31
-HISTORY_COLUMNS = ("transaction_id", "account_id", "event_time", "event_date", "amount_base", "latitude", "longitude")
+# the silver columns a transaction's features read from the account's earlier transactions (with the delivery day
+# they came in, to read the history as of a delivery)
+HISTORY_SCHEMA = T.StructType(
+    [
+        T.StructField("transaction_id", T.StringType()),
+        T.StructField("account_id", T.StringType()),
+        T.StructField("event_time", T.TimestampType()),
+        T.StructField("event_date", T.DateType()),
+        T.StructField("ingest_date", T.DateType()),
+        T.StructField("amount_base", T.DecimalType(18, 2)),
+        T.StructField("latitude", T.DoubleType()),
+        T.StructField("longitude", T.DoubleType()),
+    ]
+)
+HISTORY_COLUMNS = tuple(name for name in HISTORY_SCHEMA.fieldNames() if name != "ingest_date")
 TIE_SLOTS = 1_000_000  # sub-second ordering slots for transactions in the same second
 MIN_TRAVEL_SECONDS = 60  # floor for speed: two events in the same minute are not infinitely fast
 

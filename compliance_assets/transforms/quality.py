@@ -24,9 +24,6 @@ DUPLICATE = Rule("transaction_id.unique", "transaction_id", "uniqueness", None, 
 MISSING_LOCATION = Rule("location.present", "latitude", "completeness", None, "MISSING_LOCATION", WARNING, "card-present and ATM transactions carry coordinates")
 UNKNOWN_MERCHANT = Rule("merchant_id.known", "merchant_id", "reference", "merchant_profiles", "UNKNOWN_MERCHANT", WARNING, "merchant_id exists in merchant_profiles")
 
-REJECTING_RULES = (UNKNOWN_ACCOUNT, NO_FX_RATE, FUTURE_EVENT, TOO_LATE)
-FLAGGING_RULES = (MISSING_LOCATION, UNKNOWN_MERCHANT)
-
 
 @dataclass(frozen=True)
 class RuleExpr:

@@ -10,7 +10,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compliance_assets.ingest.silver import HISTORY_SCHEMA
+from compliance_assets.transforms.features import HISTORY_SCHEMA
 from compliance_assets.realtime.account_state import AccountState, order_key, tie_slot
 from compliance_assets.transforms.features import FEATURE_COLUMNS, behaviour_features
 

@@ -4,7 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 from compliance_assets.transforms.features import behaviour_features
-from compliance_assets.ingest.silver import HISTORY_SCHEMA
+from compliance_assets.transforms.features import HISTORY_SCHEMA
 
 CURRENT = "transaction_id string, account_id string, event_time timestamp, event_date date, ingest_date date, amount_base decimal(18,2), latitude double, longitude double, delivery_latitude double, delivery_longitude double"
 T0 = dt.datetime(2026, 3, 10, 12, 0, 0)
