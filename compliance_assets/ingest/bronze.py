@@ -20,7 +20,7 @@ from compliance_assets.metadata import delta_metadata
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_deliveries
 from compliance_assets.transforms.mapping_files import SourceMapping, load_mapping, mappings_dir
 from compliance_assets.transforms.source_mapping import export_days, read_mapped_delivery, read_mapped_export
-from compliance_assets.ops.audit import record_operation
+from compliance_assets.ops.audit import audited
 from partitions import PARTITIONS_START, PARTITIONS_START_ENV, daily_partitions, day_literals
 from resources.lake import LakeResource
 from catalog import BRONZE, Days
@@ -51,6 +51,7 @@ class BronzeConfig(Config):
     ),
     metadata={"partition_column": "event_date (delivery day)", "key": "ingest_id"},
 )
+@audited
 def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
     mapping_path = config.source_mapping or context.run.tags.get("source_mapping", "")
@@ -69,7 +70,6 @@ def transactions_bronze(context: AssetExecutionContext, config: BronzeConfig, sp
         count = lake.rows_written(session, BRONZE) if version != before else 0  # an empty day that replaced nothing makes no commit
         context.log.info(f"bronze {key} ({source}): {count} records")
         total += count
-    record_operation(context, session, lake, BRONZE)
     return MaterializeResult(metadata=delta_metadata(lake.table_path(BRONZE), version, total, BRONZE_SCHEMA, source=source))
 
 
@@ -87,7 +87,6 @@ def _write_landing_range(context: AssetExecutionContext, session, lake: LakeReso
         per_day = {str(r.event_date): r["count"] for r in written.groupBy("event_date").count().collect()}
     for key in keys:
         context.log.info(f"bronze {key} ({LANDING_SOURCE}): {per_day.get(key, 0)} records")
-    record_operation(context, session, lake, BRONZE)
     return MaterializeResult(metadata=delta_metadata(lake.table_path(BRONZE), version, sum(per_day.values()), BRONZE_SCHEMA, source=LANDING_SOURCE))
 
 
@@ -110,7 +109,6 @@ def _write_split_export(context: AssetExecutionContext, session, lake: LakeResou
             f"{early} records of the export are dated before the first daily partition {PARTITIONS_START}: no run can load "
             f"them until the partitions start earlier (setting {PARTITIONS_START_ENV})"
         )
-    record_operation(context, session, lake, BRONZE)
     first, last = (min(days["per_day"]), max(days["per_day"])) if days["per_day"] else ("", "")
     return MaterializeResult(metadata={
         **delta_metadata(lake.table_path(BRONZE), version, total, BRONZE_SCHEMA, source=mapping.name),

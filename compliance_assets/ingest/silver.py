@@ -41,7 +41,7 @@ from compliance_assets.transforms.pipeline import (
 from compliance_assets.transforms.quality import DQ_RESULTS_SCHEMA, dq_result_rows
 from contracts import REFERENCE_TABLES
 from contracts.spark import struct_type
-from compliance_assets.ops.audit import record_operation, require_replay_tags
+from compliance_assets.ops.audit import audited
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource
@@ -153,6 +153,7 @@ def reference_frames_between(spark: SparkSession, lake: LakeResource, first: str
         ),
     ],
 )
+@audited
 def validate_transactions(
     context: AssetExecutionContext,
     config: SilverConfig,
@@ -161,7 +162,6 @@ def validate_transactions(
     masking: PiiMaskingResource,
 ):
     session = spark.spark_session
-    require_replay_tags(context)
     days = sorted(context.partition_keys)
     first, last = days[0], days[-1]
     started = time.perf_counter()
@@ -220,8 +220,6 @@ def validate_transactions(
     ]
     n_duplicates = sum(duplicates.per_day.values())
 
-    for table in (SILVER, DLQ, DQ_RESULTS):
-        record_operation(context, session, lake, table)
     silver_schema = lake.read(session, SILVER).schema
     yield MaterializeResult(
         asset_key=SILVER,

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
-from compliance_assets.ops.audit import record_operation
+from compliance_assets.ops.audit import audited
 from compliance_assets.transforms.alert_rules import RULE_COLUMNS, alert_rows
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
@@ -35,6 +35,7 @@ MAX_ALERT_SHARE = float(os.getenv("ALERT_BUDGET_SHARE", "0.02"))
     ),
     metadata={"partition_column": "event_date (Dagster partition = delivery day, ingest_date)", "key": "alert_id"},
 )
+@audited
 def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     session = spark.spark_session
     total, version, reasons = 0, -1, {}
@@ -48,7 +49,6 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
         for r in lake.read(session, ALERTS).where(F.col("ingest_date") == F.lit(key).cast("date")).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
             reasons[r["r"]] = reasons.get(r["r"], 0) + r["count"]
         context.log.info(f"{ALERTS} {key}: {n} alerts")
-    record_operation(context, session, lake, ALERTS)
     return MaterializeResult(
         metadata=delta_metadata(
             lake.table_path(ALERTS), version, total, lake.read(session, ALERTS).schema,

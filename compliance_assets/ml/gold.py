@@ -23,7 +23,7 @@ from compliance_assets.ml.features_training import delivery_features, delivery_r
 from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
-from compliance_assets.ops.audit import record_operation, require_replay_tags
+from compliance_assets.ops.audit import audited
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
@@ -86,9 +86,9 @@ def insert_new_scores(scored: DataFrame, lake: LakeResource) -> int:
     ),
     metadata={"contract": "contracts/risk_scores.schema.json", "partition_column": "event_date (Dagster partition = delivery day, ingest_date)", "key": "transaction_id, event_time (MERGE)"},
 )
+@audited(rollback=lambda config: config.rollback_to_version is not None)
 def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spark: PySparkResource, lake: LakeResource, model_registry: ModelRegistryResource) -> MaterializeResult:
     session = spark.spark_session
-    require_replay_tags(context)
     if config.rollback_to_version is not None:
         rollback_champion(context, session, lake, model_registry, config.rollback_to_version, config.requested_by, config.reason)
     version, model = model_registry.champion()  # fails clearly, before anything is written
@@ -106,7 +106,6 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
     total = sum(bands.values())
     for day in days:
         context.log.info(f"{GOLD} {day}: {sum(per_day.get(day, {}).values())} rows scored by {model_registry.model_name} v{version.version}: {per_day.get(day, {})}")
-    record_operation(context, session, lake, GOLD, rollback=config.rollback_to_version is not None)
     return MaterializeResult(
         metadata=delta_metadata(
             lake.table_path(GOLD), delta_version, total, lake.read(session, GOLD).schema,

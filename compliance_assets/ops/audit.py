@@ -1,12 +1,16 @@
 """The operations audit: every backfill, replay and rollback that rewrote a table, with who asked and why.
 
-Each partitioned Spark asset calls `record_operation` when it runs; runs that are neither a backfill,
-a replay nor a rollback are not recorded (their provenance is the run id on every row). A replay
-must say who asked for it and the incident it belongs to (run tags `requested_by`, `incident_id`),
-or it fails before writing anything.
+The assets that rewrite tables in backfills, replays and rollbacks carry one decorator, `@audited` (under their
+`@asset`): a replay must say who asked for it and the incident it belongs to (run tags `requested_by`,
+`incident_id`) or it fails before the body writes anything, and once the body has succeeded every table the step
+materialised gets its operations_audit row. Runs that are neither a backfill, a replay nor a rollback are not
+recorded (their provenance is the run id on every row).
 """
 
 import datetime as dt
+import functools
+import inspect
+from collections.abc import Callable
 
 from dagster import AssetExecutionContext, AssetSpec, Failure
 from pyspark.sql import SparkSession
@@ -72,6 +76,38 @@ def require_replay_tags(context: AssetExecutionContext) -> None:
             f"A replay must say who asked for it and why: add the run tags {', '.join(missing)} "
             f"(and optionally {REASON}) when launching the replay job or its backfill."
         )
+
+
+def audited(body: Callable | None = None, *, rollback: Callable[[object], bool] | None = None):
+    """Decorate an asset body (the function under `@asset` / `@multi_asset`, with `spark` and `lake` resources):
+    replay tags enforced before it runs, one operations_audit row per materialised table after it succeeds.
+    `rollback(config)`: whether the run's config makes it a model rollback."""
+
+    def decorate(fn: Callable) -> Callable:
+        def record(context, kwargs) -> None:
+            is_rollback = bool(rollback and rollback(kwargs.get("config")))
+            for key in sorted(context.selected_asset_keys):
+                record_operation(context, kwargs["spark"].spark_session, kwargs["lake"], key.to_user_string(), rollback=is_rollback)
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def generator(context, *args, **kwargs):
+                require_replay_tags(context)
+                yield from fn(context, *args, **kwargs)
+                record(context, kwargs)
+
+            return generator
+
+        @functools.wraps(fn)
+        def plain(context, *args, **kwargs):
+            require_replay_tags(context)
+            result = fn(context, *args, **kwargs)
+            record(context, kwargs)
+            return result
+
+        return plain
+
+    return decorate(body) if body is not None else decorate
 
 
 def record_operation(context: AssetExecutionContext, spark: SparkSession, lake: LakeResource, asset: str, rollback: bool = False) -> str | None:

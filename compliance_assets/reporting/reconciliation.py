@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
-from compliance_assets.ops.audit import record_operation, require_replay_tags
+from compliance_assets.ops.audit import audited
 from compliance_assets.reference_data import load_reference_csv
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
@@ -238,9 +238,9 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
         ),
     ],
 )
+@audited
 def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource):
     session = spark.spark_session
-    require_replay_tags(context)
     totals: dict[str, int] = {}
     unexplained_total = 0
     versions = {}
@@ -257,8 +257,6 @@ def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource
         finally:
             breaks.unpersist()
             report.unpersist()
-    for asset in (RECONCILIATION_REPORT, RECONCILIATION_BREAKS):
-        record_operation(context, session, lake, asset)
     summary = markdown_table([{"category": k, "transactions": v, "explained": "" if k in (LEDGER, SILVER_TOTAL, GOLD_TOTAL) else CATEGORIES.get(k, (True,))[0]} for k, v in sorted(totals.items())])
     yield MaterializeResult(
         asset_key=RECONCILIATION_REPORT,

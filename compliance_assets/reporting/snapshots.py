@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ops.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, record_operation, require_replay_tags
+from compliance_assets.ops.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, audited
 from partitions import daily_partitions, monthly_partitions
 from resources.lake import LakeResource
 from catalog import ALERTS, GOLD, SILVER, SNAPSHOTS, SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST
@@ -164,12 +164,10 @@ def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: La
 
 
 def _materialize(context: AssetExecutionContext, config: SnapshotConfig, spark: SparkSession, lake: LakeResource, table: str, periods: list[tuple[str, dt.date, dt.date]]) -> MaterializeResult:
-    require_replay_tags(context)
     reason = supersede_reason(context, config)
     written = []
     for period, first, last in periods:
         written.append({"period": period, **write_snapshot(context, spark, lake, table, period, snapshot_rows(spark, lake, first, last), reason)})
-    record_operation(context, spark, lake, table)
     return MaterializeResult(
         metadata=delta_metadata(
             lake.table_path(table), written[-1]["delta_version"], sum(w["row_count"] for w in written), None,
@@ -203,6 +201,7 @@ snapshot_manifest = AssetSpec(
     ),
     metadata={"partition_column": "period (delivery day)", "key": "period, snapshot_version, transaction_id, event_time", "hash_columns": ", ".join(CONTENT_COLUMNS)},
 )
+@audited
 def regulatory_snapshots(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     days = [(k, dt.date.fromisoformat(k), dt.date.fromisoformat(k)) for k in context.partition_keys]
     return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS, days)
@@ -221,6 +220,7 @@ def regulatory_snapshots(context: AssetExecutionContext, config: SnapshotConfig,
     ),
     metadata={"partition_column": "period (month, YYYY-MM-01)", "key": "period, snapshot_version, transaction_id, event_time", "hash_columns": ", ".join(CONTENT_COLUMNS)},
 )
+@audited
 def regulatory_snapshots_monthly(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
     months = []
     for key in context.partition_keys:
