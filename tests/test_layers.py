@@ -83,3 +83,27 @@ def test_no_import_cycles_between_packages():
                 elif nxt not in path:
                     stack.append((nxt, path + [nxt]))
     assert sorted(set(cycles))[:5] == []
+
+
+# docs/architecture.md's picture, top to bottom: a package imports only packages in lower layers
+LAYERS = (
+    ("compliance_assets.definitions",),
+    ("compliance_assets.jobs", "compliance_assets.serving", "compliance_assets.streaming"),
+    ("compliance_assets.monitoring", "compliance_assets.realtime"),
+    ("compliance_assets.reporting",),
+    ("compliance_assets.ml",),
+    ("compliance_assets.ingest", "compliance_assets.investigations"),
+    ("compliance_assets.ops", "compliance_assets.reference_data", "compliance_assets.transforms", "compliance_assets.synthetic"),
+    ("compliance_assets.metadata",),
+    ("resources", "partitions"),
+    ("catalog",),
+    ("contracts",),
+)
+
+
+def test_each_package_imports_only_the_layers_below_it_as_docs_architecture_draws_them():
+    layer = {package: i for i, packages in enumerate(LAYERS) for package in packages}
+    graph = import_graph()
+    assert set(graph) - {"compliance_assets"} <= set(layer), "a package missing from LAYERS and docs/architecture.md"
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets if a in layer and layer.get(b, -1) <= layer[a]]
+    assert upward == []
