@@ -57,7 +57,7 @@ def main() -> None:
     from compliance_assets.definitions import defs
     from compliance_assets.ingest.bronze import transactions_bronze
     from compliance_assets.ingest.silver import validate_transactions
-    from compliance_assets.reference_data import reference_assets
+    from compliance_assets.ingest.reference_data import reference_assets
     from resources.spark import start_session
 
     t0 = time.perf_counter()

@@ -140,7 +140,7 @@ def materialize_range(assets, root: Path, first: str, last: str, run_config: dic
 def ingest(root: Path, days: list[dt.date], mapping: str | None) -> float:
     from compliance_assets.ingest.bronze import transactions_bronze
     from compliance_assets.ingest.silver import validate_transactions
-    from compliance_assets.reference_data import reference_assets
+    from compliance_assets.ingest.reference_data import reference_assets
 
     config = {"ops": {"transactions_bronze": {"config": {"source_mapping": mapping}}}} if mapping else None
     return materialize_range([*reference_assets, transactions_bronze, validate_transactions], root, str(days[0]), str(days[-1]), config)

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         from compliance_assets.ml.outcomes import outcome_checks, transaction_outcomes
         from compliance_assets.ml.registry import promote_challenger
         from compliance_assets.ml.training import risk_model
-        from compliance_assets.reference_data import reference_assets, reference_checks
+        from compliance_assets.ingest.reference_data import reference_assets, reference_checks
         from dagster import load_asset_checks_from_modules
         from resources import resources_for_lake
         from resources.spark import spark_conf, start_session

@@ -214,7 +214,7 @@ def quality(bench: Bench) -> dict:
     from compliance_assets.ml.gold import risk_scores_gold
     from compliance_assets.ml.outcomes import transaction_outcomes
     from compliance_assets.ml.training import TRAINING_WINDOW_DAYS, risk_model
-    from compliance_assets.reference_data import reference_assets
+    from compliance_assets.ingest.reference_data import reference_assets
     from compliance_assets.synthetic import SynthConfig
 
     args, spark, lake = bench.args, bench.spark, bench.lake
@@ -357,7 +357,7 @@ def throughput(bench: Bench, score_day: dt.date) -> dict:
     from catalog import GOLD as GOLD_TABLE
     from compliance_assets.ml.gold import risk_scores_gold
     from compliance_assets.ml.scoring import score_frame
-    from compliance_assets.reference_data import reference_assets
+    from compliance_assets.ingest.reference_data import reference_assets
     from compliance_assets.synthetic import SynthConfig
 
     args, spark, lake = bench.args, bench.spark, bench.lake

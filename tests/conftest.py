@@ -46,7 +46,7 @@ def champion_lake(spark, tmp_path_factory):
     from compliance_assets.ml.outcomes import transaction_outcomes
     from compliance_assets.ml.registry import promote_challenger
     from compliance_assets.ml.training import risk_model
-    from compliance_assets.reference_data import reference_assets
+    from compliance_assets.ingest.reference_data import reference_assets
     from compliance_assets.synthetic.writer import generate_day
     from tests.helpers import CHAMPION_CONFIG, CHAMPION_DAYS, INGEST_ASSETS, STREAM_CONFIG, STREAM_DAY, TRAIN_PARTITION
 

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from compliance_assets.ingest import bronze, checks, silver
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.reference_data import reference_assets, reference_checks
+from compliance_assets.ingest.reference_data import reference_assets, reference_checks
 from compliance_assets.synthetic.config import SynthConfig
 
 VOLATILE = {"ingested_at", "processed_at", "rejected_at", "dagster_run_id"}

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from compliance_assets.reference_data import LOOKBACK_DAYS, build_reference_checks, reference_assets, reference_checks, serving_snapshots
+from compliance_assets.ingest.reference_data import LOOKBACK_DAYS, build_reference_checks, reference_assets, reference_checks, serving_snapshots
 from compliance_assets.synthetic import SynthConfig, generate_day
 from contracts import load_contract
 from tests.conftest import make_resources

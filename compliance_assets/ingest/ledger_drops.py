@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.metadata import markdown_table
-from compliance_assets.reference_data import read_contract_csv
+from compliance_assets.ingest.reference_data import read_contract_csv
 from contracts import contract_path, load_contract
 from contracts.rules import CRITICAL, contract_rules
 from partitions import daily_partitions

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.reference_data import serving_snapshots, snapshot_days
+from compliance_assets.ingest.reference_data import serving_snapshots, snapshot_days
 from compliance_assets.transforms.enrichment import fx_lookup
 from compliance_assets.transforms.features import HISTORY_COLUMNS, HISTORY_SCHEMA
 from compliance_assets.transforms.pipeline import (

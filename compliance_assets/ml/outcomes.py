@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, as
 from dagster_pyspark import PySparkResource
 
 from compliance_assets.metadata import delta_metadata
-from compliance_assets.reference_data import build_reference_checks, dated_files, day_ranges, load_contract_files
+from compliance_assets.ingest.reference_data import build_reference_checks, dated_files, day_ranges, load_contract_files
 from contracts.spark import struct_type
 from partitions import daily_partitions
 from resources.lake import LakeResource

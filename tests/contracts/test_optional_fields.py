@@ -13,7 +13,7 @@ import pytest
 from compliance_assets.ml.model_features import SILVER_FEATURES, _silver_feature_exprs
 from compliance_assets.monitoring.drift import ABSENT_STATUS, feature_drift
 from compliance_assets.monitoring.levels import OK
-from compliance_assets.reference_data import ContractCsvError, check_header, read_contract_csv
+from compliance_assets.ingest.reference_data import ContractCsvError, check_header, read_contract_csv
 from compliance_assets.transforms.enrichment import fx_lookup
 from compliance_assets.transforms.pipeline import FLAG, ReferenceFrames, check_batch, silver_frame
 from compliance_assets.transforms.quality import MISSING_LOCATION

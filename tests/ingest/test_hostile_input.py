@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.checks import dlq_rows_have_reason_codes, silver_rows_conserved
 from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.reference_data import reference_assets
+from compliance_assets.ingest.reference_data import reference_assets
 from compliance_assets.synthetic import SynthConfig, generate_day
 from compliance_assets.transforms.json_payload import PayloadProblem, strict_loads
 from tests.conftest import make_resources

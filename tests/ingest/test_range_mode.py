@@ -21,7 +21,7 @@ from dagster import DagsterInstance, materialize
 from compliance_assets.ingest.bronze import transactions_bronze
 from compliance_assets.ingest.silver import validate_transactions
 from compliance_assets.transforms.features import HISTORY_SCHEMA
-from compliance_assets.reference_data import reference_assets
+from compliance_assets.ingest.reference_data import reference_assets
 from compliance_assets.synthetic import SynthConfig, generate_day
 from compliance_assets.transforms.features import HISTORY_DAYS, behaviour_features
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS, CheckedBatch, window_features

@@ -14,7 +14,7 @@ from dagster import AssetCheckSeverity, DagsterInstance, RunConfig, materialize
 from compliance_assets.ingest.bronze import BronzeConfig, transactions_bronze
 from compliance_assets.ingest.checks import silver_rows_conserved, split_exports_add_up
 from compliance_assets.ingest.silver import validate_transactions
-from compliance_assets.reference_data import reference_assets
+from compliance_assets.ingest.reference_data import reference_assets
 from compliance_assets.synthetic import SynthConfig, generate_day
 from compliance_assets.transforms.mapping_files import SourceMappingError, load_mapping
 from compliance_assets.transforms.source_mapping import export_days, read_mapped_export
