@@ -166,13 +166,6 @@ class NotifierResource(ConfigurableResource):
         return False, response.status_code, _clip(f"HTTP {response.status_code} from {self.target}" + (f": {body}" if body else ""))
 
 
-def retry_delay(attempt: int, base_seconds: float, max_seconds: float) -> float:
-    """Seconds to wait after failed attempt number `attempt`: base × 2^(attempt−1), capped at max."""
-    if attempt <= 0:
-        return 0.0
-    return min(max_seconds, base_seconds * 2 ** min(attempt - 1, 60))
-
-
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 

@@ -27,7 +27,6 @@ the sensor reads the tables, posts and appends the records.
 
 import datetime as dt
 import decimal
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,27 +36,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetSpec, DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
+from catalog import ALERTS, CASE_HANDOFFS
+from compliance_assets.ops.outbox import DELIVERED, GAVE_UP, REJECTED, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when
+from compliance_assets.ops.outbox import Outcome as DeliveryOutcome
 from resources.case_management import DELIVERED as POSTED
 from resources.case_management import REJECTED as REFUSED
 from resources.case_management import URL_ENV, CaseManagementResource, PostResult
-from resources.lake import LakeResource
-from resources.lake import append_rows as lake_append_rows
-from resources.lake import open_delta
-from resources.notifier import retry_delay
-from compliance_assets.ops.notifications import RetryPolicy
-from catalog import ALERTS, CASE_HANDOFFS
+from resources.lake import LakeResource, open_delta
 
-DELIVERED, RETRY_SCHEDULED, GAVE_UP, REJECTED, WITHDRAWN = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "REJECTED", "WITHDRAWN"
+WITHDRAWN = "WITHDRAWN"  # a retry whose alert is no longer HIGH: not sent
 FINAL_STATUSES = (DELIVERED, REJECTED, GAVE_UP)  # never posted again
 HIGH = "HIGH"
 SOURCE, SCHEMA_VERSION = "compliance-platform", "1"
 NO_ENDPOINT_MESSAGE = f"no case-management endpoint configured ({URL_ENV} unset): no alert is handed off"
 
-MAX_POSTS_PER_TICK = 50
-POST_BUDGET_SECONDS = 30.0  # stop posting after this long in one tick (the sensor call times out at 60 s)
+MAX_POSTS_PER_TICK = 50  # cases posted per tick (the outbox's time budget applies too)
 MAX_PENDING_RETRIES = 500  # cases waiting for a retry; above it no new case is posted until they drain
 MAX_UNWRITTEN = 2000  # records kept in the cursor while case_handoffs cannot be written
-BOOTSTRAP_LOOKBACK_SECONDS = 24 * 3600  # a new (or cleared) cursor: alerts raised in the last 24 hours only
 
 CASE_FIELDS = (
     "alert_id", "transaction_id", "event_time", "account_id", "merchant_id", "amount_base", "risk_score", "risk_band",
@@ -136,8 +131,8 @@ class Retry:
 
 
 @dataclass
-class HandoffCursor:
-    since: float  # alerts raised before this are never handed off (new cursor: now − BOOTSTRAP_LOOKBACK_SECONDS)
+class HandoffCursor(JsonCursor):
+    since: float  # alerts raised before this are never handed off (new cursor: now − the outbox's lookback)
     version: Optional[int] = None  # anomaly_alerts version read up to; None: nothing read yet (every partition)
     backlog: list[str] = field(default_factory=list)  # partitions holding alerts not attempted yet
     retries: list[Retry] = field(default_factory=list)
@@ -145,54 +140,36 @@ class HandoffCursor:
     unwritten: list[dict] = field(default_factory=list)  # records not yet in case_handoffs (JSON form)
 
     @classmethod
-    def parse(cls, raw: Optional[str], now: float) -> "HandoffCursor":
-        """The cursor from its JSON; a missing or unreadable one starts over from `now − lookback`."""
-        try:
-            data = json.loads(raw) if raw else None
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            return cls(
-                since=float(data["since"]),
-                version=None if data.get("version") is None else int(data["version"]),
-                backlog=[str(d) for d in data.get("backlog") or []],
-                retries=[Retry(str(r["alert_id"]), str(r["event_date"]), int(r["attempts"]), float(r["next_at"])) for r in data.get("retries") or []],
-                hold_until=float(data.get("hold_until") or 0.0),
-                unwritten=list(data.get("unwritten") or []),
-            )
-        except (ValueError, TypeError, KeyError):
-            return cls(since=now - BOOTSTRAP_LOOKBACK_SECONDS)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "since": self.since,
-                "version": self.version,
-                "backlog": sorted(set(self.backlog)),
-                "retries": [asdict(r) for r in self.retries],
-                "hold_until": self.hold_until,
-                "unwritten": self.unwritten,
-            },
-            sort_keys=True,
+    def from_dict(cls, data: dict) -> "HandoffCursor":
+        return cls(
+            since=float(data["since"]),
+            version=None if data.get("version") is None else int(data["version"]),
+            backlog=[str(d) for d in data.get("backlog") or []],
+            retries=[Retry(str(r["alert_id"]), str(r["event_date"]), int(r["attempts"]), float(r["next_at"])) for r in data.get("retries") or []],
+            hold_until=float(data.get("hold_until") or 0.0),
+            unwritten=list(data.get("unwritten") or []),
         )
+
+    def to_dict(self) -> dict:
+        return {
+            "since": self.since,
+            "version": self.version,
+            "backlog": sorted(set(self.backlog)),
+            "retries": [asdict(r) for r in self.retries],
+            "hold_until": self.hold_until,
+            "unwritten": self.unwritten,
+        }
 
 
 # What an attempt's result becomes.
 
 def after_post(alert_id: str, event_date: str, attempts_before: int, result: PostResult, attempted_at: float, policy: RetryPolicy) -> tuple[str, Optional[Retry]]:
     """The status of attempt number `attempts_before + 1` and the retry it leaves, if any: DELIVERED; REJECTED (a
-    4xx other than 408/429: not retried); GAVE_UP at the last attempt; else RETRY_SCHEDULED after base ×
-    2^(attempt−1) seconds (capped), or longer if the receiver asked so (Retry-After, within the cap)."""
+    4xx other than 408/429: not retried); GAVE_UP at the last attempt; else RETRY_SCHEDULED after the policy's
+    backoff, or longer if the receiver asked so (Retry-After, within the cap)."""
     attempt = attempts_before + 1
-    if result.outcome == POSTED:
-        return DELIVERED, None
-    if result.outcome == REFUSED:
-        return REJECTED, None
-    if attempt >= policy.max_attempts:
-        return GAVE_UP, None
-    delay = retry_delay(attempt, policy.base_seconds, policy.max_seconds)
-    if result.retry_after is not None:
-        delay = max(delay, min(result.retry_after, policy.max_seconds))
-    return RETRY_SCHEDULED, Retry(alert_id, event_date, attempt, attempted_at + delay)
+    status, next_at = policy.after(attempt, result.outcome == POSTED, attempted_at, refused=result.outcome == REFUSED, retry_after=result.retry_after)
+    return status, None if next_at is None else Retry(alert_id, event_date, attempt, next_at)
 
 
 def resumed_retry(alert_id: str, event_date: str, records: Sequence[dict], policy: RetryPolicy) -> Optional[Retry]:
@@ -206,7 +183,7 @@ def resumed_retry(alert_id: str, event_date: str, records: Sequence[dict], polic
         return None
     last = max(r["attempted_at"] for r in records)
     last = last.timestamp() if isinstance(last, dt.datetime) else float(last)
-    return Retry(alert_id, event_date, attempts, last + retry_delay(attempts, policy.base_seconds, policy.max_seconds))
+    return Retry(alert_id, event_date, attempts, last + policy.delay(attempts))
 
 
 def handoff_row(alert_id: str, status: str, attempt: int, attempted_at: float, endpoint: str, alert: Optional[dict] = None,
@@ -297,28 +274,17 @@ def handoff_records(path: str, alert_ids: Iterable[str]) -> dict[str, list[dict]
     return records
 
 
-def append_rows(table_path: str, rows: Iterable[dict]) -> None:
-    lake_append_rows(table_path, rows, SCHEMA, CASE_HANDOFFS.partition_by)
-
-
 # One tick.
 
 @dataclass
-class Outcome:
-    """What one tick produced: the new cursor, table rows, log lines (level, message), counts by status."""
+class Outcome(DeliveryOutcome):
+    """The outbox's outcome of a tick, plus the new cursor and the HIGH alerts found without any record yet."""
 
-    cursor: HandoffCursor
-    rows: list[dict] = field(default_factory=list)
-    logs: list[tuple[str, str]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
+    cursor: Optional[HandoffCursor] = None
     new_alerts: int = 0  # HIGH alerts found without any record yet (this tick's and the backlog's)
 
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
-
     def summary(self) -> str:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
+        counts = self.counted()
         c = self.cursor
         return (
             f"{self.new_alerts} HIGH alert(s) to hand off" + (f"; {counts}" if counts else "")
@@ -340,7 +306,7 @@ def handoff(
     post = post or case_management.post
     policy = RetryPolicy.of(case_management)
     endpoint = case_management.target
-    out = Outcome(HandoffCursor(cursor.since, cursor.version, list(cursor.backlog), list(cursor.retries), cursor.hold_until, []))
+    out = Outcome(cursor=HandoffCursor(cursor.since, cursor.version, list(cursor.backlog), list(cursor.retries), cursor.hold_until, []))
     table = _open(alerts_path)
     if table is None:
         out.logs.append(("info", f"no {ALERTS} table yet"))
@@ -355,7 +321,7 @@ def handoff(
     else:
         touched = touched_partitions(alerts_path, table, cursor.version)
         if touched is None:
-            out.logs.append(("warning", f"{ALERTS} version {cursor.version} can no longer be read: reading every partition (alerts raised since {_when(cursor.since)})"))
+            out.logs.append(("warning", f"{ALERTS} version {cursor.version} can no longer be read: reading every partition (alerts raised since {when(cursor.since)})"))
         partitions = None if touched is None else touched | set(cursor.backlog)
 
     # 2. New HIGH alerts there: raised since the horizon, not waiting for a retry, with no final record.
@@ -392,11 +358,12 @@ def handoff(
         queue += [(a, d, 0) for a, d in new]
     elif new:
         out.logs.append(("warning", f"{len(retries)} cases are waiting for a retry to {endpoint}: new alerts wait until they drain"))
+    budget = TickBudget(MAX_POSTS_PER_TICK, clock=clock)
     if now < cursor.hold_until:
         posting: list[tuple[str, str, int]] = []
-        out.logs.append(("info", f"{endpoint} failed recently: no case posted before {_when(cursor.hold_until)}"))
+        out.logs.append(("info", f"{endpoint} failed recently: no case posted before {when(cursor.hold_until)}"))
     else:
-        posting = queue[:MAX_POSTS_PER_TICK]
+        posting = queue[: budget.max_posts]
     rows = {}
     if posting:
         wanted = {a for a, _, _ in posting}
@@ -405,10 +372,11 @@ def handoff(
 
     next_retries = list(later)
     attempted: set[str] = set()
-    started, hold = clock(), 0.0
+    hold = 0.0
     for alert_id, day, attempts in posting:
-        if hold or clock() - started > POST_BUDGET_SECONDS:
+        if hold or budget.exhausted():
             break
+        budget.spend()
         attempted.add(alert_id)
         alert = rows.get(alert_id)
         if alert is None:  # a retry whose alert was re-computed away (no longer HIGH, or gone)
@@ -423,9 +391,9 @@ def handoff(
         if retry is not None:
             next_retries.append(retry)
             hold = retry.next_at
-            out.logs.append(("warning", f"case {alert_id} not delivered to {endpoint} (attempt {retry.attempts}/{policy.max_attempts}): {result.error}; next attempt at {_when(retry.next_at)}"))
+            out.logs.append(("warning", f"case {alert_id} not delivered to {endpoint} (attempt {retry.attempts}/{policy.max_attempts}): {result.error}; next attempt at {when(retry.next_at)}"))
         elif status == GAVE_UP:
-            hold = attempted_at + retry_delay(attempts + 1, policy.base_seconds, policy.max_seconds)
+            hold = attempted_at + policy.delay(attempts + 1)
             out.logs.append(("error", f"case {alert_id} GAVE UP after {policy.max_attempts} attempts to {endpoint}: {result.error}"))
         elif status == REJECTED:
             out.logs.append(("error", f"case {alert_id} REJECTED by {endpoint}, not retried: {result.error}"))
@@ -439,10 +407,6 @@ def handoff(
     out.cursor.version = version
     out.cursor.hold_until = hold or (cursor.hold_until if now < cursor.hold_until else 0.0)
     return out
-
-
-def _when(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @sensor(
@@ -467,7 +431,7 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
     # records a previous tick could not write come first: they are what keeps their alerts from being sent again
     if cursor.unwritten:
         try:
-            append_rows(handoffs_path, [row_from_json(r) for r in cursor.unwritten])
+            append_log(lake, CASE_HANDOFFS, [row_from_json(r) for r in cursor.unwritten], SCHEMA)
             cursor.unwritten = []
         except Exception as exc:
             context.log.error(f"still cannot append {len(cursor.unwritten)} row(s) to {CASE_HANDOFFS}: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
@@ -480,7 +444,7 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
         try:
             if unwritten:
                 raise RuntimeError("earlier records are still unwritten")
-            append_rows(handoffs_path, outcome.rows)
+            append_log(lake, CASE_HANDOFFS, outcome.rows, SCHEMA)
         except Exception as exc:  # never re-send a case because its record could not be written: keep it in the cursor
             context.log.error(f"could not append {len(outcome.rows)} row(s) to {CASE_HANDOFFS}, kept in the cursor: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
             unwritten += [row_to_json(r) for r in outcome.rows]

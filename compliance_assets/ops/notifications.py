@@ -17,9 +17,8 @@ delivery attempt, the cursor's JSON); the sensor reads the event log, posts and 
 """
 
 import datetime as dt
-import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -37,20 +36,18 @@ from dagster import (
     sensor,
 )
 
-from resources.lake import LakeResource
-from resources.lake import append_rows as lake_append_rows
-from resources.masking import mask_error
-from resources.notifier import CHECK_KIND, RUN_KIND, WEBHOOK_ENV, Alert, NotifierResource, alert_payload, alert_text, retry_delay
 from catalog import ALERT_NOTIFICATIONS
+from compliance_assets.ops.outbox import DELIVERED, GAVE_UP, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when  # noqa: F401 (the statuses it records)
+from compliance_assets.ops.outbox import Outcome as DeliveryOutcome
+from resources.lake import LakeResource
+from resources.masking import mask_error
+from resources.notifier import CHECK_KIND, RUN_KIND, WEBHOOK_ENV, Alert, NotifierResource, alert_payload, alert_text
 
-DELIVERED, RETRY_SCHEDULED, GAVE_UP, LOGGED_NO_WEBHOOK = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "LOGGED_NO_WEBHOOK"
+LOGGED_NO_WEBHOOK = "LOGGED_NO_WEBHOOK"
 NO_WEBHOOK_MESSAGE = f"no webhook configured ({WEBHOOK_ENV} unset): logging alerts only"
 
 MAX_RECORDS_PER_TICK = 500  # event records read per tick (run-status changes + check evaluations)
 MAX_PENDING = 500  # undelivered alerts kept in the cursor; above it no new events are read (they wait in the event log)
-MAX_POSTS_PER_TICK = 50
-POST_BUDGET_SECONDS = 30.0  # stop posting after this long in one tick (the sensor call times out at 60 s)
-BOOTSTRAP_LOOKBACK_SECONDS = 24 * 3600  # first tick (or a cleared cursor): alert failures of the last 24 hours only
 SUMMARY_CHARS = 300
 
 FINISHED_EVENT_TYPES = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED)
@@ -194,65 +191,41 @@ class Pending:
 
 
 @dataclass
-class AlertCursor:
-    since: float  # events older than this are never alerted (first tick: now − BOOTSTRAP_LOOKBACK_SECONDS)
+class AlertCursor(JsonCursor):
+    since: float  # events older than this are never alerted (first tick: now − the outbox's lookback)
     after: Optional[int] = None  # storage id of the last run-status change fully processed
     runs: dict[str, str] = field(default_factory=dict)  # run id -> event cursor of the check evaluations read so far
     pending: list[Pending] = field(default_factory=list)
     no_webhook_noticed: bool = False
 
     @classmethod
-    def parse(cls, raw: Optional[str], now: float) -> "AlertCursor":
-        """The cursor from its JSON; a missing or unreadable one starts over from `now − lookback`."""
-        try:
-            data = json.loads(raw) if raw else None
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            return cls(
-                since=float(data["since"]),
-                after=None if data.get("after") is None else int(data["after"]),
-                runs={str(k): str(v) for k, v in (data.get("runs") or {}).items()},
-                pending=[Pending(Alert(**p["alert"]), int(p["attempts"]), float(p["next_at"])) for p in data.get("pending") or []],
-                no_webhook_noticed=bool(data.get("no_webhook_noticed", False)),
-            )
-        except (ValueError, TypeError, KeyError):
-            return cls(since=now - BOOTSTRAP_LOOKBACK_SECONDS)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "since": self.since,
-                "after": self.after,
-                "runs": self.runs,
-                "pending": [{"alert": asdict(p.alert), "attempts": p.attempts, "next_at": p.next_at} for p in self.pending],
-                "no_webhook_noticed": self.no_webhook_noticed,
-            },
-            sort_keys=True,
+    def from_dict(cls, data: dict) -> "AlertCursor":
+        return cls(
+            since=float(data["since"]),
+            after=None if data.get("after") is None else int(data["after"]),
+            runs={str(k): str(v) for k, v in (data.get("runs") or {}).items()},
+            pending=[Pending(Alert(**p["alert"]), int(p["attempts"]), float(p["next_at"])) for p in data.get("pending") or []],
+            no_webhook_noticed=bool(data.get("no_webhook_noticed", False)),
         )
+
+    def to_dict(self) -> dict:
+        return {
+            "since": self.since,
+            "after": self.after,
+            "runs": self.runs,
+            "pending": [{"alert": asdict(p.alert), "attempts": p.attempts, "next_at": p.next_at} for p in self.pending],
+            "no_webhook_noticed": self.no_webhook_noticed,
+        }
 
 
 # What happens after a delivery attempt.
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_seconds: float = 30.0
-    max_seconds: float = 1800.0
-    max_attempts: int = 12
-
-    @classmethod
-    def of(cls, notifier: NotifierResource) -> "RetryPolicy":
-        return cls(notifier.retry_base_seconds, notifier.retry_max_seconds, notifier.max_attempts)
-
-
 def after_attempt(item: Pending, delivered: bool, now: float, policy: RetryPolicy) -> tuple[str, Optional[Pending]]:
     """The status of attempt number `item.attempts + 1` and what stays pending: nothing once delivered or given
-    up; otherwise the next attempt after base × 2^(attempt−1) seconds (capped)."""
+    up; otherwise the next attempt after the policy's backoff."""
     attempt = item.attempts + 1
-    if delivered:
-        return DELIVERED, None
-    if attempt >= policy.max_attempts:
-        return GAVE_UP, None
-    return RETRY_SCHEDULED, Pending(item.alert, attempt, now + retry_delay(attempt, policy.base_seconds, policy.max_seconds))
+    status, next_at = policy.after(attempt, delivered, now)
+    return status, None if next_at is None else Pending(item.alert, attempt, next_at)
 
 
 def notification_row(alert: Alert, status: str, attempt: int, now: float, http_status: Optional[int] = None, error: Optional[str] = None) -> dict:
@@ -278,19 +251,11 @@ def notification_row(alert: Alert, status: str, attempt: int, now: float, http_s
 
 
 @dataclass
-class Outcome:
-    """What one tick's deliveries produced: table rows, what stays pending, log lines (level, message), and
-    whether the no-webhook notice has been given."""
+class Outcome(DeliveryOutcome):
+    """The outbox's outcome of a tick, plus what stays pending and whether the no-webhook notice has been given."""
 
     no_webhook_noticed: bool = False
-    rows: list[dict] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
-    logs: list[tuple[str, str]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
 
 
 def deliver(
@@ -305,7 +270,7 @@ def deliver(
 
     Without a webhook every alert is logged (warning) and recorded LOGGED_NO_WEBHOOK, and the notice that alerts
     are only logged is given once. With one, a tick stops posting at the first failure (the receiver is down: the
-    rest wait, no attempt counted), after MAX_POSTS_PER_TICK posts or POST_BUDGET_SECONDS.
+    rest wait, no attempt counted) or when the outbox's per-tick budget is spent.
     """
     post = post or notifier.post
     if not notifier.configured:
@@ -322,12 +287,12 @@ def deliver(
     due = sorted((p for p in cursor.pending if p.next_at <= now), key=lambda p: (p.next_at, p.alert.occurred_at))
     outcome.pending = [p for p in cursor.pending if p.next_at > now]
     queue = due + [Pending(alert, 0, now) for alert in new_alerts]
-    started, posts, receiver_down = clock(), 0, False
+    budget, receiver_down = TickBudget(clock=clock), False
     for item in queue:
-        if receiver_down or posts >= MAX_POSTS_PER_TICK or clock() - started > POST_BUDGET_SECONDS:
+        if receiver_down or budget.exhausted():
             outcome.pending.append(item)
             continue
-        posts += 1
+        budget.spend()
         delivered, http_status, error = post(alert_payload(item.alert, notifier.dagster_base_url))
         status, retry = after_attempt(item, delivered, now, policy)
         outcome.add(notification_row(item.alert, status, item.attempts + 1, now, http_status, error))
@@ -336,7 +301,7 @@ def deliver(
             outcome.logs.append((
                 "warning",
                 f"alert {item.alert.notification_id} not delivered to {notifier.target} (attempt {retry.attempts}/{policy.max_attempts}): "
-                f"{error}; next attempt at {_when(retry.next_at)}",
+                f"{error}; next attempt at {when(retry.next_at)}",
             ))
         elif status == GAVE_UP:
             outcome.logs.append((
@@ -348,10 +313,6 @@ def deliver(
             outcome.logs.append(("info", f"alert {item.alert.notification_id} delivered to {notifier.target} (attempt {item.attempts + 1})"))
         receiver_down = not delivered
     return outcome
-
-
-def _when(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # Reading the event log.
@@ -447,12 +408,6 @@ def read_new_alerts(instance, cursor: AlertCursor, budget: int = MAX_RECORDS_PER
     return alerts, AlertCursor(cursor.since, after, run_cursors, list(cursor.pending), cursor.no_webhook_noticed)
 
 
-# Writing the operations table (delta-rs: a sensor must not start a JVM).
-
-def append_rows(table_path: str, rows: Iterable[dict]) -> None:
-    lake_append_rows(table_path, rows, SCHEMA, ALERT_NOTIFICATIONS.partition_by)
-
-
 @sensor(
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
@@ -476,11 +431,11 @@ def alerting_sensor(context: SensorEvaluationContext, notifier: NotifierResource
         getattr(context.log, level)(message)
     if outcome.rows:
         try:
-            append_rows(lake.table_path(ALERT_NOTIFICATIONS), outcome.rows)
+            append_log(lake, ALERT_NOTIFICATIONS, outcome.rows, SCHEMA)
         except Exception as exc:  # never re-send an alert because its record could not be written
             context.log.error(f"could not append {len(outcome.rows)} row(s) to {ALERT_NOTIFICATIONS}: {type(exc).__name__}: {_clip(str(exc))}")
 
     cursor.pending, cursor.no_webhook_noticed = outcome.pending, outcome.no_webhook_noticed
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
+    counts = outcome.counted()
     message = f"{len(new_alerts)} new alert(s)" + (f"; {counts}" if counts else "") + f"; {len(cursor.pending)} pending"
     return SensorResult(skip_reason=message, cursor=cursor.to_json())
