@@ -122,7 +122,7 @@ def stop_postgres(home: Path, port: int) -> None:
 
 def publish_passes(name: str, url: str, lake: Path, day: str) -> dict:
     from compliance_assets.serving.publish import compare_day, publish
-    from compliance_assets.serving.sources import SOURCES, DeltaReader
+    from compliance_assets.serving.delta_sources import SOURCES, DeltaReader
     from resources.lake import LakeResource
     from resources.serving import ServingDatabaseResource
 

@@ -14,7 +14,7 @@ from compliance_assets.investigations import definitions as investigations_defs
 from compliance_assets.jobs import daily_pipeline_job, daily_pipeline_schedule, replay_job
 from compliance_assets.ml import definitions as ml_defs
 from compliance_assets.monitoring import definitions as monitoring_defs
-from compliance_assets.ops import definitions as ops_defs
+from compliance_assets.operations import definitions as ops_defs
 from compliance_assets.realtime import definitions as realtime_defs
 from compliance_assets.reporting import definitions as reporting_defs
 from compliance_assets.serving import definitions as serving_defs

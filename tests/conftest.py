@@ -33,38 +33,56 @@ def make_resources(lake_root: Path, landing_root: Path | None = None) -> dict:
 
 
 @pytest.fixture(scope="session")
-def champion_lake(spark, tmp_path_factory):
-    """Five batch-ingested days (CHAMPION_DAYS) with a trained and promoted champion, and the reference
-    data of STREAM_DAY (its transactions are in stream_day/, not landed). Built once per session and
-    shared read-only: tests copy it before changing anything."""
+def ingested_lake(spark, tmp_path_factory):
+    """Five batch-ingested days (CHAMPION_DAYS) with their outcomes and training features, and the reference data
+    of STREAM_DAY (its transactions are in stream_day/, not landed); no model yet. Built once per session and
+    shared read-only: the risk pipeline's tests train on a copy, `champion_lake` adds a promoted champion."""
     import datetime as dt
     import shutil
 
     from dagster import DagsterInstance, materialize
 
-    from compliance_assets.ml.features_training import ml_features_training
-    from compliance_assets.ml.outcomes import transaction_outcomes
-    from compliance_assets.ml.registry import promote_challenger
-    from compliance_assets.ml.training import risk_model
     from compliance_assets.ingest.reference_data import reference_assets
+    from compliance_assets.ml.features_training import features_cover_silver, ml_features_training
+    from compliance_assets.ml.outcomes import transaction_outcomes
     from compliance_assets.synthetic.writer import generate_day
-    from tests.helpers import CHAMPION_CONFIG, CHAMPION_DAYS, INGEST_ASSETS, STREAM_CONFIG, STREAM_DAY, TRAIN_PARTITION
+    from tests.helpers import CHAMPION_CONFIG, CHAMPION_DAYS, INGEST_ASSETS, STREAM_CONFIG, STREAM_DAY, check_results
 
-    root = tmp_path_factory.mktemp("champion_lake")
+    root = tmp_path_factory.mktemp("ingested_lake")
 
     def run(assets, key):
         result = materialize(assets, partition_key=key, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True)
         assert result.success
+        return result
 
     for day in CHAMPION_DAYS:
         generate_day(CHAMPION_CONFIG, root / "landing", dt.date.fromisoformat(day))
         run([*INGEST_ASSETS, transaction_outcomes], day)
-        run([ml_features_training], day)
+        features = run([ml_features_training, features_cover_silver], day)
+        assert check_results(features) == {("ml_features_training", "features_cover_silver"): True}, check_results(features)
     # the stream day's reference snapshots are loaded by the daily job; its transactions are not
     generate_day(STREAM_CONFIG, root / "stream_day", dt.date.fromisoformat(STREAM_DAY))
     shutil.copytree(root / "stream_day" / "reference", root / "landing" / "reference", dirs_exist_ok=True)
     run(reference_assets, STREAM_DAY)
-    run([risk_model], TRAIN_PARTITION)
+    return root
+
+
+@pytest.fixture(scope="session")
+def champion_lake(ingested_lake, tmp_path_factory):
+    """The ingested lake with a trained and promoted champion. Built once per session and shared read-only:
+    tests copy it before changing anything."""
+    import shutil
+
+    from dagster import DagsterInstance, materialize
+
+    from compliance_assets.ml.registry import promote_challenger
+    from compliance_assets.ml.training import risk_model
+    from tests.helpers import TRAIN_PARTITION
+
+    root = tmp_path_factory.mktemp("champion") / "lake"
+    shutil.copytree(ingested_lake, root, ignore=shutil.ignore_patterns("mlflow"))  # its own MLflow store
+    result = materialize([risk_model], partition_key=TRAIN_PARTITION, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True)
+    assert result.success
     resources = make_resources(root)
     promoted = promote_challenger.execute_in_process(
         run_config={"ops": {"promote_challenger_op": {"config": {"approver": "test-session", "reason": "test", "min_improvement": 0.0}}}},

@@ -41,8 +41,8 @@ def test_an_entry_is_its_name_everywhere_a_name_goes():
 
 
 def test_compaction_and_serving_read_the_catalog():
-    from compliance_assets.ops.compaction import ZORDER_COLUMNS
-    from compliance_assets.serving.sources import SOURCES
+    from compliance_assets.operations.compaction import ZORDER_COLUMNS
+    from compliance_assets.serving.delta_sources import SOURCES
 
     assert ZORDER_COLUMNS == compacted() and ZORDER_COLUMNS["regulatory_snapshots"] == ()
     assert {s.delta_table for s in SOURCES} == {t for t in CATALOG.values() if t.bi_served}

@@ -93,7 +93,7 @@ LAYERS = (
     ("compliance_assets.reporting",),
     ("compliance_assets.ml",),
     ("compliance_assets.ingest", "compliance_assets.investigations"),
-    ("compliance_assets.ops", "compliance_assets.transforms", "compliance_assets.synthetic"),
+    ("compliance_assets.operations", "compliance_assets.transforms", "compliance_assets.synthetic"),
     ("compliance_assets.metadata",),
     ("resources", "partitions"),
     ("catalog",),

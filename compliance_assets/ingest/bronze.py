@@ -20,7 +20,7 @@ from compliance_assets.metadata import delta_metadata
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE, read_landing_deliveries
 from compliance_assets.transforms.mapping_files import SourceMapping, load_mapping, mappings_dir
 from compliance_assets.transforms.source_mapping import export_days, read_mapped_delivery, read_mapped_export
-from compliance_assets.ops.audit import audited
+from compliance_assets.operations.audit import audited
 from partitions import PARTITIONS_START, PARTITIONS_START_ENV, daily_partitions, day_literals
 from resources.lake import LakeResource
 from catalog import BRONZE, Days

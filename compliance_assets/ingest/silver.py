@@ -41,7 +41,7 @@ from compliance_assets.transforms.pipeline import (
 from compliance_assets.transforms.quality import DQ_RESULTS_SCHEMA, dq_result_rows
 from contracts import REFERENCE_TABLES
 from contracts.spark import struct_type
-from compliance_assets.ops.audit import audited
+from compliance_assets.operations.audit import audited
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource

@@ -37,8 +37,8 @@ import pyarrow.compute as pc
 from dagster import AssetSpec, DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
 from catalog import ALERTS, CASE_HANDOFFS
-from compliance_assets.ops.outbox import DELIVERED, GAVE_UP, REJECTED, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when
-from compliance_assets.ops.outbox import Outcome as DeliveryOutcome
+from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, REJECTED, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when
+from compliance_assets.operations.outbox import Outcome as DeliveryOutcome
 from resources.case_management import DELIVERED as POSTED
 from resources.case_management import REJECTED as REFUSED
 from resources.case_management import URL_ENV, CaseManagementResource, PostResult

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
-from compliance_assets.ops.audit import audited
+from compliance_assets.operations.audit import audited
 from compliance_assets.transforms.alert_rules import RULE_COLUMNS, alert_rows
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource

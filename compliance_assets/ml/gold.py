@@ -23,7 +23,7 @@ from compliance_assets.ml.features_training import delivery_features, delivery_r
 from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
-from compliance_assets.ops.audit import audited
+from compliance_assets.operations.audit import audited
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource

@@ -32,7 +32,7 @@ from compliance_assets.transforms.quality import DUPLICATE
 from contracts import load_contract, pii_fields
 
 SCORED, REJECTED, DUPLICATE_EVENT = "SCORED", "REJECTED", "DUPLICATE"
-KAFKA_SOURCE = "kafka"  # the bronze source of a Kafka record, as streaming/sources.py names it
+KAFKA_SOURCE = "kafka"  # the bronze source of a Kafka record, as streaming/inputs.py names it
 MISKEYED = "MISKEYED_EVENT"  # the message key is not the event's account_id: its state may live on another partition
 PII_FIELDS = tuple(pii_fields(load_contract("transactions")))
 _MODEL_FEATURE_SET = frozenset(MODEL_FEATURES)

@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
-from compliance_assets.ops.audit import audited
+from compliance_assets.operations.audit import audited
 from compliance_assets.ingest.reference_data import load_reference_csv
 from partitions import daily_partitions, day_literals
 from resources.lake import LakeResource

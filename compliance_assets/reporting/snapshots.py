@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
-from compliance_assets.ops.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, audited
+from compliance_assets.operations.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, audited
 from partitions import daily_partitions, monthly_partitions
 from resources.lake import LakeResource
 from catalog import ALERTS, GOLD, SILVER, SNAPSHOTS, SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST

@@ -6,7 +6,7 @@ from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, Mat
 from compliance_assets.metadata import markdown_table
 from compliance_assets.serving.bi_tables import SERVING_TABLES, VIEWS
 from compliance_assets.serving.publish import compare_day, publish
-from compliance_assets.serving.sources import DeltaReader
+from compliance_assets.serving.delta_sources import DeltaReader
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.serving import ServingDatabaseResource

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from compliance_assets.serving.bi_tables import ensure_schema
 from compliance_assets.serving.loaders import replace_partition, serving_totals
-from compliance_assets.serving.sources import SOURCES, DeltaReader, ServingSource
+from compliance_assets.serving.delta_sources import SOURCES, DeltaReader, ServingSource
 
 AMOUNT_TOLERANCE = 0.005  # half a cent: SQLite keeps decimals as REAL, so its sums are floating point
 RELATIVE_TOLERANCE = 1e-9

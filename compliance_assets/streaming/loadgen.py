@@ -144,7 +144,7 @@ def publish(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from compliance_assets.synthetic.cli import default_landing_root
+    from compliance_assets.synthetic.synth_cli import default_landing_root
     from compliance_assets.synthetic.config import SynthConfig
 
     p = argparse.ArgumentParser(prog="python -m compliance_assets.streaming.loadgen", description="Publish synthetic transactions to a Kafka topic at a chosen rate.")

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from compliance_assets.streaming.microbatch import BatchReport, MicroBatchProcessor, StreamModel
 from compliance_assets.streaming.decision_lane import DecisionLaneWriter
-from compliance_assets.streaming.sources import KAFKA_SOURCE, decision_records, kafka_records, landing_records
+from compliance_assets.streaming.inputs import KAFKA_SOURCE, decision_records, kafka_records, landing_records
 from compliance_assets.transforms.ingestion import LANDING_SOURCE
 from compliance_assets.transforms.pipeline import DEFAULT_LATENESS_DAYS
 from resources.kafka import KafkaResource, decisions_topic

@@ -24,7 +24,7 @@ from contracts.rules import Rule
 from compliance_assets.transforms.enrichment import BASE_CURRENCY, amount_in_base, join_references, limit_flags, mask_contract_pii, mask_payload_pii, reference_checks
 from compliance_assets.transforms.ingestion import ingest_id
 from compliance_assets.transforms.features import FEATURE_COLUMNS, HISTORY_COLUMNS, HISTORY_DAYS, WINDOWS_SECONDS, behaviour_features, reference_features
-from compliance_assets.transforms.outcomes import RuleMasks, bit_set
+from compliance_assets.transforms.rule_outcomes import RuleMasks, bit_set
 from compliance_assets.transforms.quality import DUPLICATE, flagging_rule_exprs, rejecting_rule_exprs
 from compliance_assets.transforms.validation import validate_payloads
 

@@ -24,7 +24,7 @@ from contracts import json_types, load_contract
 from contracts.rules import CRITICAL, Rule, contract_rules
 from contracts.spark import spark_type
 from compliance_assets.transforms import json_payload
-from compliance_assets.transforms.outcomes import RuleMasks
+from compliance_assets.transforms.rule_outcomes import RuleMasks
 
 INVALID_UTF8 = Rule("payload.utf8", None, "encoding", None, "INVALID_UTF8", CRITICAL, "payload bytes are valid UTF-8")
 MALFORMED_JSON = Rule("payload.json", None, "json", None, json_payload.MALFORMED_JSON, CRITICAL, "payload is parseable JSON")

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from dagster import DagsterInstance, load_asset_checks_from_modules, materialize
 
 from compliance_assets.investigations import dispositions, precision
-from compliance_assets.investigations.cli import main as cli
+from compliance_assets.investigations.dispositions_cli import main as cli
 from compliance_assets.investigations.decision_files import check_file
 from compliance_assets.investigations.dispositions import record_alert_dispositions
 from compliance_assets.investigations.precision import alert_precision

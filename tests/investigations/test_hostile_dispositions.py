@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 from pyspark.sql import Row
 
-from compliance_assets.investigations.cli import main as cli
+from compliance_assets.investigations.dispositions_cli import main as cli
 from compliance_assets.investigations.decision_files import Decision, check_file, check_record
 from compliance_assets.investigations.labels import SCHEMA
 from resources.masking import masked_excerpt

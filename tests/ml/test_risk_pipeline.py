@@ -15,20 +15,17 @@ from dagster import DagsterInstance, materialize
 from rfc3339_validator import validate_rfc3339
 
 from compliance_assets.ml.alerts import alert_volume_within_budget, anomaly_alerts
-from compliance_assets.ml.features_training import features_cover_silver, ml_features_training
 from compliance_assets.ml.gold import band_distribution_within_bounds, every_silver_row_scored_once, risk_scores_gold, scores_in_unit_interval
-from compliance_assets.ml.outcomes import transaction_outcomes
 from compliance_assets.ml.registry import promote_challenger
 from compliance_assets.ml.training import load_training_frame, risk_model
-from compliance_assets.synthetic import SynthConfig, generate_day
 from contracts import load_contract
 from resources.mlflow import CHALLENGER, CHAMPION
 from tests.conftest import make_resources
-from tests.helpers import INGEST_ASSETS, check_results, read_delta
+from tests.helpers import CHAMPION_DAYS, TRAIN_PARTITION, check_results, read_delta
 from catalog import MODEL_AUDIT
 
-DAYS = [f"2026-03-0{i}" for i in range(1, 7)]
-TRAIN_PARTITION = "2026-03-20"  # a model as of two weeks later: the outcomes of all six days are decided
+DAYS = CHAMPION_DAYS
+LABEL_CUTOFF = (dt.date.fromisoformat(TRAIN_PARTITION) + dt.timedelta(days=1)).isoformat()  # the model's cut-off: the day after its partition
 GOLD_ASSETS = [risk_scores_gold, anomaly_alerts, every_silver_row_scored_once, scores_in_unit_interval, band_distribution_within_bounds, alert_volume_within_budget]
 CONTENT = ["transaction_id", "risk_score", "risk_band", "top_features", "model_version", "model_run_id"]
 
@@ -58,16 +55,10 @@ def gold_rows(lake, day) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("risk")
-    config = SynthConfig(seed=11, events_per_day=4000, anomaly_rate=0.03, outcome_sample_rate=0.05)
-    for day in DAYS:
-        generate_day(config, root / "landing", dt.date.fromisoformat(day))
-    for day in DAYS:
-        assert run(root, [*INGEST_ASSETS, transaction_outcomes], day, raise_on_error=True).success
-    for day in DAYS:
-        result = run(root, [ml_features_training, features_cover_silver], day, raise_on_error=True)
-        assert all(check_results(result).values())
+def lake(ingested_lake, tmp_path_factory):
+    """A copy of the session's ingested lake (five days of silver, outcomes and training features, no model yet)."""
+    root = tmp_path_factory.mktemp("risk") / "lake"
+    shutil.copytree(ingested_lake, root, ignore=shutil.ignore_patterns("mlflow", "stream_day"))
     return root
 
 
@@ -90,7 +81,7 @@ def test_training_registers_a_challenger_with_its_metrics(lake):
         assert 0.0 <= run_data.metrics[metric] <= 1.0
     assert run_data.metrics["average_precision"] > 0.5  # well above the positive rate of the outcomes
     assert run_data.params["training_delta_version"] == version.tags["training_delta_version"]
-    assert run_data.params["training_first_day"] <= DAYS[0] and run_data.params["label_cutoff"].startswith("2026-03-21")
+    assert run_data.params["training_first_day"] <= DAYS[0] and run_data.params["label_cutoff"].startswith(LABEL_CUTOFF)
     assert run_data.tags["dagster_run_id"] == result.run_id
     mlflow.set_tracking_uri(reg.tracking_uri)
     mlmodel = mlflow.models.get_model_info(f"models:/{reg.model_name}/1")
@@ -105,7 +96,7 @@ def test_training_labels_are_the_outcomes_decided_before_the_cutoff(lake, spark)
     rows = set(read_delta(lake, "transactions_silver")["transaction_id"])
     first, last = dt.date.fromisoformat(DAYS[0]), dt.date.fromisoformat(DAYS[-1])
     resources = make_resources(lake)
-    for cutoff in (dt.datetime(2026, 3, 5), dt.datetime(2026, 3, 21)):
+    for cutoff in (dt.datetime.combine(dt.date.fromisoformat(DAYS[-1]), dt.time()), dt.datetime.fromisoformat(LABEL_CUTOFF)):
         frame, *_ = load_training_frame(spark, resources["lake"], first, last, cutoff)
         decided = outcomes[(outcomes["decision_time"] < pd.Timestamp(cutoff)) & outcomes["transaction_id"].isin(rows)]
         labelled = frame[frame["label"].notna()]

@@ -28,7 +28,7 @@ from compliance_assets.reporting.snapshots import regulatory_snapshots
 from compliance_assets.serving.bi_serving import bi_serving, bi_serving_matches_delta
 from compliance_assets.serving.bi_tables import AUDIT_COLUMNS, VIEWS, alerts, risk_scores
 from compliance_assets.serving.publish import publish_day
-from compliance_assets.serving.sources import SOURCES, DeltaReader
+from compliance_assets.serving.delta_sources import SOURCES, DeltaReader
 from resources.lake import LakeResource
 from resources.serving import URL_ENV, ServingDatabaseResource, serving_from_env
 from tests.conftest import make_resources

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from compliance_assets.streaming.job import transaction_stream_job
 from compliance_assets.streaming.loadgen import create_topic, delivery_lines, kafka_client_config_from_env, publish
-from compliance_assets.streaming.sources import KAFKA_SOURCE, kafka_records
+from compliance_assets.streaming.inputs import KAFKA_SOURCE, kafka_records
 from compliance_assets.streaming.stream import StreamOptions, run_stream
 from compliance_assets.synthetic.config import SynthConfig
 from compliance_assets.synthetic.writer import generate_day

@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from compliance_assets.synthetic import DEFECT_KINDS, SCENARIOS, SynthConfig, generate_day, generate_days
-from compliance_assets.synthetic.cli import main as cli_main
+from compliance_assets.synthetic.synth_cli import main as cli_main
 from contracts import REFERENCE_TABLES, json_validator, load_contract
 
 DAY = dt.date(2026, 3, 2)

@@ -37,8 +37,8 @@ from dagster import (
 )
 
 from catalog import ALERT_NOTIFICATIONS
-from compliance_assets.ops.outbox import DELIVERED, GAVE_UP, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when  # noqa: F401 (the statuses it records)
-from compliance_assets.ops.outbox import Outcome as DeliveryOutcome
+from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when  # noqa: F401 (the statuses it records)
+from compliance_assets.operations.outbox import Outcome as DeliveryOutcome
 from resources.lake import LakeResource
 from resources.masking import mask_error
 from resources.notifier import CHECK_KIND, RUN_KIND, WEBHOOK_ENV, Alert, NotifierResource, alert_payload, alert_text

@@ -10,7 +10,7 @@ from dagster import DagsterInstance
 from pyspark.sql import types as T
 
 from resources.lake import RETENTION_CHECK
-from compliance_assets.ops.compaction import ZORDER_COLUMNS, compact_table, compaction_job, compaction_log
+from compliance_assets.operations.compaction import ZORDER_COLUMNS, compact_table, compaction_job, compaction_log
 from tests.conftest import make_resources
 from tests.helpers import read_delta
 

@@ -1,5 +1,5 @@
 """The outbox: what the sensors that deliver to outside systems share (the operations webhook in
-ops/notifications.py, case management in investigations/case_handoff.py). Each sensor supplies what to send
+operations/notifications.py, case management in investigations/case_handoff.py). Each sensor supplies what to send
 and how to post it; the outbox holds, once: the delivery statuses, the retry policy (exponential backoff,
 a receiver's Retry-After, give-up), the per-tick budget, the cursor's JSON with its start-over rule, the
 tick's outcome (delivery-log rows, log lines, counts by status) and the delivery log's append with delta-rs
