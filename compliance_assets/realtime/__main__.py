@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delivery-date", default="", help="Replay as this delivery day (YYYY-MM-DD); default each event's arrival date.")
     p.add_argument("--snapshot-every", type=float, default=ServiceOptions.snapshot_seconds, help="Seconds between state snapshots.")
     p.add_argument("--refresh-every", type=float, default=ServiceOptions.refresh_seconds, help="Seconds between champion / reference checks.")
+    p.add_argument("--hot-accounts", type=int, default=ServiceOptions.hot_accounts,
+                   help="Per partition: the most recently used accounts kept unpacked; the others are packed (about 1 KB each at 30 events).")
     p.add_argument("--stop-after", type=float, default=0.0, help="Stop after this many seconds (0 = until SIGTERM).")
     p.add_argument("--stats-every", type=float, default=5.0, help="Seconds between statistics lines.")
     args = p.parse_args(argv)
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kafka = kafka_from_args(args.bootstrap, args.topic)
     resources = resources_for_lake(args.lake, salt=args.salt, kafka=kafka) if args.lake else {**build_resources(), "kafka": kafka}
-    options = ServiceOptions(group_id=args.group, delivery_date=args.delivery_date, snapshot_seconds=args.snapshot_every, refresh_seconds=args.refresh_every)
+    options = ServiceOptions(group_id=args.group, delivery_date=args.delivery_date, snapshot_seconds=args.snapshot_every, refresh_seconds=args.refresh_every, hot_accounts=args.hot_accounts)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     spark = start_session()

@@ -7,16 +7,26 @@ and the largest earlier amount the earlier ones, the previous (located) event is
 that order. Events arriving in event-time order therefore get exactly the batch path's features; a late
 event is placed in order among what the state holds, and the decisions already made are not revisited (a
 replay through the batch path recomputes them). tests/realtime/test_account_state.py proves the parity.
+
+A partition's states are an `AccountStates`: its most recently used accounts hot (`AccountState`s, 40 bytes an
+event plus ~700 bytes of Python objects), the others frozen into one compact `bytes` blob each (`freeze`, about
+30 bytes an event at full-precision coordinates, 17 at the 5-decimal ones the sources send, ~90 bytes of
+overhead), thawed on use with exactly the columns they had, so every feature stays bit-identical.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
+import math
 import struct
 from array import array
+from collections import OrderedDict
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterator, Mapping
 
+import numpy as np
 import xxhash
 
 from compliance_assets.transforms.features import MAX_WINDOW, MIN_TRAVEL_SECONDS, TIE_SLOTS, WINDOWS_SECONDS, spark_round
@@ -151,30 +161,279 @@ class AccountState:
         return out
 
 
-_HEADER = struct.Struct("<HI")  # account id length, event count
+# ---- cold accounts: one packed blob each ------------------------------------------------------------------
+# An account not used recently is kept as `freeze(state)`: its five columns, each made of small non-negative
+# integers losslessly (the keys as the deltas of their seconds, the tie slot left out when it is the id's, as
+# `update` writes it; the amounts less their least; coordinates that are decimals of at most 5 (or 7) places as
+# integers of 1e-5 (1e-7) degrees less their least, a missing one in a bit mask; other coordinates' bit patterns
+# XORed with the first's) and bit-packed at the width of the column's largest (delta / frame-of-reference
+# bit-packing, as Parquet's DELTA_BINARY_PACKED). `thaw(freeze(s))` has exactly `s`'s columns, bit for bit.
+
+_KEY_SECONDS, _DEC5, _DEC7, _MASKED, _ONE_MASK = 1, 2, 4, 8, 16  # modes: keys as seconds; coordinates as decimals; NaN mask(s), one for both
+_SCALES = ((_DEC5, 1e5), (_DEC7, 1e7))
+_NAN_BITS = np.array([_NO_COORDINATE]).view(np.uint64)[0]  # a missing coordinate's bit pattern
+_BIT = np.arange(64)
+_INT64_MAX = np.iinfo(np.int64).max
+_FREEZE_LIMIT = 9e7  # |coordinate| below this: times 1e7 it is an exact integer in a float64
 
 
-def dump_states(states: dict[str, "AccountState"]) -> bytes:
-    """A partition's states as bytes (for snapshots): per account its id and its five columns."""
-    parts = []
-    for account, state in states.items():
+def _varints(values) -> bytes:
+    out = bytearray()
+    for v in values:
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def _read_varints(blob: bytes, at: int, count: int) -> tuple[list[int], int]:
+    values = []
+    for _ in range(count):
+        v = shift = 0
+        while True:
+            byte = blob[at]
+            at += 1
+            v |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append(v)
+    return values, at
+
+
+def _zz(v: int) -> int:  # zigzag of a signed 64-bit int: a small magnitude is a small number
+    return (v << 1) ^ (v >> 63) if v >= 0 else ((v << 1) ^ -1) & 0xFFFFFFFFFFFFFFFF
+
+
+def _unzz(u: int) -> int:
+    return (u >> 1) ^ -(u & 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _selector(widths: tuple[int, ...]) -> np.ndarray:
+    """(5, 64) booleans: the bit planes below each column's width."""
+    return _BIT < np.array(widths)[:, None]
+
+
+def _scales_for(lat: array, lon: array) -> tuple[tuple[int, float], ...]:
+    """The decimal scales (`_SCALES`) that the first located latitude and longitude are exact at (a quick test
+    before the columns'): a full-precision coordinate is not tried as a decimal at all."""
+    found = _SCALES
+    for column in (lat, lon):
+        x = next((x for x in column if x == x), None)  # the first that is not NaN
+        if x is None:
+            continue
+        if not abs(x) < _FREEZE_LIMIT or (x == 0.0 and math.copysign(1.0, x) < 0):
+            return ()
+        found = tuple((mode, scale) for mode, scale in found if round(x * scale) / scale == x)
+    return found
+
+
+def freeze(state: "AccountState") -> bytes:
+    """The state packed as one bytes blob (`thaw` is its inverse)."""
+    n = len(state.keys)
+    if not n:
+        return b"\x00"
+    keys, ids = np.frombuffer(state.keys, np.int64), np.frombuffer(state.ids, np.uint64)
+    seconds, slots = np.divmod(keys, TIE_SLOTS)
+    modes = 0
+    if not (slots != ids.view(np.int64) % TIE_SLOTS).any():  # numpy's % is Python's (and Spark's pmod) for a positive divisor
+        modes, keys = _KEY_SECONDS, seconds
+    columns = np.empty((5, n), np.int64)
+    columns[0, 0] = 0
+    np.subtract(keys[1:], keys[:-1], out=columns[0, 1:])  # the keys are in order: the deltas are >= 0
+    cents = np.frombuffer(state.cents, np.int64)
+    least_cents = int(cents.min())
+    np.subtract(cents, least_cents, out=columns[1])
+    columns[2] = ids.view(np.int64)
+
+    coordinates = np.concatenate([np.frombuffer(state.lat, np.float64), np.frombuffer(state.lon, np.float64)]).reshape(2, n)
+    bits = coordinates.view(np.uint64)
+    scales = _scales_for(state.lat, state.lon)  # the decimal scales the first located coordinates allow
+    masks, refs = b"", [0, 0]
+    if scales:
+        missing = np.isnan(coordinates)
+        if not missing.any():
+            missing = None
+        elif (bits[missing] != _NAN_BITS).any():
+            scales = ()  # a NaN other than _NO_COORDINATE: kept as a bit pattern
+        located = coordinates if missing is None else np.where(missing, 0.0, coordinates)
+        if scales and not (np.abs(located) < _FREEZE_LIMIT).all():
+            scales = ()
+        for mode, scale in scales:
+            ints = np.rint(located * scale).astype(np.int64)
+            back = (ints / scale).view(np.uint64)
+            if not (back == bits if missing is None else np.where(missing, _NAN_BITS, back) == bits).all():
+                continue  # not all such decimals (or a -0.0)
+            if missing is None:
+                least = ints.min(axis=1)
+                np.subtract(ints, least[:, None], out=columns[3:])
+            else:
+                least = np.where(missing, _INT64_MAX, ints).min(axis=1)
+                least[least == _INT64_MAX] = 0  # a column without a location
+                np.subtract(ints, least[:, None], out=columns[3:])
+                columns[3:][missing] = 0
+                lat_mask, lon_mask = (m.tobytes() for m in np.packbits(missing, axis=1))
+                masks = lat_mask if lat_mask == lon_mask else lat_mask + lon_mask
+                modes |= _MASKED | (_ONE_MASK if lat_mask == lon_mask else 0)
+            modes |= mode
+            refs = [_zz(x) for x in least.tolist()]
+            break
+    if not modes & (_DEC5 | _DEC7):
+        first = bits[:, :1]
+        np.bitwise_xor(bits, first, out=columns[3:].view(np.uint64))
+        refs = first[:, 0].tolist()
+    widths = [x.bit_length() for x in columns.view(np.uint64).max(axis=1).tolist()]
+    # bit b of value i of column c is planes[c, b, i]: the planes below each column's width, packed
+    planes = np.unpackbits(columns.view(np.uint8), bitorder="little").reshape(5, n, 64).transpose(0, 2, 1)
+    packed = np.packbits(planes[_selector(tuple(widths))], bitorder="little")
+    head = _varints([n, modes, *widths, _zz(int(keys[0])), _zz(least_cents), *refs])
+    return head + masks + packed.tobytes()
+
+
+def thaw(blob: bytes) -> "AccountState":
+    """`freeze`'s inverse: the state with exactly the columns it was frozen with."""
+    state = AccountState()
+    (n,), at = _read_varints(blob, 0, 1)
+    if not n:
+        return state
+    (modes, *widths, first_key, least_cents, ref_lat, ref_lon), at = _read_varints(blob, at, 10)
+    missing = None
+    if modes & _MASKED:
+        size, count = (n + 7) // 8, 1 if modes & _ONE_MASK else 2
+        missing = np.unpackbits(np.frombuffer(blob, np.uint8, count * size, at).reshape(count, size), axis=1, count=n).astype(bool)
+        if count == 1:
+            missing = np.concatenate([missing, missing])
+        at += count * size
+    values = np.zeros((5, n, 64), np.uint8)  # bit b of value i of column c
+    bits = sum(widths)
+    values.transpose(0, 2, 1)[_selector(tuple(widths))] = np.unpackbits(np.frombuffer(blob, np.uint8, offset=at), count=bits * n, bitorder="little").reshape(bits, n)
+    columns = np.packbits(values, bitorder="little").view(np.int64).reshape(5, n)
+    ids = columns[2]
+    keys = np.cumsum(columns[0]) + _unzz(first_key)
+    if modes & _KEY_SECONDS:
+        keys = keys * TIE_SLOTS + ids % TIE_SLOTS
+    state.keys.frombytes(keys.tobytes())
+    state.cents.frombytes((columns[1] + _unzz(least_cents)).tobytes())
+    state.ids.frombytes(ids.tobytes())
+    if modes & (_DEC5 | _DEC7):
+        coordinates = (columns[3:] + np.array([_unzz(ref_lat), _unzz(ref_lon)])[:, None]) / (1e5 if modes & _DEC5 else 1e7)
+        if missing is not None:
+            coordinates.view(np.uint64)[missing] = _NAN_BITS
+    else:
+        coordinates = (columns[3:].view(np.uint64) ^ np.array([ref_lat, ref_lon], np.uint64)[:, None]).view(np.float64)
+    state.lat.frombytes(coordinates[0].tobytes())
+    state.lon.frombytes(coordinates[1].tobytes())
+    return state
+
+
+class AccountStates:
+    """A partition's account states: the `hot` ones (at most a bound after each `freeze_beyond`, the most recently
+    used) as `AccountState`s, the others `cold`, as `freeze` blobs. `get`/`pop` thaw a cold account."""
+
+    __slots__ = ("hot", "cold")
+
+    def __init__(self, states: Mapping[str, "AccountState"] | None = None) -> None:
+        self.hot: OrderedDict[str, AccountState] = OrderedDict(states or {})  # least recently used first
+        self.cold: dict[str, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.hot) + len(self.cold)
+
+    def __contains__(self, account: object) -> bool:
+        return account in self.hot or account in self.cold
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.hot
+        yield from self.cold
+
+    def get(self, account: str, default: "AccountState | None" = None) -> "AccountState | None":
+        """The account's state (thawed if it was cold), now the most recently used; `default` if there is none."""
+        state = self.hot.get(account)
+        if state is not None:
+            self.hot.move_to_end(account)
+            return state
+        blob = self.cold.pop(account, None)
+        if blob is None:
+            return default
+        state = self.hot[account] = thaw(blob)
+        return state
+
+    def __getitem__(self, account: str) -> "AccountState":
+        state = self.get(account)
+        if state is None:
+            raise KeyError(account)
+        return state
+
+    def __setitem__(self, account: str, state: "AccountState") -> None:
+        self.cold.pop(account, None)
+        self.hot[account] = state
+        self.hot.move_to_end(account)
+
+    def pop(self, account: str, default: "AccountState | None" = None) -> "AccountState | None":
+        state = self.hot.pop(account, None)
+        if state is not None:
+            return state
+        blob = self.cold.pop(account, None)
+        return thaw(blob) if blob is not None else default
+
+    def freeze_beyond(self, hot: int) -> int:
+        """Freeze the least recently used hot states until at most `hot` are left; how many were frozen."""
+        frozen = 0
+        while len(self.hot) > hot:
+            account, state = self.hot.popitem(last=False)
+            self.cold[account] = freeze(state)
+            frozen += 1
+        return frozen
+
+
+_HEADER = struct.Struct("<HI")  # format 1: account id length, event count
+_MAGIC = b"\xff\xffACCOUNTSTATES2\n"  # format 2 (format 1 starts with an account id's length, never 65535)
+_ENTRY = struct.Struct("<HBI")  # format 2: account id length, form (_HOT columns or _COLD blob), events or blob bytes
+_HOT, _COLD = 0, 1
+
+
+def dump_states(states: "Mapping[str, AccountState] | AccountStates") -> bytes:
+    """A partition's states as bytes (for snapshots): per account its id and either its five columns (a hot
+    state, in least-recently-used order) or its `freeze` blob (a cold one)."""
+    parts = [_MAGIC]
+    hot = states.hot if isinstance(states, AccountStates) else states
+    for account, state in hot.items():
         name = account.encode("utf-8")
-        parts += [_HEADER.pack(len(name), len(state)), name, state.keys.tobytes(), state.cents.tobytes(), state.ids.tobytes(), state.lat.tobytes(), state.lon.tobytes()]
+        parts += [_ENTRY.pack(len(name), _HOT, len(state)), name, state.keys.tobytes(), state.cents.tobytes(), state.ids.tobytes(), state.lat.tobytes(), state.lon.tobytes()]
+    if isinstance(states, AccountStates):
+        for account, blob in states.cold.items():
+            name = account.encode("utf-8")
+            parts += [_ENTRY.pack(len(name), _COLD, len(blob)), name, blob]
     return b"".join(parts)
 
 
-def load_states(data: bytes) -> dict[str, "AccountState"]:
-    """`dump_states`' inverse."""
-    states: dict[str, AccountState] = {}
-    view, at = memoryview(data), 0
+def load_states(data: bytes, hot: int | None = None) -> AccountStates:
+    """`dump_states`' inverse (also of its first format, five columns per account); `hot`: freeze the least recently
+    used states beyond that many (None: every account as it was written)."""
+    states = AccountStates()
+    view = memoryview(data)
+    v2 = data[: len(_MAGIC)] == _MAGIC
+    at = len(_MAGIC) if v2 else 0
     while at < len(data):
-        size, n = _HEADER.unpack_from(view, at)
-        at += _HEADER.size
+        if v2:
+            size, form, n = _ENTRY.unpack_from(view, at)
+            at += _ENTRY.size
+        else:
+            (size, n), form = _HEADER.unpack_from(view, at), _HOT
+            at += _HEADER.size
         account = bytes(view[at : at + size]).decode("utf-8")
         at += size
+        if form == _COLD:
+            states.cold[account] = bytes(view[at : at + n])
+            at += n
+            continue
         state = AccountState()
         for column in (state.keys, state.cents, state.ids, state.lat, state.lon):
             column.frombytes(view[at : at + 8 * n])
             at += 8 * n
-        states[account] = state
+        states.hot[account] = state
+    if hot is not None:
+        states.freeze_beyond(hot)
     return states

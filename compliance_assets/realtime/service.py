@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from compliance_assets.ingest.silver import SILVER
-from compliance_assets.realtime.account_state import AccountState, dump_states, load_states
+from compliance_assets.realtime.account_state import AccountState, AccountStates, dump_states, load_states
 from compliance_assets.realtime.decisions import KAFKA_SOURCE, MISKEYED, REJECTED, Champion, Decider, Decision, Event, encode
 from compliance_assets.realtime.reference import ReferenceSnapshot, load_references, source_versions
 from compliance_assets.realtime.runtime import Output, RuntimeStats, run
@@ -43,6 +43,7 @@ class ServiceOptions:
     lateness_days: int = DEFAULT_LATENESS_DAYS
     refresh_seconds: float = 5.0  # how often the champion alias and the reference tables' versions are checked
     snapshot_seconds: float = 10.0
+    hot_accounts: int = 20_000  # per partition: the most recently used accounts kept unpacked; the others are frozen (account_state.freeze)
 
 
 def history_start(day: dt.date, lateness_days: int) -> dt.date:
@@ -76,8 +77,8 @@ class DecisionProcessor:
         self.dlq_topic = options.dlq_topic or input_topic + DLQ_SUFFIX
         fixed_day = dt.date.fromisoformat(options.delivery_date) if options.delivery_date else None
         self.decider = Decider(pii_salt, options.lateness_days, fixed_day)
-        self.states: dict[int, dict[str, AccountState]] = {}
-        self._bootstrap: dict[str, AccountState] | None = None
+        self.states: dict[int, AccountStates] = {}
+        self._bootstrap: AccountStates | None = None
         self.champion = self._load_champion()
         self.references: ReferenceSnapshot | None = None
         self._pending: dict[str, object] = {}  # what a background refresh has ready to swap in
@@ -138,9 +139,9 @@ class DecisionProcessor:
     # ---- partitions -----------------------------------------------------------------------
     def assign(self, partition: int, snapshot: bytes | None) -> None:
         """A partition's accounts from its snapshot; accounts it has not seen yet start from the group's base state."""
-        self.states[partition] = load_states(snapshot) if snapshot is not None else {}
+        self.states[partition] = load_states(snapshot, hot=self.options.hot_accounts) if snapshot is not None else AccountStates()
         if self._bootstrap is None:
-            self._bootstrap = load_states(self._base_state())
+            self._bootstrap = load_states(self._base_state(), hot=0)
         self.log(f"decision service: partition {partition} assigned ({len(self.states[partition])} accounts from its snapshot)")
 
     def _base_state(self) -> bytes:
@@ -152,7 +153,9 @@ class DecisionProcessor:
             day = self.decider.delivery_date or dt.datetime.now(dt.timezone.utc).date()
             t = time.perf_counter()
             states = states_from_silver(self.spark, self.lake, day, self.options.lateness_days, exclude_topic=self.topic)
-            base = self.store.save_base(self.options.group_id, self.topic, dump_states(states))
+            frozen = AccountStates(states)
+            frozen.freeze_beyond(0)
+            base = self.store.save_base(self.options.group_id, self.topic, dump_states(frozen))
             self.log(f"decision service: base state of {len(states)} accounts built from silver in {time.perf_counter() - t:.1f} s")
         return base
 
@@ -160,16 +163,16 @@ class DecisionProcessor:
         self.states.pop(partition, None)
 
     def snapshot(self, partition: int) -> bytes:
-        return dump_states(self.states.get(partition, {}))
+        return dump_states(self.states.get(partition, AccountStates()))
 
     def _state_lookup(self, partition: int, day: dt.date) -> Callable[[str], AccountState]:
-        """An account's state on this partition (moved in from the first-start bootstrap, or new), its events
-        before the day's history window forgotten."""
-        states = self.states.setdefault(partition, {})
+        """An account's state on this partition (thawed if it was frozen; moved in from the first-start bootstrap,
+        or new), its events before the day's history window forgotten."""
+        states = self.states.setdefault(partition, AccountStates())
         first = history_start(day, self.options.lateness_days)
 
         def state_of(account: str) -> AccountState:
-            state = states.get(account)
+            state = states.get(account)  # now the most recently used
             if state is None:
                 state = states[account] = (self._bootstrap.pop(account, None) if self._bootstrap else None) or AccountState()
             state.forget_before(first)
@@ -206,6 +209,7 @@ class DecisionProcessor:
         for partition, group in by_partition.items():
             for d in self.decider.decide(group, self._state_lookup(partition, day), self.champion, refs):
                 outputs += self._outputs(d, refs, decided_at)
+            self.states[partition].freeze_beyond(self.options.hot_accounts)  # the least recently used beyond the bound
         return outputs
 
     def _outputs(self, d: Decision, refs: ReferenceSnapshot, decided_at: dt.datetime) -> list[Output]:

@@ -4,6 +4,8 @@ their last rounded digit), with ties in the same second, day boundaries, account
 missing coordinates."""
 
 import datetime as dt
+import struct
+from array import array
 from decimal import Decimal
 
 import math
@@ -11,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compliance_assets.transforms.features import HISTORY_SCHEMA
-from compliance_assets.realtime.account_state import AccountState, order_key, tie_slot
+from compliance_assets.realtime.account_state import AccountState, AccountStates, dump_states, freeze, load_states, order_key, thaw, tie_slot
 from compliance_assets.transforms.features import FEATURE_COLUMNS, behaviour_features
 
 CURRENT = "transaction_id string, account_id string, event_time timestamp, event_date date, ingest_date date, amount_base decimal(18,2), latitude double, longitude double, delivery_latitude double, delivery_longitude double"
@@ -98,3 +100,160 @@ def assert_same(r, got: dict, want: dict, seen: list) -> None:
     # the previous event's date (days_since_last_activity's input) is the batch's too
     prev = [x for x in seen if x[1] == r[1] and order_key(x[0], x[2]) < order_key(r[0], r[2])]
     assert got["previous_event_date"] == (max(x[2] for x in prev).date() if prev else None)
+
+
+
+# ---- cold accounts: freeze / thaw, the hot bound, snapshots ------------------------------------------------
+
+COLUMNS = ("keys", "cents", "ids", "lat", "lon")
+
+
+def columns(state: AccountState) -> tuple[bytes, ...]:
+    return tuple(getattr(state, c).tobytes() for c in COLUMNS)
+
+
+# coordinates as the service meets them: 5-decimal places near a home, full-precision floats, none, and odd ones
+coordinate = st.one_of(
+    st.none(),
+    st.integers(-9_000_000, 9_000_000).map(lambda i: round(i / 1e5, 5)),
+    st.integers(-18_000_000, 18_000_000).map(lambda i: i / 1e5),
+    st.integers(-1_800_000_000, 1_800_000_000).map(lambda i: i / 1e7),
+    st.floats(-180, 180),
+    st.sampled_from([0.0, -0.0, 1e-300, 5e-324, 90.0, -180.0]),
+)
+# events near each other (ties, the same second) or far apart, any amount the decimal(18,2) column holds
+stream = st.lists(st.tuples(st.integers(0, 40 * 86_400), st.integers(-10**9, 10**12), coordinate, coordinate), min_size=0, max_size=60)
+
+
+def built(events, prefix: str = "T") -> AccountState:
+    state = AccountState()
+    for i, (second, cents, lat, lon) in enumerate(events):
+        state.update(f"{prefix}{i}", START + dt.timedelta(seconds=second), Decimal(cents).scaleb(-2), lat, lon)
+    return state
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream, stream)
+def test_freeze_thaw_gives_the_same_columns_and_the_same_features_after(events, later):
+    state = built(events)
+    blob = freeze(state)
+    assert isinstance(blob, bytes)
+    thawed = thaw(blob)
+    assert columns(thawed) == columns(state) and len(thawed) == len(state)
+    assert freeze(thawed) == blob  # deterministic: a thawed account freezes to the same bytes
+    for i, (second, cents, lat, lon) in enumerate(later):  # later updates: the same features from either
+        args = (f"L{i}", START + dt.timedelta(seconds=second), Decimal(cents).scaleb(-2), lat, lon, lat, lon)
+        assert thawed.holds(*args[:2]) == state.holds(*args[:2])
+        assert thawed.update(*args) == state.update(*args)
+        assert columns(thawed) == columns(state)
+    day = (START + dt.timedelta(days=20)).date()
+    state.forget_before(day)
+    thawed = thaw(freeze(thaw(freeze(state))))
+    thawed.forget_before(day)
+    assert columns(thawed) == columns(state)
+
+
+def raw_double(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.integers(1, 70))
+def test_freeze_is_lossless_for_any_column_contents(data, n):
+    """Whatever the columns hold (keys whose tie slot is not the id's, keys out of order, extreme amounts, NaNs with
+    other payloads, infinities, -0.0), thaw gives it back bit for bit."""
+    int64 = st.integers(-(2**63), 2**63 - 1)
+    doubles = st.one_of(st.floats(allow_nan=True), st.integers(0, 2**64 - 1).map(raw_double), st.just(float("nan")), st.just(-0.0),
+                        st.integers(-9_000_000, 9_000_000).map(lambda i: i / 1e5))
+    state = AccountState()
+    state.keys.extend(data.draw(st.lists(int64, min_size=n, max_size=n)))
+    state.cents.extend(data.draw(st.lists(int64, min_size=n, max_size=n)))
+    state.ids.extend(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n)))
+    state.lat.frombytes(array("d", data.draw(st.lists(doubles, min_size=n, max_size=n))).tobytes())
+    state.lon.frombytes(array("d", data.draw(st.lists(doubles, min_size=n, max_size=n))).tobytes())
+    assert columns(thaw(freeze(state))) == columns(state)
+
+
+def test_freeze_packs_a_realistic_account_well_under_its_columns():
+    """30 events at 5-decimal coordinates near a home: far less than the 40 bytes an event of the hot columns."""
+    import random
+
+    rnd = random.Random(3)
+    events = [(rnd.randrange(38 * 86_400), rnd.randrange(100, 500_000), round(48.85 + rnd.gauss(0, 0.03), 5), round(2.35 + rnd.gauss(0, 0.03), 5))
+              for _ in range(30)]
+    state = built(events)
+    assert len(freeze(state)) < 20 * 30  # the ids alone are 8 bytes an event
+    uniform = built([(s, c, rnd.uniform(-60, 60), rnd.uniform(-180, 180)) for s, c, _, _ in events])
+    assert len(freeze(uniform)) < 32 * 30
+
+
+def test_hot_states_are_bounded_and_the_least_recently_used_are_frozen():
+    states = AccountStates()
+    for k in range(10):
+        states[f"A{k}"] = built([(k, 100 * k, 1.5, 2.5), (k + 9, 7, None, None)], prefix=f"A{k}-")
+    before = {a: columns(states.hot[a]) for a in states.hot}
+    assert states.get("A0") is not None and states.get("A3") is not None  # A0 and A3 are now the most recently used
+    assert states.freeze_beyond(4) == 6
+    assert list(states.hot) == ["A8", "A9", "A0", "A3"] and len(states.cold) == 6 and len(states) == 10
+    assert all(isinstance(b, bytes) for b in states.cold.values())
+    assert "A5" in states and "A5" in states.cold and "Z" not in states and states.get("Z") is None
+    assert states.freeze_beyond(4) == 0
+    a5 = states.get("A5")  # thawed on use: hot again, the most recently used, the same columns
+    assert "A5" not in states.cold and list(states.hot)[-1] == "A5" and columns(a5) == before["A5"]
+    assert len(states.hot) == 5 and states.freeze_beyond(4) == 1 and list(states.hot) == ["A9", "A0", "A3", "A5"]
+    assert columns(states.pop("A1")) == before["A1"] and "A1" not in states and len(states) == 9
+    states["A8"] = AccountState()  # a replaced cold account is hot and empty
+    assert "A8" not in states.cold and len(states.get("A8")) == 0
+    assert states.freeze_beyond(0) == 5 and not states.hot and len(states) == 9
+    assert {a: columns(states.get(a)) for a in ("A2", "A9")} == {a: before[a] for a in ("A2", "A9")}
+
+
+def test_snapshots_round_trip_hot_and_cold_states():
+    states = AccountStates()
+    for k in range(12):
+        states[f"acc-{k}-é"] = built([(60 * j + k, 1000 + j, 40 + j / 1e5, -3.5 if j % 2 else None) for j in range(k)], prefix=f"{k}-")
+    states.get("acc-1-é")
+    states.freeze_beyond(5)
+    want = {a: columns(states.get(a)) for a in list(states)}  # (thaws them all: freeze again)
+    states.freeze_beyond(5)
+    hot_order, cold = list(states.hot), dict(states.cold)
+
+    loaded = load_states(dump_states(states))
+    assert list(loaded.hot) == hot_order and loaded.cold == cold  # each in its form, the hot ones in their order
+    assert {a: columns(loaded.get(a)) for a in want} == want
+    bounded = load_states(dump_states(states), hot=2)  # the least recently used beyond the bound are frozen on load
+    assert list(bounded.hot) == hot_order[-2:] and len(bounded.cold) == 10
+    assert {a: columns(bounded.get(a)) for a in want} == want
+    plain = {a: thaw(freeze(s)) for a, s in ((a, states.get(a)) for a in want)}  # a plain dict dumps as hot states
+    assert {a: columns(s) for a, s in load_states(dump_states(plain)).hot.items()} == want
+    assert len(load_states(dump_states(AccountStates()))) == 0 and len(load_states(b"")) == 0
+
+
+def test_snapshots_of_the_first_format_still_load():
+    """Format 1: per account (id length, events), the id, the five columns."""
+    state = built([(5, 120, 1.0, 2.0), (9, 300, None, None)])
+    old = b"".join([struct.pack("<HI", 3, len(state)), b"ACC", *columns(state), struct.pack("<HI", 1, 0), b"B"])
+    loaded = load_states(old)
+    assert list(loaded.hot) == ["ACC", "B"] and columns(loaded.get("ACC")) == columns(state) and len(loaded.get("B")) == 0
+
+
+def test_the_service_thaws_on_use_and_keeps_its_bound_after_each_batch():
+    """DecisionProcessor's state lookup: a frozen account (or the bootstrap's) is thawed, the bound is kept."""
+    from compliance_assets.realtime.service import DecisionProcessor, ServiceOptions
+
+    processor = DecisionProcessor.__new__(DecisionProcessor)  # only the state handling, without Spark, model or Kafka
+    processor.options = ServiceOptions(hot_accounts=2)
+    base = AccountStates({"boot": built([(0, 100, 1.0, 1.0)], prefix="b")})
+    base.freeze_beyond(0)
+    processor._bootstrap = load_states(dump_states(base), hot=0)
+    processor.states = {0: AccountStates()}  # (assign reads the store: the states are set directly here)
+    state_of = processor._state_lookup(0, START.date())
+    for k in range(4):
+        state_of(f"A{k}").update(f"A{k}", START, Decimal("1.00"), 1.0, 1.0)
+    booted = state_of("boot")
+    assert len(booted) == 1 and "boot" not in processor._bootstrap
+    processor.states[0].freeze_beyond(processor.options.hot_accounts)  # what _decide does after each partition's batch
+    assert list(processor.states[0].hot) == ["A3", "boot"] and set(processor.states[0].cold) == {"A0", "A1", "A2"}
+    assert len(state_of("A0")) == 1 and list(processor.states[0].hot)[-1] == "A0"
+    again = load_states(processor.snapshot(0), hot=processor.options.hot_accounts)
+    assert {a: columns(again.get(a)) for a in ("A0", "A1", "A2", "A3", "boot")} == {a: columns(processor.states[0].get(a)) for a in ("A0", "A1", "A2", "A3", "boot")}
