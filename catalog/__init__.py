@@ -39,6 +39,14 @@ class Days:
             raise ValueError(f"partition keys are not one contiguous range: {[d.isoformat() for d in days]}")
         return out
 
+    @classmethod
+    def span(cls, first: str | dt.date, last: str | dt.date | None = None) -> "Days":
+        """The days first..last (ISO keys or dates; `last` defaults to `first`)."""
+        def day(d):
+            return d if isinstance(d, dt.date) else dt.date.fromisoformat(d)
+
+        return cls(day(first), day(last if last is not None else first))
+
     def __len__(self) -> int:
         return (self.last - self.first).days + 1
 

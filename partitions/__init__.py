@@ -43,10 +43,3 @@ daily_partitions, monthly_partitions = build_partitions(PARTITIONS_START)
 def yesterday_utc() -> str:
     """The partition key of yesterday in UTC: what the daily schedule and the demo materialise."""
     return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
-
-
-def day_literals(partition_keys) -> list:
-    """Spark date literals of daily partition keys, for `isin` filters on a date partition column."""
-    from pyspark.sql import functions as F
-
-    return [F.lit(k).cast("date") for k in partition_keys]

@@ -26,6 +26,9 @@ def test_a_range_of_keys_parses_once_into_days_and_predicates():
     assert SILVER.where(days) == "ingest_date >= '2026-04-01' AND ingest_date <= '2026-04-03'"
     assert table("transactions_dlq").where(Days.of("2026-04-02")) == "event_date = '2026-04-02'"
     assert SNAPSHOTS.where(Days.of("2026-04-02")) == "period = '2026-04-02'"
+    assert Days.span("2026-04-01", "2026-04-03") == days and Days.span(dt.date(2026, 4, 2)) == Days.of("2026-04-02")
+    with pytest.raises(ValueError, match="ends before it starts"):
+        Days.span("2026-04-03", "2026-04-01")
     with pytest.raises(ValueError, match="not one contiguous range"):
         Days.of(["2026-04-01", "2026-04-03"])
     with pytest.raises(ValueError, match="not day-partitioned"):

@@ -21,7 +21,7 @@ from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, LANDING_SOURCE
 from compliance_assets.transforms.mapping_files import SourceMapping, load_mapping, mappings_dir
 from compliance_assets.transforms.source_mapping import export_days, read_mapped_delivery, read_mapped_export
 from compliance_assets.operations.audit import audited
-from partitions import PARTITIONS_START, PARTITIONS_START_ENV, daily_partitions, day_literals
+from partitions import PARTITIONS_START, PARTITIONS_START_ENV, daily_partitions
 from resources.lake import LakeResource
 from catalog import BRONZE, Days
 
@@ -83,7 +83,7 @@ def _write_landing_range(context: AssetExecutionContext, session, lake: LakeReso
     version = lake.replace_days(rows.select(*BRONZE_SCHEMA.fieldNames()), BRONZE, Days.of(keys), also=f"source = '{LANDING_SOURCE}'", merge_schema=True)
     per_day: dict[str, int] = {}
     if version != before:  # an empty run that replaced nothing makes no commit
-        written = lake.read(session, BRONZE).where(F.col("event_date").isin(day_literals(keys)) & (F.col("source") == LANDING_SOURCE))
+        written = lake.read_days(session, BRONZE, Days.of(keys)).where(F.col("source") == LANDING_SOURCE)
         per_day = {str(r.event_date): r["count"] for r in written.groupBy("event_date").count().collect()}
     for key in keys:
         context.log.info(f"bronze {key} ({LANDING_SOURCE}): {per_day.get(key, 0)} records")
@@ -96,7 +96,7 @@ def _write_split_export(context: AssetExecutionContext, session, lake: LakeResou
     export = read_mapped_export(session, mapping, context.run_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         days = export_days(export)
-        rows = export.where(F.col("event_date").isin(day_literals(keys))).select(*BRONZE_SCHEMA.fieldNames())
+        rows = export.where(BRONZE.where(Days.of(keys))).select(*BRONZE_SCHEMA.fieldNames())
         version = lake.replace_days(rows, BRONZE, Days.of(keys), also=f"source = '{mapping.name}'", merge_schema=True)
     finally:
         export.unpersist()
@@ -119,6 +119,6 @@ def _write_split_export(context: AssetExecutionContext, session, lake: LakeResou
 
 @asset_check(asset=BRONZE, partitions_def=daily_partitions, description="Every bronze record has a unique ingest id (source, file, line).")
 def bronze_ingest_ids_unique(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    df = lake.read(spark.spark_session, BRONZE).where(F.col("event_date").isin(context.partition_keys))
+    df = lake.read_days(spark.spark_session, BRONZE, Days.of(context.partition_keys))
     stats = df.agg(F.count("*").alias("rows"), F.count_distinct("ingest_id").alias("ids")).collect()[0]
     return AssetCheckResult(passed=stats.rows == stats.ids, metadata={"rows": stats.rows, "distinct_ingest_ids": stats.ids})

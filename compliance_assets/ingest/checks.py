@@ -9,9 +9,9 @@ from compliance_assets.metadata import markdown_table
 from compliance_assets.transforms.quality import CRITICAL_PASS_RATE, DUPLICATE, critical_failures
 from contracts import load_contract
 from contracts.pandera_schemas import pandera_errors, pandera_schema
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
-from catalog import BRONZE, DLQ, DQ_RESULTS, SILVER
+from catalog import BRONZE, DLQ, DQ_RESULTS, SILVER, Days
 
 
 @asset_check(
@@ -25,12 +25,11 @@ from catalog import BRONZE, DLQ, DQ_RESULTS, SILVER
 )
 def silver_rows_conserved(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
-    days = day_literals(context.partition_keys)
-    bronze_rows = lake.read(session, BRONZE).where(F.col("event_date").isin(days))
-    delivered, bronze = delivered_records(bronze_rows)
-    silver = lake.read(session, SILVER).where(F.col("ingest_date").isin(days)).count()
-    dlq = lake.read(session, DLQ).where(F.col("event_date").isin(days)).count()
-    dup_row = lake.read(session, DQ_RESULTS).where(F.col("event_date").isin(days) & (F.col("rule_id") == DUPLICATE.rule_id)).agg(F.sum("failed")).collect()[0][0]
+    days = Days.of(context.partition_keys)
+    delivered, bronze = delivered_records(lake.read_days(session, BRONZE, days))
+    silver = lake.read_days(session, SILVER, days).count()
+    dlq = lake.read_days(session, DLQ, days).count()
+    dup_row = lake.read_days(session, DQ_RESULTS, days).where(F.col("rule_id") == DUPLICATE.rule_id).agg(F.sum("failed")).collect()[0][0]
     duplicates = int(dup_row or 0)
     return AssetCheckResult(
         passed=delivered == bronze == silver + dlq + duplicates,
@@ -64,7 +63,7 @@ def split_exports_add_up(context, spark: PySparkResource, lake: LakeResource) ->
     if "source_file_total_records" not in bronze.columns:  # a lake no split export was ever written to
         return AssetCheckResult(passed=True, metadata={"split_files": 0})
     bronze = bronze.where(F.col("source_file_total_records").isNotNull())
-    touched = bronze.where(F.col("event_date").isin(day_literals(context.partition_keys))).select("source", "source_file").distinct()
+    touched = bronze.where(BRONZE.where(Days.of(context.partition_keys))).select("source", "source_file").distinct()
     days = bronze.join(touched, ["source", "source_file"], "left_semi").groupBy("source", "source_file", "event_date").agg(
         F.count(F.lit(1)).alias("rows"), F.max("source_file_records").alias("records"),
         F.min("source_file_total_records").alias("low"), F.max("source_file_total_records").alias("high"),
@@ -94,7 +93,7 @@ def split_exports_add_up(context, spark: PySparkResource, lake: LakeResource) ->
     description=f"Every critical data-quality rule passes on at least {CRITICAL_PASS_RATE:.0%} of the day's records; otherwise downstream scoring is blocked.",
 )
 def critical_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dq = lake.read(spark.spark_session, DQ_RESULTS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    dq = lake.read_days(spark.spark_session, DQ_RESULTS, Days.of(context.partition_keys))
     n_rules = dq.count()
     failures = critical_failures(dq)
     return AssetCheckResult(
@@ -106,7 +105,7 @@ def critical_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) 
 @asset_check(asset=SILVER, partitions_def=daily_partitions, description="Silver rows satisfy contracts/transactions.schema.json (pandera; masked PII columns exempt from value checks).")
 def silver_matches_contract(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     contract = load_contract("transactions")
-    df = lake.read(spark.spark_session, SILVER).where(F.col("ingest_date").isin(day_literals(context.partition_keys)))
+    df = lake.read_days(spark.spark_session, SILVER, Days.of(context.partition_keys))
     errors = pandera_errors(pandera_schema(contract, masked=True), df)
     return AssetCheckResult(passed=not errors, metadata={"pandera_errors": str(errors)[:4000] if errors else "none"})
 
@@ -114,7 +113,7 @@ def silver_matches_contract(context, spark: PySparkResource, lake: LakeResource)
 @asset_check(asset=SILVER, partitions_def=daily_partitions, description="transaction_id is unique across silver in every event date this delivery touched.")
 def silver_transaction_ids_unique(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     silver = lake.read(spark.spark_session, SILVER)
-    touched = [r.event_date for r in silver.where(F.col("ingest_date").isin(day_literals(context.partition_keys))).select("event_date").distinct().collect()]
+    touched = [r.event_date for r in silver.where(SILVER.where(Days.of(context.partition_keys))).select("event_date").distinct().collect()]
     dupes = silver.where(F.col("event_date").isin(touched)).groupBy("transaction_id").count().where("count > 1")
     n = dupes.count()
     return AssetCheckResult(passed=n == 0, metadata={"event_dates_checked": len(touched), "duplicated_ids": n})
@@ -122,14 +121,14 @@ def silver_transaction_ids_unique(context, spark: PySparkResource, lake: LakeRes
 
 @asset_check(asset=DLQ, partitions_def=daily_partitions, description="Every DLQ record carries at least one reason code and its raw payload reference (file, line).")
 def dlq_rows_have_reason_codes(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dlq = lake.read(spark.spark_session, DLQ).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    dlq = lake.read_days(spark.spark_session, DLQ, Days.of(context.partition_keys))
     bad = dlq.where((F.size("reason_codes") < 1) | F.col("source_file").isNull() | F.col("source_line").isNull()).count()
     return AssetCheckResult(passed=bad == 0, metadata={"rows_without_reason": bad})
 
 
 @asset_check(asset=DQ_RESULTS, partitions_def=daily_partitions, description="Warning-severity rules: reported (WARN) when any passes on fewer than 95% of records.")
 def warning_dq_rules_pass(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    dq = lake.read(spark.spark_session, DQ_RESULTS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    dq = lake.read_days(spark.spark_session, DQ_RESULTS, Days.of(context.partition_keys))
     low = dq.where((F.col("severity") == "warning") & (F.col("pass_rate") < CRITICAL_PASS_RATE)).orderBy("pass_rate").collect()
     rows = [{"rule_id": r.rule_id, "checked": r.checked, "failed": r.failed, "pass_rate": round(r.pass_rate, 4)} for r in low]
     return AssetCheckResult(passed=not rows, severity=AssetCheckSeverity.WARN, metadata={"warning_rules_below_threshold": markdown_table(rows)})

@@ -345,13 +345,13 @@ def build_reference_checks(table: str) -> list[AssetChecksDefinition]:
 
     @asset_check(asset=table, name=f"{table}_matches_contract", partitions_def=daily_partitions, blocking=True, description=f"Every {table} row satisfies contracts/reference/{table}.schema.json (pandera).")
     def _matches(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-        df = lake.read(spark.spark_session, table).where(F.col("event_date").isin(context.partition_keys))
+        df = lake.read_days(spark.spark_session, CATALOG[table], Days.of(context.partition_keys))
         errors = pandera_errors(pandera_schema(contract, masked=True), df)
         return AssetCheckResult(passed=not errors, metadata={"pandera_errors": str(errors)[:4000] if errors else "none"})
 
     @asset_check(asset=table, name=f"{table}_keys_unique", partitions_def=daily_partitions, blocking=True, description=f"The natural key ({', '.join(key_cols)}) is unique within each day's snapshot.")
     def _unique(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-        df = lake.read(spark.spark_session, table).where(F.col("event_date").isin(context.partition_keys))
+        df = lake.read_days(spark.spark_session, CATALOG[table], Days.of(context.partition_keys))
         dupes = df.groupBy("event_date", *key_cols).count().where("count > 1")
         n = dupes.count()
         return AssetCheckResult(passed=n == 0, metadata={"duplicate_keys": n, "examples": str([r.asDict() for r in dupes.limit(5).collect()])})

@@ -45,7 +45,7 @@ from compliance_assets.operations.audit import audited
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import PiiMaskingResource
-from catalog import DLQ, DQ_RESULTS, Days, SILVER
+from catalog import BRONZE, DLQ, DQ_RESULTS, Days, SILVER
 
 REFERENCE_DEPS = list(REFERENCE_TABLES)
 
@@ -169,7 +169,7 @@ def validate_transactions(
     def phase(name: str) -> None:
         context.log.info(f"{first}..{last}: {name} done at {time.perf_counter() - started:.1f}s")
 
-    bronze = lake.read(session, "transactions_bronze").where(F.col("event_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
+    bronze = lake.read_days(session, BRONZE, Days.span(first, last))
     refs = reference_frames_between(session, lake, first, last, config.lateness_days)
     batch = check_batch(bronze, refs, first, config.lateness_days, last)
     versions: dict[str, int] = {}

@@ -223,7 +223,7 @@ def dispositions_account_for_every_record(context, spark: PySparkResource, lake:
     for key in context.partition_keys:
         _, decisions, rejected, read = read_day(file_drops, key)
         recorded = existing_ids(session, lake, decisions)
-        in_dlq = lake.read(session, DISPOSITIONS_DLQ).where(F.col("received_day") == F.lit(key).cast("date")).count() if lake.table_exists(session, DISPOSITIONS_DLQ) else 0
+        in_dlq = lake.read_days(session, DISPOSITIONS_DLQ, Days.span(key)).count() if lake.table_exists(session, DISPOSITIONS_DLQ) else 0
         valid_but_unrecorded = [d for d in decisions if d.disposition_id not in recorded]
         # a contract-valid record is either recorded or was rejected against the lake (and so is in the DLQ)
         ok = in_dlq == len(rejected) + len(valid_but_unrecorded) and sum(1 for d in decisions if d.disposition_id in recorded) + in_dlq == read

@@ -15,7 +15,7 @@ from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
 from compliance_assets.operations.audit import audited
 from compliance_assets.transforms.alert_rules import RULE_COLUMNS, alert_rows
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
 from catalog import ALERTS, Days, GOLD, SILVER
 
@@ -40,13 +40,13 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
     session = spark.spark_session
     total, version, reasons = 0, -1, {}
     for key in context.partition_keys:
-        gold = lake.read(session, GOLD).where(F.col("ingest_date") == F.lit(key).cast("date"))
+        gold = lake.read_days(session, GOLD, Days.span(key))
         rules = delivery_rows(session, lake, key).select(*RULE_COLUMNS)
         alerts = alert_rows(gold, rules)
         version = lake.replace_days(alerts, ALERTS, Days.of(key))
         n = lake.rows_written(session, ALERTS)
         total += n
-        for r in lake.read(session, ALERTS).where(F.col("ingest_date") == F.lit(key).cast("date")).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
+        for r in lake.read_days(session, ALERTS, Days.span(key)).select(F.explode("reasons").alias("r")).select(F.split("r", ":")[0].alias("r")).groupBy("r").count().collect():
             reasons[r["r"]] = reasons.get(r["r"], 0) + r["count"]
         context.log.info(f"{ALERTS} {key}: {n} alerts")
     return MaterializeResult(
@@ -65,9 +65,9 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
 )
 def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
     session = spark.spark_session
-    days = day_literals(context.partition_keys)
-    alerts = lake.read(session, ALERTS).where(F.col("ingest_date").isin(days))
-    scored = lake.read(session, GOLD).where(F.col("ingest_date").isin(days)).count()
+    days = Days.of(context.partition_keys)
+    alerts = lake.read_days(session, ALERTS, days)
+    scored = lake.read_days(session, GOLD, days).count()
     n, distinct = alerts.count(), alerts.select("alert_id").distinct().count()
     share = n / scored if scored else 0.0
     return AssetCheckResult(

@@ -24,7 +24,7 @@ from compliance_assets.ml.registry import rollback_champion
 from compliance_assets.ml.scoring import score_frame, with_model_ids
 from contracts import load_contract
 from compliance_assets.operations.audit import audited
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
 from catalog import DISPOSITIONS, GOLD, OUTCOMES, SILVER, Days
@@ -98,7 +98,7 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
     features = delivery_features(session, lake, first, model.label_delay_days, ("dq_status",), last_day=last)
     scored = with_model_ids(score_frame(features, model), model_registry.model_name, version.version, version.run_id, context.run_id, scored_at)
     delta_version = write_scores(scored.select(*GOLD_COLUMNS), lake, first, last)
-    written = lake.read(session, GOLD).where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
+    written = lake.read_days(session, GOLD, Days.span(first, last))
     per_day: dict[str, dict[str, int]] = {}
     for r in written.groupBy("ingest_date", "risk_band").count().collect():
         per_day.setdefault(str(r.ingest_date), {})[r.risk_band] = r["count"]
@@ -116,8 +116,7 @@ def risk_scores_gold(context: AssetExecutionContext, config: ScoringConfig, spar
 
 
 def _gold_rows(context, spark, lake):
-    days = day_literals(context.partition_keys)
-    return lake.read(spark.spark_session, GOLD).where(F.col("ingest_date").isin(days))
+    return lake.read_days(spark.spark_session, GOLD, Days.of(context.partition_keys))
 
 
 @asset_check(asset=GOLD, partitions_def=daily_partitions, blocking=True, additional_deps=[SILVER], description="Every silver row of the delivery day has exactly one score, and nothing else is scored.")

@@ -19,7 +19,7 @@ from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_features, labels_as_of
 from compliance_assets.ml.gold import GOLD_COLUMNS
 from compliance_assets.ml.scoring import score_frame, with_model_ids
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
 from resources.monitoring import MonitoringResource
@@ -110,14 +110,14 @@ def challenger_scores(context: AssetExecutionContext, spark: PySparkResource, la
 @asset_check(asset=CHALLENGER_SCORES, partitions_def=daily_partitions, blocking=True, additional_deps=[GOLD, ALERTS], description="No gold score or alert of the day comes from the shadow model: challenger scores stay in the shadow.")
 def challenger_scores_stay_in_shadow(context, spark: PySparkResource, lake: LakeResource, model_registry: ModelRegistryResource) -> AssetCheckResult:
     session = spark.spark_session
-    days = day_literals(context.partition_keys)
-    shadow = lake.read(session, CHALLENGER_SCORES).where(F.col("ingest_date").isin(days)) if lake.table_exists(session, CHALLENGER_SCORES) else None
+    days = Days.of(context.partition_keys)
+    shadow = lake.read_days(session, CHALLENGER_SCORES, days) if lake.table_exists(session, CHALLENGER_SCORES) else None
     versions = [r.model_version for r in shadow.select("model_version").distinct().collect()] if shadow is not None else []
     champion = model_registry.version_by_alias(CHAMPION)
     leaked = {}
     for table in (GOLD, ALERTS):
         if lake.table_exists(session, table) and versions:
-            leaked[table] = lake.read(session, table).where(F.col("ingest_date").isin(days) & F.col("model_version").isin(versions)).count()
+            leaked[table] = lake.read_days(session, table, days).where(F.col("model_version").isin(versions)).count()
     return AssetCheckResult(
         passed=not any(leaked.values()) and (champion is None or str(champion.version) not in versions),
         metadata={"shadow_model_versions": ", ".join(versions) or "none", "champion_version": str(champion.version) if champion else "none", **{f"{t}_rows_from_shadow": n for t, n in leaked.items()}},
@@ -207,7 +207,7 @@ def challenger_comparison(context: AssetExecutionContext, spark: PySparkResource
 
 @asset_check(asset=CHALLENGER_COMPARISON, partitions_def=daily_partitions, description="The challenger agrees with the champion closely enough, raises no more alerts than allowed and loses no recall on known outcomes (a warning: it gates promotion, not the pipeline).")
 def challenger_comparison_passes(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, CHALLENGER_COMPARISON).where(F.col("event_date").isin(day_literals(context.partition_keys))).orderBy("event_date").collect()
+    rows = lake.read_days(spark.spark_session, CHALLENGER_COMPARISON, Days.of(context.partition_keys)).orderBy("event_date").collect()
     return AssetCheckResult(
         passed=all(r.passed for r in rows),  # a day without a distinct challenger has nothing to fail
         severity=AssetCheckSeverity.WARN,

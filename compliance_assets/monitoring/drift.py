@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.monitoring.levels import FAIL, WARN, level, leveled_result
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
 from resources.monitoring import MonitoringResource
@@ -139,7 +139,7 @@ def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int
     first, last = tags["training_window"].split("..")
     frame = (
         lake.read_version(spark, TRAINING_FEATURES, int(tags["training_delta_version"]))
-        .where(F.col("ingest_date").between(F.lit(first).cast("date"), F.lit(last).cast("date")))
+        .where(TRAINING_FEATURES.where(Days.span(first, last)))
     )
     n = frame.count()
     rate = min(1.0, rows / n) if n else 1.0
@@ -148,7 +148,7 @@ def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int
 
 def scoring_model_version(spark: SparkSession, lake: LakeResource, day: str) -> str | None:
     """The model version that scored most of the day's gold rows (None before the day is scored)."""
-    rows = lake.read(spark, GOLD).where(F.col("ingest_date") == F.lit(day).cast("date")).groupBy("model_version").count().orderBy(F.desc("count")).limit(1).collect()
+    rows = lake.read_days(spark, GOLD, Days.span(day)).groupBy("model_version").count().orderBy(F.desc("count")).limit(1).collect()
     return rows[0].model_version if rows else None
 
 
@@ -174,10 +174,10 @@ def drift_rows(spark: SparkSession, lake: LakeResource, registry: ModelRegistryR
 
     features = list(model.features)
     reference = reference_sample(spark, lake, version, monitoring.drift_reference_rows).select(*[F.col(f).cast("double").alias(f) for f in features]).localCheckpoint(eager=True)
-    current = lake.read(spark, TRAINING_FEATURES).where(F.col("ingest_date") == F.lit(day).cast("date")).select(*[F.col(f).cast("double").alias(f) for f in features])
+    current = lake.read_days(spark, TRAINING_FEATURES, Days.span(day)).select(*[F.col(f).cast("double").alias(f) for f in features])
     out = [row(FEATURE_PSI, f, value, monitoring.psi_warn, monitoring.psi_fail, status, n, detail) for f, value, status, n, detail in feature_drift(reference, current, features, monitoring.psi_warn, monitoring.psi_fail)]
 
-    bands = {r.risk_band: r["count"] for r in lake.read(spark, GOLD).where(F.col("ingest_date") == F.lit(day).cast("date")).groupBy("risk_band").count().collect()}
+    bands = {r.risk_band: r["count"] for r in lake.read_days(spark, GOLD, Days.span(day)).groupBy("risk_band").count().collect()}
     n_scored = sum(bands.values())
     shares = band_expectation(model)
     expected_bands = {b: shares[b] * 1_000_000 for b in BANDS}
@@ -185,12 +185,12 @@ def drift_rows(spark: SparkSession, lake: LakeResource, registry: ModelRegistryR
     detail = {"bins": [{"bin": b, "expected": round(shares[b], 5), "actual": round(bands.get(b, 0) / (n_scored or 1), 5)} for b in BANDS]}
     out.append(row(BAND_PSI, "risk_band", band_value, monitoring.band_psi_warn, monitoring.band_psi_fail, level(band_value, monitoring.band_psi_warn, monitoring.band_psi_fail), n_scored, detail))
 
-    received = lake.read(spark, BRONZE).where(F.col("event_date") == F.lit(day).cast("date")).count()
-    rejected = lake.read(spark, DLQ).where(F.col("event_date") == F.lit(day).cast("date")).count()
+    received = lake.read_days(spark, BRONZE, Days.span(day)).count()
+    rejected = lake.read_days(spark, DLQ, Days.span(day)).count()
     dlq_rate = round(rejected / received, 6) if received else None
     out.append(row(DLQ_RATE, "transactions_dlq", dlq_rate, monitoring.dlq_rate_warn, monitoring.dlq_rate_fail, level(dlq_rate, monitoring.dlq_rate_warn, monitoring.dlq_rate_fail), received, {"received": received, "rejected": rejected}))
 
-    rules = lake.read(spark, DQ_RESULTS).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("pass_rate").collect()
+    rules = lake.read_days(spark, DQ_RESULTS, Days.span(day)).orderBy("pass_rate").collect()
     lowest = rules[0] if rules else None
     dq_value = round(lowest.pass_rate, 6) if lowest else None
     dq_status = level(dq_value, monitoring.dq_pass_rate_warn, monitoring.dq_pass_rate_fail, higher_is_worse=False)
@@ -253,7 +253,7 @@ def model_drift(context: AssetExecutionContext, spark: PySparkResource, lake: La
 
 
 def _drift_rows(context, spark: PySparkResource, lake: LakeResource, metric: str):
-    return lake.read(spark.spark_session, MODEL_DRIFT).where(F.col("event_date").isin(day_literals(context.partition_keys)) & (F.col("metric") == metric)).orderBy(F.desc("value")).collect()
+    return lake.read_days(spark.spark_session, MODEL_DRIFT, Days.of(context.partition_keys)).where(F.col("metric") == metric).orderBy(F.desc("value")).collect()
 
 
 def _level_check(metric: str, rows) -> AssetCheckResult:

@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.reporting.reconciliation import deadline_for
 from contracts.rules import CRITICAL
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.monitoring import MonitoringResource
 from catalog import ALERTS, DQ_RESULTS, Days, GOLD, RECONCILIATION_REPORT, SLO_STATUS
@@ -133,7 +133,7 @@ def slo_status(context: AssetExecutionContext, spark: PySparkResource, lake: Lak
 
 
 def _slo_check(context, spark: PySparkResource, lake: LakeResource, slo: str, severity: AssetCheckSeverity) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, SLO_STATUS).where(F.col("event_date").isin(day_literals(context.partition_keys)) & (F.col("slo") == slo)).orderBy("event_date").collect()
+    rows = lake.read_days(spark.spark_session, SLO_STATUS, Days.of(context.partition_keys)).where(F.col("slo") == slo).orderBy("event_date").collect()
     breached = [r for r in rows if r.status == BREACHED]
     return AssetCheckResult(
         passed=not breached and len(rows) == len(context.partition_keys),

@@ -37,12 +37,12 @@ from compliance_assets.reporting.snapshots import current_entry
 from partitions import daily_partitions
 from resources.file_drops import FileDropResource
 from resources.lake import LakeResource, replace_rows
-from catalog import GOLD, RECONCILIATION_REPORT, SNAPSHOTS
+from catalog import GOLD, RECONCILIATION_REPORT, SNAPSHOTS, Days
 
 ASSET = "regulatory_exports"
 EXPORTS = "exports"
 GOLD_EXPORT, SNAPSHOT_EXPORT = f"{EXPORTS}/{GOLD}", f"{EXPORTS}/{SNAPSHOTS}"
-GOLD_KEY, SNAPSHOT_KEY = "ingest_date", "period"  # the delivery day in each table
+GOLD_KEY, SNAPSHOT_KEY = GOLD.day_column, SNAPSHOTS.day_column  # the delivery day in each table
 
 
 def manifest_name(day: str) -> str:
@@ -59,7 +59,7 @@ def export_files(spark: SparkSession, lake: LakeResource, file_drops: FileDropRe
     file_drops.write_bytes(manifest_name(day), json.dumps(entry.asDict(recursive=True), sort_keys=True, default=str, indent=2).encode())
     if not lake.table_exists(spark, RECONCILIATION_REPORT):
         return False
-    report = lake.read(spark, RECONCILIATION_REPORT).where(F.col("event_date") == F.lit(day).cast("date")).orderBy("category", "currency").toPandas()
+    report = lake.read_days(spark, RECONCILIATION_REPORT, Days.span(day)).orderBy("category", "currency").toPandas()
     if report.empty:
         return False
     file_drops.write_bytes(report_name(day), report.to_csv(index=False).encode())
@@ -70,7 +70,7 @@ def gold_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
     """The gold rows scored for delivery day `day`."""
     if not lake.table_exists(spark, GOLD):
         raise Failure(f"{GOLD} does not exist yet at {lake.table_path(GOLD)}: materialise {GOLD} for {day} first")
-    return lake.read(spark, GOLD).where(F.col(GOLD_KEY) == F.lit(day).cast("date"))
+    return lake.read_days(spark, GOLD, Days.span(day))
 
 
 def snapshot_rows(spark: SparkSession, lake: LakeResource, day: str) -> tuple[DataFrame, object]:

@@ -29,7 +29,7 @@ from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.ml.features_training import delivery_rows
 from compliance_assets.operations.audit import audited
 from compliance_assets.ingest.reference_data import load_reference_csv
-from partitions import daily_partitions, day_literals
+from partitions import daily_partitions
 from resources.lake import LakeResource
 from catalog import BRONZE, DLQ, Days, GOLD, RECONCILIATION_BREAKS, RECONCILIATION_REPORT, SILVER
 
@@ -272,7 +272,7 @@ def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource
     description="Every difference between the ledger and silver/gold is explained (rejected with a reason, a dropped duplicate, delivered earlier); missing, extra, mismatched or unscored transactions fail it.",
 )
 def reconciliation_differences_explained(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    breaks = lake.read(spark.spark_session, RECONCILIATION_BREAKS).where(F.col("event_date").isin(day_literals(context.partition_keys)))
+    breaks = lake.read_days(spark.spark_session, RECONCILIATION_BREAKS, Days.of(context.partition_keys))
     unexplained = breaks.where(~F.col("explained"))
     counts = {r.category: r["count"] for r in unexplained.groupBy("category").count().collect()}
     examples = [r.transaction_id for r in unexplained.orderBy("category", "transaction_id").limit(10).collect()]
@@ -293,7 +293,7 @@ def reconciliation_differences_explained(context, spark: PySparkResource, lake: 
     description=f"The day was first reconciled before T+1 {DEADLINE_HOUR_UTC:02d}:00 UTC (runbook SLO). Reported as a warning for days first reconciled by a backfill.",
 )
 def reconciliation_before_deadline(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
-    rows = lake.read(spark.spark_session, RECONCILIATION_REPORT).where(F.col("event_date").isin(day_literals(context.partition_keys))).groupBy("event_date").agg(
+    rows = lake.read_days(spark.spark_session, RECONCILIATION_REPORT, Days.of(context.partition_keys)).groupBy("event_date").agg(
         F.min("first_reconciled_at").alias("first"), F.min("deadline").alias("deadline")
     ).collect()
     late = [r for r in rows if r.first > r.deadline]
