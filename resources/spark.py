@@ -81,7 +81,7 @@ def spark_conf(extra_packages: tuple[str, ...] = (), extra_conf: dict[str, str] 
         "spark.sql.codegen.hugeMethodLimit": "65535",
         # The throughput collector: batch steps care about CPU, not pause times, and G1's write
         # barriers cost ~15% of the validation stage here (SPARK_JVM_GC to change it).
-        # SPARK_JVM_OPTIONS: more driver JVM flags (the tests' short jobs run C1 only: -XX:TieredStopAtLevel=1)
+        # SPARK_JVM_OPTIONS: more driver JVM flags
         "spark.driver.extraJavaOptions": (
             f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')} {os.getenv('SPARK_JVM_OPTIONS', '')}".strip()
         ),

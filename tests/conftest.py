@@ -13,9 +13,6 @@ os.environ["SPARK_SHUFFLE_PARTITIONS"] = "2"
 os.environ["SPARK_DRIVER_MEMORY"] = "2g"
 os.environ["SPARK_UI_ENABLED"] = "false"
 os.environ["DELTA_SNAPSHOT_PARTITIONS"] = "1"
-# the tests' Spark jobs are short: the JVM's C2 compiler costs more than it saves on them (C1 only measured
-# 15-25% faster on tests/ingest/test_dq_gate.py); benchmarks and production keep tiered compilation
-os.environ.setdefault("SPARK_JVM_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 
 @pytest.fixture(scope="session")
