@@ -34,9 +34,10 @@ from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetSpec, DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
+from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
 from catalog import ALERTS, CASE_HANDOFFS
+from compliance_assets.investigations.case_handoffs import SCHEMA
 from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, REJECTED, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when
 from compliance_assets.operations.outbox import Outcome as DeliveryOutcome
 from resources.case_management import DELIVERED as POSTED
@@ -58,37 +59,6 @@ CASE_FIELDS = (
     "alert_id", "transaction_id", "event_time", "account_id", "merchant_id", "amount_base", "risk_score", "risk_band",
     "reasons", "primary_reason", "top_features", "model_name", "model_version", "raised_at", "ingest_date",
 )
-
-case_handoffs_spec = AssetSpec(
-    CASE_HANDOFFS,
-    group_name="investigations",
-    kinds={"delta"},
-    description=(
-        "Every HIGH alert handed to the case-management system and what became of it: DELIVERED (a case was opened; "
-        "the system's case reference is kept), RETRY_SCHEDULED while the system did not answer, GAVE_UP after the last "
-        "attempt, REJECTED when the system refused the case (not retried), WITHDRAWN when a waiting alert was no longer "
-        "HIGH after a re-run. One row per attempt, appended by case_handoff_sensor; an alert DELIVERED here is never "
-        "sent again."
-    ),
-    metadata={"partition_column": "event_date (day of the attempt, UTC)", "key": "alert_id + attempt", "written_by": "case_handoff_sensor (delta-rs)"},
-)
-
-SCHEMA = pa.schema(
-    [
-        pa.field("alert_id", pa.string(), nullable=False),
-        pa.field("transaction_id", pa.string()),
-        pa.field("alert_event_date", pa.date32()),  # the alert's anomaly_alerts partition
-        pa.field("attempt", pa.int32(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("http_status", pa.int32()),
-        pa.field("error", pa.string()),
-        pa.field("case_id", pa.string()),  # the receiver's case reference, when it returns one
-        pa.field("endpoint", pa.string()),  # scheme://host[:port] only
-        pa.field("attempted_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("event_date", pa.date32(), nullable=False),
-    ]
-)
-
 
 # The case body.
 

@@ -22,9 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-import pyarrow as pa
 from dagster import (
-    AssetSpec,
     DagsterEventType,
     DagsterRun,
     DagsterRunStatus,
@@ -37,6 +35,7 @@ from dagster import (
 )
 
 from catalog import ALERT_NOTIFICATIONS
+from compliance_assets.operations.alert_notifications import SCHEMA
 from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when  # noqa: F401 (the statuses it records)
 from compliance_assets.operations.outbox import Outcome as DeliveryOutcome
 from resources.lake import LakeResource
@@ -54,42 +53,6 @@ FINISHED_EVENT_TYPES = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILU
 IN_FLIGHT_STATUSES = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-
-alert_notifications_spec = AssetSpec(
-    ALERT_NOTIFICATIONS,
-    group_name="operations",
-    kinds={"delta"},
-    description=(
-        "Every alert sent about a failed data-quality check or a failed pipeline run, and what became of it: "
-        "DELIVERED to the alert channel, RETRY_SCHEDULED while the channel did not answer, GAVE_UP after the last "
-        "attempt (the failure was then only logged), or LOGGED_NO_WEBHOOK when no channel is configured. One row per "
-        "delivery attempt, appended by alerting_sensor: the failed check (table, day, check name, severity) or the "
-        "failed job, the Dagster run, a short summary, the attempt number, the channel's HTTP status and error."
-    ),
-    metadata={"partition_column": "event_date (day recorded, UTC)", "key": "notification_id + attempt", "written_by": "alerting_sensor (delta-rs)"},
-)
-
-SCHEMA = pa.schema(
-    [
-        pa.field("notification_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("asset", pa.string()),
-        pa.field("partition", pa.string()),
-        pa.field("check_name", pa.string()),
-        pa.field("severity", pa.string()),
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("job", pa.string()),
-        pa.field("summary", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("attempt", pa.int32(), nullable=False),
-        pa.field("http_status", pa.int32()),
-        pa.field("error", pa.string()),
-        pa.field("occurred_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("event_date", pa.date32(), nullable=False),
-    ]
-)
-
 
 # What a Dagster event becomes.
 

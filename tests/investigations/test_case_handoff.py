@@ -22,7 +22,8 @@ import compliance_assets.investigations.case_handoff as handoff_module
 from resources.case_management import RETRYABLE, CaseManagementResource, PostResult, case_management_from_env, classify
 from resources.lake import LakeResource
 from compliance_assets.operations.notifications import RetryPolicy
-from compliance_assets.investigations.case_handoff import DELIVERED, GAVE_UP, NO_ENDPOINT_MESSAGE, REJECTED, RETRY_SCHEDULED, WITHDRAWN, HandoffCursor, Retry, after_post, case_handoff_sensor, case_handoffs_spec, case_payload, resumed_retry, touched_partitions
+from compliance_assets.investigations.case_handoffs import case_handoffs_spec
+from compliance_assets.investigations.case_handoff import DELIVERED, GAVE_UP, NO_ENDPOINT_MESSAGE, REJECTED, RETRY_SCHEDULED, WITHDRAWN, HandoffCursor, Retry, after_post, case_handoff_sensor, case_payload, resumed_retry, touched_partitions
 from tests.helpers import free_port
 from tests.http_receiver import Receiver as HttpReceiver
 from catalog import CASE_HANDOFFS

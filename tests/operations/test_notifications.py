@@ -38,7 +38,8 @@ from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.masking import mask_error
 from resources.notifier import Alert, NotifierResource, alert_payload, notifier_from_env, redact, safe_target
-from compliance_assets.operations.notifications import DELIVERED, GAVE_UP, LOGGED_NO_WEBHOOK, NO_WEBHOOK_MESSAGE, RETRY_SCHEDULED, AlertCursor, Pending, RetryPolicy, after_attempt, alert_from_check, alert_notifications_spec, alerting_sensor, deliver, read_new_alerts
+from compliance_assets.operations.alert_notifications import alert_notifications_spec
+from compliance_assets.operations.notifications import DELIVERED, GAVE_UP, LOGGED_NO_WEBHOOK, NO_WEBHOOK_MESSAGE, RETRY_SCHEDULED, AlertCursor, Pending, RetryPolicy, after_attempt, alert_from_check, alerting_sensor, deliver, read_new_alerts
 from tests.helpers import free_port
 from tests.http_receiver import Receiver as HttpReceiver
 from catalog import ALERT_NOTIFICATIONS
