@@ -27,6 +27,9 @@ class MonitoringResource(ConfigurableResource):
     slo_latency_p95_seconds: float = Field(default=60.0, description="Streaming event-to-score p95 latency SLO (SLO_LATENCY_P95_SECONDS).")
     slo_dq_pass_rate: float = Field(default=0.95, description="Lowest pass rate of every critical DQ rule (SLO_DQ_PASS_RATE).")
     slo_alert_volume_ratio: float = Field(default=3.0, description="Alert volume may be at most this multiple (or at least its inverse) of the trailing 7-day mean (SLO_ALERT_VOLUME_RATIO).")
+    risk_max_high_share: float = Field(default=0.02, description="Most of a day's scores in the HIGH band before band_distribution_within_bounds warns (RISK_MAX_HIGH_SHARE).")
+    risk_max_elevated_share: float = Field(default=0.10, description="Most of a day's scores in MEDIUM or HIGH before it warns (RISK_MAX_ELEVATED_SHARE).")
+    alert_budget_share: float = Field(default=0.02, description="Most alerts a day may raise, as a share of its scored transactions (ALERT_BUDGET_SHARE).")
 
 
 _ENV = {
@@ -35,6 +38,7 @@ _ENV = {
     "dq_pass_rate_fail": "DRIFT_DQ_PASS_FAIL", "challenger_share": "CHALLENGER_SHARE", "challenger_min_agreement": "CHALLENGER_MIN_AGREEMENT",
     "challenger_max_recall_drop": "CHALLENGER_MAX_RECALL_DROP", "challenger_max_alert_ratio": "CHALLENGER_MAX_ALERT_RATIO",
     "slo_latency_p95_seconds": "SLO_LATENCY_P95_SECONDS", "slo_dq_pass_rate": "SLO_DQ_PASS_RATE", "slo_alert_volume_ratio": "SLO_ALERT_VOLUME_RATIO",
+    "risk_max_high_share": "RISK_MAX_HIGH_SHARE", "risk_max_elevated_share": "RISK_MAX_ELEVATED_SHARE", "alert_budget_share": "ALERT_BUDGET_SHARE",
 }
 
 

@@ -5,8 +5,6 @@ the transaction (stable across re-runs and rollbacks). The delivery day's alerts
 whole, so re-materialising is idempotent.
 """
 
-import os
-
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
 from pyspark.sql import functions as F
@@ -17,9 +15,9 @@ from compliance_assets.operations.audit import audited
 from compliance_assets.transforms.alert_rules import RULE_COLUMNS, alert_rows
 from partitions import daily_partitions
 from resources.lake import LakeResource
+from resources.monitoring import MonitoringResource
 from catalog import ALERTS, Days, GOLD, SILVER
 
-MAX_ALERT_SHARE = float(os.getenv("ALERT_BUDGET_SHARE", "0.02"))
 
 @asset(
     name=ALERTS,
@@ -61,9 +59,9 @@ def anomaly_alerts(context: AssetExecutionContext, spark: PySparkResource, lake:
     asset=ALERTS,
     partitions_def=daily_partitions,
     additional_deps=[GOLD],
-    description=f"Alert volume within budget: at most {MAX_ALERT_SHARE:.0%} of the day's scored transactions (ALERT_BUDGET_SHARE); alert ids unique.",
+    description="Alert volume within budget: at most 2% of the day's scored transactions by default (the monitoring resource's alert_budget_share: ALERT_BUDGET_SHARE); alert ids unique.",
 )
-def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResource, monitoring: MonitoringResource) -> AssetCheckResult:
     session = spark.spark_session
     days = Days.of(context.partition_keys)
     alerts = lake.read_days(session, ALERTS, days)
@@ -71,6 +69,6 @@ def alert_volume_within_budget(context, spark: PySparkResource, lake: LakeResour
     n, distinct = alerts.count(), alerts.select("alert_id").distinct().count()
     share = n / scored if scored else 0.0
     return AssetCheckResult(
-        passed=share <= MAX_ALERT_SHARE and n == distinct,
-        metadata={"alerts": n, "scored_transactions": scored, "alert_share": round(share, 5), "budget_share": MAX_ALERT_SHARE, "duplicate_alert_ids": n - distinct},
+        passed=share <= monitoring.alert_budget_share and n == distinct,
+        metadata={"alerts": n, "scored_transactions": scored, "alert_share": round(share, 5), "budget_share": monitoring.alert_budget_share, "duplicate_alert_ids": n - distinct},
     )

@@ -9,7 +9,6 @@ version and records it in model_audit.
 """
 
 import datetime as dt
-import os
 
 from dagster import AllPartitionMapping, AssetCheckResult, AssetCheckSeverity, AssetDep, AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
@@ -27,12 +26,11 @@ from compliance_assets.operations.audit import audited
 from partitions import daily_partitions
 from resources.lake import LakeResource
 from resources.mlflow import ModelRegistryResource
+from resources.monitoring import MonitoringResource
 from catalog import DISPOSITIONS, GOLD, OUTCOMES, SILVER, Days
 
 GOLD_COLUMNS = tuple(load_contract("risk_scores")["properties"])
 COMPARED = ("risk_score", "risk_band", "model_name", "model_version", "model_run_id", "dq_status")
-MAX_HIGH_SHARE = float(os.getenv("RISK_MAX_HIGH_SHARE", "0.02"))
-MAX_ELEVATED_SHARE = float(os.getenv("RISK_MAX_ELEVATED_SHARE", "0.10"))
 
 
 class ScoringConfig(Config):
@@ -145,15 +143,19 @@ def scores_in_unit_interval(context, spark: PySparkResource, lake: LakeResource)
 @asset_check(
     asset=GOLD,
     partitions_def=daily_partitions,
-    description=f"Band distribution within bounds: HIGH at most {MAX_HIGH_SHARE:.0%} and MEDIUM + HIGH at most {MAX_ELEVATED_SHARE:.0%} of the day (RISK_MAX_HIGH_SHARE, RISK_MAX_ELEVATED_SHARE). A breach suggests drift or a broken model.",
+    description=(
+        "Band distribution within bounds: HIGH at most 2% and MEDIUM + HIGH at most 10% of the day by default (the monitoring "
+        "resource's risk_max_high_share and risk_max_elevated_share: RISK_MAX_HIGH_SHARE, RISK_MAX_ELEVATED_SHARE). A breach suggests drift or a broken model."
+    ),
 )
-def band_distribution_within_bounds(context, spark: PySparkResource, lake: LakeResource) -> AssetCheckResult:
+def band_distribution_within_bounds(context, spark: PySparkResource, lake: LakeResource, monitoring: MonitoringResource) -> AssetCheckResult:
     counts = {r.risk_band: r["count"] for r in _gold_rows(context, spark, lake).groupBy("risk_band").count().collect()}
     total = sum(counts.values())
     high = counts.get("HIGH", 0) / total if total else 0.0
     elevated = (counts.get("HIGH", 0) + counts.get("MEDIUM", 0)) / total if total else 0.0
     return AssetCheckResult(
-        passed=total > 0 and high <= MAX_HIGH_SHARE and elevated <= MAX_ELEVATED_SHARE,
+        passed=total > 0 and high <= monitoring.risk_max_high_share and elevated <= monitoring.risk_max_elevated_share,
         severity=AssetCheckSeverity.WARN,
-        metadata={"rows": total, "high_share": round(high, 5), "medium_or_high_share": round(elevated, 5), **{f"{b.lower()}_rows": counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}},
+        metadata={"rows": total, "high_share": round(high, 5), "medium_or_high_share": round(elevated, 5),
+                  "max_high_share": monitoring.risk_max_high_share, "max_elevated_share": monitoring.risk_max_elevated_share, **{f"{b.lower()}_rows": counts.get(b, 0) for b in ("LOW", "MEDIUM", "HIGH")}},
     )
