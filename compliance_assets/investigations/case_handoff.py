@@ -38,7 +38,7 @@ from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, 
 
 from catalog import ALERTS, CASE_HANDOFFS
 from compliance_assets.investigations.case_handoffs import SCHEMA
-from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, REJECTED, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when
+from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, REJECTED, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, when
 from compliance_assets.operations.outbox import Outcome as DeliveryOutcome
 from resources.case_management import DELIVERED as POSTED
 from resources.case_management import REJECTED as REFUSED
@@ -401,7 +401,7 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
     # records a previous tick could not write come first: they are what keeps their alerts from being sent again
     if cursor.unwritten:
         try:
-            append_log(lake, CASE_HANDOFFS, [row_from_json(r) for r in cursor.unwritten], SCHEMA)
+            lake.append_rows(CASE_HANDOFFS, [row_from_json(r) for r in cursor.unwritten], SCHEMA)
             cursor.unwritten = []
         except Exception as exc:
             context.log.error(f"still cannot append {len(cursor.unwritten)} row(s) to {CASE_HANDOFFS}: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
@@ -414,7 +414,7 @@ def case_handoff_sensor(context: SensorEvaluationContext, case_management: CaseM
         try:
             if unwritten:
                 raise RuntimeError("earlier records are still unwritten")
-            append_log(lake, CASE_HANDOFFS, outcome.rows, SCHEMA)
+            lake.append_rows(CASE_HANDOFFS, outcome.rows, SCHEMA)
         except Exception as exc:  # never re-send a case because its record could not be written: keep it in the cursor
             context.log.error(f"could not append {len(outcome.rows)} row(s) to {CASE_HANDOFFS}, kept in the cursor: {type(exc).__name__}: {case_management.redact(str(exc))[:300]}")
             unwritten += [row_to_json(r) for r in outcome.rows]

@@ -36,7 +36,7 @@ from dagster import (
 
 from catalog import ALERT_NOTIFICATIONS
 from compliance_assets.operations.alert_notifications import SCHEMA
-from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, append_log, when  # noqa: F401 (the statuses it records)
+from compliance_assets.operations.outbox import DELIVERED, GAVE_UP, RETRY_SCHEDULED, JsonCursor, RetryPolicy, TickBudget, when  # noqa: F401 (the statuses it records)
 from compliance_assets.operations.outbox import Outcome as DeliveryOutcome
 from resources.lake import LakeResource
 from resources.masking import mask_error
@@ -394,7 +394,7 @@ def alerting_sensor(context: SensorEvaluationContext, notifier: NotifierResource
         getattr(context.log, level)(message)
     if outcome.rows:
         try:
-            append_log(lake, ALERT_NOTIFICATIONS, outcome.rows, SCHEMA)
+            lake.append_rows(ALERT_NOTIFICATIONS, outcome.rows, SCHEMA)
         except Exception as exc:  # never re-send an alert because its record could not be written
             context.log.error(f"could not append {len(outcome.rows)} row(s) to {ALERT_NOTIFICATIONS}: {type(exc).__name__}: {_clip(str(exc))}")
 

@@ -2,19 +2,17 @@
 operations/notifications.py, case management in investigations/case_handoff.py). Each sensor supplies what to send
 and how to post it; the outbox holds, once: the delivery statuses, the retry policy (exponential backoff,
 a receiver's Retry-After, give-up), the per-tick budget, the cursor's JSON with its start-over rule, the
-tick's outcome (delivery-log rows, log lines, counts by status) and the delivery log's append with delta-rs
-(a sensor must not start a JVM)."""
+tick's outcome (delivery-log rows, log lines, counts by status). Each sensor appends its delivery log with
+`LakeResource.append_rows` (delta-rs: a sensor must not start a JVM)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
-
-from resources.lake import LakeResource
 
 DELIVERED, RETRY_SCHEDULED, GAVE_UP, REJECTED = "DELIVERED", "RETRY_SCHEDULED", "GAVE_UP", "REJECTED"
 MAX_POSTS_PER_TICK = 50
@@ -110,11 +108,6 @@ class JsonCursor:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
-
-def append_log(lake: LakeResource, table: str, rows: Iterable[dict], schema) -> None:
-    """Append delivery-log rows to the lake table (delta-rs, no JVM; creates it on the first write)."""
-    lake.append_rows(table, rows, schema)
 
 
 def when(timestamp: float) -> str:
