@@ -87,6 +87,11 @@ def deadline_for(day: str) -> dt.datetime:
     return dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(DEADLINE_HOUR_UTC))
 
 
+def deadline_of(day: F.Column) -> F.Column:
+    """deadline_for, for a date column (the session's time zone is UTC)."""
+    return day.cast("timestamp") + F.expr(f"INTERVAL {24 + DEADLINE_HOUR_UTC} HOURS")
+
+
 def ledger_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
     """The day's system-of-record file, typed by contracts/reference/system_of_record.schema.json."""
     path = lake.landing_path("system_of_record", f"{day}.csv")
@@ -95,32 +100,60 @@ def ledger_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
     return load_reference_csv(spark, path, "system_of_record")
 
 
-def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | None) -> tuple[DataFrame, DataFrame]:
-    """(breaks, report) for delivery day `day`; both persisted, the caller unpersists them."""
-    d = F.lit(day).cast("date")
+def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str | None) -> tuple[DataFrame, DataFrame]:
+    """(breaks, report) for the delivery days `days`, in one pass over the range (every row carries its
+    delivery day, `_day`); both persisted, the caller unpersists them."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    ledger = ledger_rows(spark, lake, day).select("transaction_id", F.col("amount").alias("ledger_amount"), F.col("currency").alias("ledger_currency"))
-    silver = delivery_rows(spark, lake, day).select("transaction_id", "event_date", F.col("amount").alias("silver_amount"), F.col("currency").alias("silver_currency"))
-    gold = lake.read(spark, GOLD).where(F.col("ingest_date") == d).select("transaction_id", F.lit(True).alias("_scored"))
-    earlier = lake.read(spark, SILVER).where(F.col("ingest_date") < d).where(F.col("event_date") >= F.date_sub(d, 40)).select("transaction_id", F.lit(True).alias("_earlier")).distinct()
-    dlq = (
-        lake.read(spark, DLQ).where(F.col("event_date") == d)
-        .select(F.coalesce("transaction_id", F.nullif(F.regexp_extract("payload", ID_IN_PAYLOAD, 1), F.lit(""))).alias("transaction_id"), "primary_reason")
-    )
-    rejected = dlq.where(F.col("transaction_id").isNotNull()).groupBy("transaction_id").agg(F.array_sort(F.collect_set("primary_reason")).alias("_reasons"))
-    bronze_ids = (
-        lake.read(spark, "transactions_bronze").where(F.col("event_date") == d)
-        .select(F.get_json_object("payload", "$.transaction_id").alias("transaction_id"))
-        .where(F.col("transaction_id").isNotNull())
-        .groupBy("transaction_id").agg(F.count(F.lit(1)).alias("_copies"))
-    )
+    day = F.col("_day")
 
+    def per_day(frames: list[DataFrame]) -> DataFrame:
+        out = frames[0]
+        for f in frames[1:]:
+            out = out.unionByName(f)
+        return out
+
+    ledger = per_day([
+        ledger_rows(spark, lake, key).select(F.lit(key).cast("date").alias("_day"), "transaction_id", F.col("amount").alias("ledger_amount"), F.col("currency").alias("ledger_currency"))
+        for key in days.keys
+    ])
+    silver = delivery_rows(spark, lake, days.keys[0], days.keys[-1]).select(
+        F.col("ingest_date").alias("_day"), "transaction_id", "event_date", F.col("amount").alias("silver_amount"), F.col("currency").alias("silver_currency")
+    )
+    gold = lake.read_days(spark, GOLD, days).select(F.col("ingest_date").alias("_day"), "transaction_id", F.lit(True).alias("_scored"))
+    dlq = lake.read_days(spark, DLQ, days).select(
+        F.col("event_date").alias("_day"),
+        F.coalesce("transaction_id", F.nullif(F.regexp_extract("payload", ID_IN_PAYLOAD, 1), F.lit(""))).alias("transaction_id"), "primary_reason",
+    )
+    rejected = dlq.where(F.col("transaction_id").isNotNull()).groupBy("_day", "transaction_id").agg(F.array_sort(F.collect_set("primary_reason")).alias("_reasons"))
+    bronze_ids = (
+        lake.read_days(spark, BRONZE, days)
+        .select(F.col("event_date").alias("_day"), F.get_json_object("payload", "$.transaction_id").alias("transaction_id"))
+        .where(F.col("transaction_id").isNotNull())
+        .groupBy("_day", "transaction_id").agg(F.count(F.lit(1)).alias("_copies"))
+    )
+    keys = ["_day", "transaction_id"]
     joined = (
-        ledger.join(silver, "transaction_id", "full_outer")
-        .join(gold, "transaction_id", "full_outer")
-        .join(rejected, "transaction_id", "left")
-        .join(earlier, "transaction_id", "left")
-        .join(bronze_ids, "transaction_id", "left")
+        ledger.join(silver, keys, "full_outer")
+        .join(gold, keys, "full_outer")
+        .join(rejected, keys, "left")
+        .join(bronze_ids, keys, "left")
+        .persist()
+    )
+    # delivered and validated on an earlier day: silver rows of this id delivered before the row's day, with an
+    # event date that day's deduplication reads (40 days back)
+    history = (
+        lake.read(spark, SILVER)
+        .where((F.col("ingest_date") < F.lit(days.last)) & (F.col("event_date") >= F.lit(days.first - dt.timedelta(days=40))))
+        .select("transaction_id", F.col("ingest_date").alias("_before"), F.col("event_date").alias("_before_event"))
+    )
+    earlier = (
+        joined.select(*keys).join(history, "transaction_id")
+        .where((F.col("_before") < day) & (F.col("_before_event") >= F.date_sub(day, 40)))
+        .select(*keys).distinct().withColumn("_earlier", F.lit(True))
+    )
+    delivered = joined
+    joined = (
+        delivered.join(earlier, keys, "left")
         .withColumn("_in_ledger", F.col("ledger_amount").isNotNull())
         .withColumn("_in_silver", F.col("silver_amount").isNotNull())
         .withColumn("_scored", F.coalesce("_scored", F.lit(False)))
@@ -139,9 +172,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
     )
     classified = joined.withColumn("category", status)
     explained = F.create_map(*[x for k, (e, _) in CATEGORIES.items() for x in (F.lit(k), F.lit(e))])
-    base = F.struct(
-        d.alias("event_date"), "transaction_id", F.col("category"), explained[F.col("category")].alias("explained"),
-    )
+    base = F.struct(day.alias("event_date"), "transaction_id", F.col("category"), explained[F.col("category")].alias("explained"))
     per_txn = classified.where(F.col("category").isNotNull() & (F.col("category") != MATCHED)).select(
         base.alias("b"),
         F.when(F.col("category") == "AMOUNT_MISMATCH", F.format_string("ledger %s %s, silver %s %s", "ledger_amount", "ledger_currency", "silver_amount", "silver_currency"))
@@ -150,20 +181,20 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
         F.coalesce("ledger_currency", "silver_currency").alias("currency"), "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
     )
     not_scored = classified.where(F.col("_in_silver") & ~F.col("_scored")).select(
-        F.struct(d.alias("event_date"), "transaction_id", F.lit("NOT_SCORED").alias("category"), F.lit(False).alias("explained")).alias("b"),
+        F.struct(day.alias("event_date"), "transaction_id", F.lit("NOT_SCORED").alias("category"), F.lit(False).alias("explained")).alias("b"),
         F.lit(None).cast("string").alias("detail"), F.col("silver_currency").alias("currency"), "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
     )
     scored_extra = classified.where(F.col("_scored") & ~F.col("_in_silver")).select(
-        F.struct(d.alias("event_date"), "transaction_id", F.lit("SCORED_NOT_IN_SILVER").alias("category"), F.lit(False).alias("explained")).alias("b"),
+        F.struct(day.alias("event_date"), "transaction_id", F.lit("SCORED_NOT_IN_SILVER").alias("category"), F.lit(False).alias("explained")).alias("b"),
         F.lit(None).cast("string").alias("detail"), F.lit(None).cast("string").alias("currency"), "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
     )
     duplicates = classified.where(F.col("_copies") > 1).select(
-        F.struct(d.alias("event_date"), "transaction_id", F.lit("DUPLICATE_DROPPED").alias("category"), F.lit(True).alias("explained")).alias("b"),
+        F.struct(day.alias("event_date"), "transaction_id", F.lit("DUPLICATE_DROPPED").alias("category"), F.lit(True).alias("explained")).alias("b"),
         F.format_string("%d copies delivered, 1 kept", "_copies").alias("detail"), F.coalesce("ledger_currency", "silver_currency").alias("currency"),
         "ledger_amount", "silver_amount", F.col("_copies").alias("copies"),
     )
     unreadable = dlq.where(F.col("transaction_id").isNull()).select(
-        F.struct(d.alias("event_date"), F.lit(None).cast("string").alias("transaction_id"), F.lit("REJECTED_NOT_IN_LEDGER").alias("category"), F.lit(True).alias("explained")).alias("b"),
+        F.struct(day.alias("event_date"), F.lit(None).cast("string").alias("transaction_id"), F.lit("REJECTED_NOT_IN_LEDGER").alias("category"), F.lit(True).alias("explained")).alias("b"),
         F.concat(F.lit("DLQ: "), F.col("primary_reason"), F.lit(" (no readable transaction_id)")).alias("detail"), F.lit(None).cast("string").alias("currency"),
         F.lit(None).cast("decimal(18,2)").alias("ledger_amount"), F.lit(None).cast("decimal(18,2)").alias("silver_amount"), F.lit(None).cast("long").alias("copies"),
     )
@@ -177,8 +208,8 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
     )
 
     def totals(df: DataFrame, category: str, currency: str, amount: str, explained) -> DataFrame:
-        return df.groupBy(F.col(currency).alias("currency")).agg(F.count(F.lit(1)).alias("transactions"), F.sum(amount).cast("decimal(28,2)").alias("amount")).select(
-            F.lit(category).alias("category"), F.lit(explained).cast("boolean").alias("explained"), "currency", "transactions", "amount"
+        return df.groupBy(day.alias("event_date"), F.col(currency).alias("currency")).agg(F.count(F.lit(1)).alias("transactions"), F.sum(amount).cast("decimal(28,2)").alias("amount")).select(
+            "event_date", F.lit(category).alias("category"), F.lit(explained).cast("boolean").alias("explained"), "currency", "transactions", "amount"
         )
 
     report = (
@@ -186,24 +217,27 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
         .unionByName(totals(classified.where("_in_silver"), SILVER_TOTAL, "silver_currency", "silver_amount", None))
         .unionByName(totals(classified.where(F.col("_in_silver") & F.col("_scored")), GOLD_TOTAL, "silver_currency", "silver_amount", None))
         .unionByName(totals(classified.where(F.col("category") == MATCHED), MATCHED, "ledger_currency", "ledger_amount", True))
-        .unionByName(totals(classified.where((F.col("category") == MATCHED) & (F.col("event_date") < d)), LATE, "ledger_currency", "ledger_amount", True))
+        .unionByName(totals(classified.where((F.col("category") == MATCHED) & (F.col("event_date") < day)), LATE, "ledger_currency", "ledger_amount", True))
         .unionByName(
-            breaks.groupBy("currency", "category", "explained").agg(
+            breaks.groupBy("event_date", "currency", "category", "explained").agg(
                 F.count(F.lit(1)).alias("transactions"), F.sum(F.coalesce("ledger_amount", "silver_amount")).cast("decimal(28,2)").alias("amount")
             )
         )
-        .withColumn("event_date", d)
-        .withColumn("deadline", F.lit(deadline_for(day)))
-        .withColumn("first_reconciled_at", F.lit(now))
+        .withColumn("deadline", deadline_of(F.col("event_date")))
         .withColumn("dagster_run_id", F.lit(run_id))
         .withColumn("reconciled_at", F.lit(now))
     )
-    if lake.table_exists(spark, RECONCILIATION_REPORT):  # a re-run keeps when the day was first reconciled (the deadline is about that)
-        first = lake.read(spark, RECONCILIATION_REPORT).where(F.col("event_date") == d).agg(F.min("first_reconciled_at")).collect()[0][0]
-        if first is not None:
-            report = report.withColumn("first_reconciled_at", F.lit(first))
-    report = report.select(*REPORT_SCHEMA.fieldNames()).persist()
+    # a re-run keeps when each day was first reconciled (the deadline is about that)
+    first = lake.read_days(spark, RECONCILIATION_REPORT, days).groupBy("event_date").agg(F.min("first_reconciled_at").alias("_first")) \
+        if lake.table_exists(spark, RECONCILIATION_REPORT) else spark.createDataFrame([], "event_date date, _first timestamp")
+    report = (
+        report.join(F.broadcast(first), "event_date", "left")
+        .withColumn("first_reconciled_at", F.coalesce("_first", F.lit(now)))
+        .select(*REPORT_SCHEMA.fieldNames()).persist()
+    )
+    breaks.count(), report.count()  # fill both caches while the joined rows are cached, then let those go
     joined.unpersist()
+    delivered.unpersist()
     return breaks, report
 
 
@@ -241,22 +275,21 @@ def reconcile(spark: SparkSession, lake: LakeResource, day: str, run_id: str | N
 @audited
 def reconcile_with_ledger(context: AssetExecutionContext, spark: PySparkResource, lake: LakeResource):
     session = spark.spark_session
-    totals: dict[str, int] = {}
-    unexplained_total = 0
-    versions = {}
-    for key in context.partition_keys:
-        breaks, report = reconcile(session, lake, key, context.run_id)
-        try:
-            versions[RECONCILIATION_BREAKS] = lake.replace_days(breaks, RECONCILIATION_BREAKS, Days.of(key))
-            versions[RECONCILIATION_REPORT] = lake.replace_days(report, RECONCILIATION_REPORT, Days.of(key))
-            for r in report.groupBy("category").agg(F.sum("transactions").alias("n")).collect():
-                totals[r.category] = totals.get(r.category, 0) + r.n
-            unexplained = breaks.where(~F.col("explained")).count()
-            unexplained_total += unexplained
-            context.log.info(f"reconciliation {key}: {unexplained} unexplained differences")
-        finally:
-            breaks.unpersist()
-            report.unpersist()
+    days = Days.of(context.partition_keys)
+    breaks, report = reconcile(session, lake, days, context.run_id)
+    try:
+        versions = {
+            RECONCILIATION_BREAKS: lake.replace_days(breaks, RECONCILIATION_BREAKS, days),
+            RECONCILIATION_REPORT: lake.replace_days(report, RECONCILIATION_REPORT, days),
+        }
+        totals = {r.category: r.n for r in report.groupBy("category").agg(F.sum("transactions").alias("n")).collect()}
+        unexplained = {str(r.event_date): r["count"] for r in breaks.where(~F.col("explained")).groupBy("event_date").count().collect()}
+    finally:
+        breaks.unpersist()
+        report.unpersist()
+    for key in days.keys:
+        context.log.info(f"reconciliation {key}: {unexplained.get(key, 0)} unexplained differences")
+    unexplained_total = sum(unexplained.values())
     summary = markdown_table([{"category": k, "transactions": v, "explained": "" if k in (LEDGER, SILVER_TOTAL, GOLD_TOTAL) else CATEGORIES.get(k, (True,))[0]} for k, v in sorted(totals.items())])
     yield MaterializeResult(
         asset_key=RECONCILIATION_REPORT,

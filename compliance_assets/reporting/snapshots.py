@@ -5,9 +5,19 @@ band, the model version and the alert decision. It is written once: materialisin
 period again is refused unless a supersede reason is given (config `supersede_reason` or the run
 tag `supersede_reason`; a replay uses its incident id), and then it becomes version N+1 beside
 version N, which stays readable (snapshot_version column, and Delta time travel). Every version's
-row count, amount totals per currency and SHA-256 (over the rows' canonical JSON, ordered by
-transaction_id and event_time) go to regulatory_snapshot_manifest; a check recomputes them from
-the stored rows, so any later change to a snapshot is detected.
+row count, amount totals per currency and SHA-256 go to regulatory_snapshot_manifest; a check
+recomputes them from the stored rows, so any later change to a snapshot is detected.
+
+The SHA-256 of a snapshot version (definition 2, docs/snapshot-hash.md), computed inside Spark so no
+row travels to the driver and a month needs no more driver memory than a day:
+- a row's line: its CONTENT_COLUMNS in order, joined by U+001F; strings as they are, dates as
+  yyyy-MM-dd, timestamps as integer microseconds since the Unix epoch (UTC), decimals as plain
+  numbers with the column's scale (12.50), risk_score by its IEEE-754 bits as a signed 64-bit
+  integer, booleans as true/false, alert_reasons joined by U+001E, null as \\N;
+- a row's hash: SHA-256 (hex) of the line's UTF-8 bytes; its bucket: the hash's first two hex digits;
+- a bucket's digest: SHA-256 of its rows' hashes sorted ascending, joined by newlines;
+- the snapshot's SHA-256: SHA-256 of "<bucket>:<digest>\\n" for every non-empty bucket in ascending order.
+scripts/verify_snapshot.py recomputes it from the Delta files with delta-rs and Python alone.
 """
 
 import datetime as dt
@@ -39,7 +49,7 @@ from resources.lake import LakeResource
 from catalog import ALERTS, GOLD, SILVER, SNAPSHOTS, SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST
 
 SUPERSEDE_TAG = "supersede_reason"
-# the snapshot's content, in hash order: a row's hash is SHA-256 of to_json(struct(these columns))
+# the snapshot's content, in the order of a row's line (see the module docstring for the hash)
 CONTENT_COLUMNS = (
     "transaction_id", "event_time", "event_date", "ingest_date", "account_id", "amount", "currency", "amount_base",
     "risk_score", "risk_band", "model_name", "model_version", "alerted", "alert_id", "alert_reasons",
@@ -87,23 +97,53 @@ def snapshot_rows(spark: SparkSession, lake: LakeResource, first: dt.date, last:
     )
 
 
-def row_hash() -> F.Column:
-    return F.sha2(F.to_json(F.struct(*CONTENT_COLUMNS)), 256)
+HASH_DEFINITION = 2  # docs/snapshot-hash.md; 1 was SHA-256 over to_json rows streamed to the driver in key order
+FIELD_SEP, ITEM_SEP, NULL = "\x1f", "\x1e", "\\N"
+
+
+def _canonical(field: T.StructField) -> F.Column:
+    """One content column as the text the hash definition gives it."""
+    c = F.col(field.name)
+    if isinstance(field.dataType, T.TimestampType):
+        text = F.unix_micros(c).cast("string")
+    elif isinstance(field.dataType, T.DoubleType):
+        text = F.expr(f"reflect('java.lang.Double', 'doubleToLongBits', `{field.name}`)")
+    elif isinstance(field.dataType, T.ArrayType):
+        text = F.array_join(c, ITEM_SEP, NULL)
+    elif isinstance(field.dataType, T.BooleanType):
+        text = F.when(c, "true").otherwise("false")
+    else:  # strings, dates (yyyy-MM-dd), decimals (plain, with the column's scale)
+        text = c.cast("string")
+    return F.when(c.isNull(), F.lit(NULL)).otherwise(text)
+
+
+def row_hash(rows: DataFrame) -> F.Column:
+    """SHA-256 (hex) of a row's canonical line."""
+    fields = {f.name: f for f in rows.schema.fields}
+    return F.sha2(F.concat_ws(FIELD_SEP, *[_canonical(fields[c]) for c in CONTENT_COLUMNS]), 256)
+
+
+def snapshot_sha256(rows: DataFrame) -> str:
+    """The snapshot hash of these rows: per-bucket digests computed by the executors, combined on the
+    driver in bucket order (at most 256 small rows reach it, whatever the period's size)."""
+    buckets = (
+        rows.select(row_hash(rows).alias("h"))
+        .groupBy(F.substring("h", 1, 2).alias("bucket"))
+        .agg(F.sha2(F.concat_ws("\n", F.array_sort(F.collect_list("h"))), 256).alias("digest"))
+        .collect()
+    )
+    return hashlib.sha256("".join(f"{r.bucket}:{r.digest}\n" for r in sorted(buckets, key=lambda r: r.bucket)).encode("ascii")).hexdigest()
 
 
 def fingerprint(rows: DataFrame) -> dict:
-    """Row count, amount totals per currency, alerts and the SHA-256 over the rows' hashes in canonical
-    order (transaction_id, event_time), recomputed from the content columns."""
+    """Row count, amount totals per currency, alerts and the snapshot hash, recomputed from the content columns."""
     agg = rows.groupBy("currency").agg(F.count(F.lit(1)).alias("n"), F.sum("amount").alias("amount"), F.sum("amount_base").alias("base"), F.sum(F.col("alerted").cast("long")).alias("alerts")).collect()
-    digest = hashlib.sha256()
-    for r in rows.select(row_hash().alias("h"), "transaction_id", "event_time").orderBy("transaction_id", "event_time").select("h").toLocalIterator(prefetchPartitions=True):
-        digest.update(r.h.encode("ascii") + b"\n")
     return {
         "row_count": sum(r.n for r in agg),
         "amount_totals": json.dumps({str(r.currency): str(r.amount) for r in sorted(agg, key=lambda r: str(r.currency))}, sort_keys=True),
         "amount_base_total": str(sum((r.base for r in agg if r.base is not None), start=decimal.Decimal("0.00"))),
         "alerts": sum(r.alerts or 0 for r in agg),
-        "sha256": digest.hexdigest(),
+        "sha256": snapshot_sha256(rows),
     }
 
 

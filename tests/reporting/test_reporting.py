@@ -1,10 +1,14 @@
 """Reconciliation, regulatory snapshots, replay and the operations audit on the session's champion lake
 (five batch-ingested days and a promoted champion), with three of its days scored, reconciled and snapshotted."""
 
+import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
@@ -19,6 +23,7 @@ from compliance_assets.reporting.snapshots import daily_snapshot_matches_manifes
 from tests.conftest import make_resources
 from tests.helpers import CHAMPION_DAYS, check_results, read_delta
 
+REPO = Path(__file__).resolve().parents[2]
 REPORTED = CHAMPION_DAYS[1:4]  # scored, reconciled and snapshotted; the last day stays outside
 RECONCILE = [reconcile_with_ledger, reconciliation_differences_explained, reconciliation_before_deadline]
 SNAPSHOT = [regulatory_snapshots, daily_snapshot_matches_manifest]
@@ -149,13 +154,28 @@ def test_snapshot_is_write_once_superseded_versions_stay_readable_and_tampering_
     alerts = read_delta(lake, "anomaly_alerts", ingest_date=day)
     assert rows[rows["snapshot_version"] == 1]["alerted"].sum() == len(alerts)
 
-    # tampering with a stored snapshot (one score changed) fails verification of that version only
+    # the independent verifier (delta-rs + Python, no Spark) recomputes the manifest's hashes
+    independent = verify_independently(lake, day)
+    assert [(r["version"], r["ok"], r["sha256"]) for r in independent] == [(1, True, entries.iloc[0]["sha256"]), (2, True, entries.iloc[1]["sha256"])]
+
+    # tampering with a stored snapshot (one score changed by the smallest step a double has) fails verification
+    # of that version only, in Spark and in the independent verifier
     path = str(lake / "tables" / "regulatory_snapshots")
-    victim = rows[rows["snapshot_version"] == 1].iloc[0]["transaction_id"]
-    DeltaTable.forPath(spark, path).update((F.col("period") == day) & (F.col("snapshot_version") == 1) & (F.col("transaction_id") == victim), {"risk_score": F.lit(0.999)})
+    victim = rows[rows["snapshot_version"] == 1].iloc[0]
+    nudged = float(np.nextafter(victim["risk_score"], 2.0))
+    DeltaTable.forPath(spark, path).update((F.col("period") == day) & (F.col("snapshot_version") == 1) & (F.col("transaction_id") == victim["transaction_id"]), {"risk_score": F.lit(nudged)})
     results = verify(spark, make_resources(lake)["lake"], "regulatory_snapshots", [day])
     assert [(r["version"], r["ok"]) for r in results] == [(1, False), (2, True)]
     assert "sha256" in results[0]["problem"] and "row_count" not in results[0]["problem"]
+    assert [(r["version"], r["ok"], r["problem"]) for r in verify_independently(lake, day)] == [(1, False, "sha256"), (2, True, "-")]
+
+
+def verify_independently(lake: Path, day: str) -> list[dict]:
+    """scripts/verify_snapshot.py run as an auditor would: its own process, no platform imports."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "verify_snapshot.py"), "--lake", str(lake), "--period", day], capture_output=True, text=True)
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == (0 if all(r["ok"] for r in results) else 1), done.stderr
+    return results
 
 
 def test_monthly_snapshot_covers_the_month_and_verifies(base_lake, tmp_path):
