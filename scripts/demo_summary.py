@@ -32,7 +32,7 @@ def serving(lake: str, day: str) -> None:
     print(f"Compliance dashboard: {os.environ.get('FILE_DROPS_ROOT') or lake + '/drops'}/dashboards/{day}.html  (open it in a browser)")
 
 
-def main(first: str, last: str) -> None:
+def main(first: str, last: str, planted: dict[str, str] | None = None) -> None:
     lake = os.environ["LAKE_ROOT"]
     print(f"\nDelta tables under {lake}/tables (rows for {first}..{last}):")
     for table in TABLES:
@@ -87,7 +87,7 @@ def main(first: str, last: str) -> None:
         for event in instance.all_logs(run.run_id):
             data = event.dagster_event.event_specific_data if event.dagster_event else None
             if event.dagster_event and event.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION":
-                state = "passed" if data.passed else f"FAILED ({data.severity.value})"
+                state = "passed" if data.passed else f"FAILED ({data.severity.value})" + (f"  {planted[data.check_name]}" if data.check_name in (planted or {}) else "")
                 print(f"  {data.asset_key.to_user_string():<22} {data.check_name:<36} {data.partition or '':<10} {state}")
     for run in runs:
         print(f"Run {run.run_id} ({run.job_name}): {run.status.value}")

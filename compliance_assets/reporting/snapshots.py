@@ -46,7 +46,7 @@ from compliance_assets.metadata import delta_metadata, markdown_table
 from compliance_assets.operations.audit import INCIDENT_ID, REASON, REPLAY_JOB, REQUESTED_BY, audited
 from partitions import daily_partitions, monthly_partitions
 from resources.lake import LakeResource
-from catalog import ALERTS, GOLD, SILVER, SNAPSHOTS, SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST
+from catalog import ALERTS, Days, GOLD, SILVER, SNAPSHOTS, SNAPSHOTS_MONTHLY, SNAPSHOT_MANIFEST
 
 SUPERSEDE_TAG = "supersede_reason"
 # the snapshot's content, in the order of a row's line (see the module docstring for the hash)
@@ -123,38 +123,68 @@ def row_hash(rows: DataFrame) -> F.Column:
     return F.sha2(F.concat_ws(FIELD_SEP, *[_canonical(fields[c]) for c in CONTENT_COLUMNS]), 256)
 
 
-def snapshot_sha256(rows: DataFrame) -> str:
-    """The snapshot hash of these rows: per-bucket digests computed by the executors, combined on the
-    driver in bucket order (at most 256 small rows reach it, whatever the period's size)."""
+def _combined(digests: dict[str, str]) -> str:
+    """The snapshot hash from its buckets' digests ({bucket: digest})."""
+    return hashlib.sha256("".join(f"{b}:{digests[b]}\n" for b in sorted(digests)).encode("ascii")).hexdigest()
+
+
+def fingerprints(rows: DataFrame, keys: list[str]) -> dict[tuple, dict]:
+    """{key values: fingerprint} for every group of `keys` (e.g. period and snapshot_version): row count, amount
+    totals per currency, alerts and the snapshot hash, recomputed from the content columns in two Spark jobs,
+    whatever the number of groups. The bucket digests are computed by the executors: at most 256 small rows
+    per group reach the driver."""
+    agg = rows.groupBy(*keys, "currency").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("amount").alias("amount"), F.sum("amount_base").alias("base"), F.sum(F.col("alerted").cast("long")).alias("alerts")
+    ).collect()
     buckets = (
-        rows.select(row_hash(rows).alias("h"))
-        .groupBy(F.substring("h", 1, 2).alias("bucket"))
+        rows.select(*keys, row_hash(rows).alias("h"))
+        .groupBy(*keys, F.substring("h", 1, 2).alias("bucket"))
         .agg(F.sha2(F.concat_ws("\n", F.array_sort(F.collect_list("h"))), 256).alias("digest"))
         .collect()
     )
-    return hashlib.sha256("".join(f"{r.bucket}:{r.digest}\n" for r in sorted(buckets, key=lambda r: r.bucket)).encode("ascii")).hexdigest()
+    digests: dict[tuple, dict[str, str]] = {}
+    for r in buckets:
+        digests.setdefault(tuple(r[k] for k in keys), {})[r.bucket] = r.digest
+    groups: dict[tuple, list] = {}
+    for r in agg:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return {
+        key: {
+            "row_count": sum(r.n for r in g),
+            "amount_totals": json.dumps({str(r.currency): str(r.amount) for r in sorted(g, key=lambda r: str(r.currency))}, sort_keys=True),
+            "amount_base_total": str(sum((r.base for r in g if r.base is not None), start=decimal.Decimal("0.00"))),
+            "alerts": sum(r.alerts or 0 for r in g),
+            "sha256": _combined(digests.get(key, {})),
+        }
+        for key, g in groups.items()
+    }
+
+
+EMPTY = {"row_count": 0, "amount_totals": "{}", "amount_base_total": "0.00", "alerts": 0, "sha256": _combined({})}
 
 
 def fingerprint(rows: DataFrame) -> dict:
-    """Row count, amount totals per currency, alerts and the snapshot hash, recomputed from the content columns."""
-    agg = rows.groupBy("currency").agg(F.count(F.lit(1)).alias("n"), F.sum("amount").alias("amount"), F.sum("amount_base").alias("base"), F.sum(F.col("alerted").cast("long")).alias("alerts")).collect()
-    return {
-        "row_count": sum(r.n for r in agg),
-        "amount_totals": json.dumps({str(r.currency): str(r.amount) for r in sorted(agg, key=lambda r: str(r.currency))}, sort_keys=True),
-        "amount_base_total": str(sum((r.base for r in agg if r.base is not None), start=decimal.Decimal("0.00"))),
-        "alerts": sum(r.alerts or 0 for r in agg),
-        "sha256": snapshot_sha256(rows),
-    }
+    """The fingerprint of all these rows (one group)."""
+    return fingerprints(rows.withColumn("_all", F.lit(1)), ["_all"]).get((1,), EMPTY)
 
 
 def manifest(spark: SparkSession, lake: LakeResource) -> DataFrame:
     return lake.read_or_empty(spark, SNAPSHOT_MANIFEST, MANIFEST_SCHEMA)
 
 
+def current_entries(spark: SparkSession, lake: LakeResource, table: str, periods: list[str]) -> dict:
+    """{period: the manifest row of its newest version} for the periods that have one (one read)."""
+    rows = manifest(spark, lake).where((F.col("snapshot_table") == table) & F.col("period").isin(periods)).collect()
+    newest: dict = {}
+    for r in rows:
+        if r.period not in newest or r.snapshot_version > newest[r.period].snapshot_version:
+            newest[r.period] = r
+    return newest
+
+
 def current_entry(spark: SparkSession, lake: LakeResource, table: str, period: str):
     """The manifest row of the period's newest version, or None."""
-    rows = manifest(spark, lake).where((F.col("snapshot_table") == table) & (F.col("period") == period)).orderBy(F.col("snapshot_version").desc()).limit(1).collect()
-    return rows[0] if rows else None
+    return current_entries(spark, lake, table, [period]).get(period)
 
 
 def supersede_reason(context: AssetExecutionContext, config: SnapshotConfig) -> str:
@@ -169,45 +199,53 @@ def supersede_reason(context: AssetExecutionContext, config: SnapshotConfig) -> 
     return ""
 
 
-def write_snapshot(context: AssetExecutionContext, spark: SparkSession, lake: LakeResource, table: str, period: str, rows: DataFrame, reason: str) -> dict:
-    """Write the period's next snapshot version (refused when one exists and no reason is given), then
-    its manifest entry with the fingerprint recomputed from what was stored."""
-    current = current_entry(spark, lake, table, period)
-    if current is not None and not reason:
+def write_snapshots(context: AssetExecutionContext, spark: SparkSession, lake: LakeResource, table: str, periods: list[str], rows: DataFrame, reason: str) -> list[dict]:
+    """Write every period's next snapshot version in one Delta commit (refused, before anything is written, when
+    a period has one and no reason is given), then their manifest entries, with the fingerprints recomputed from
+    what was stored. `rows` hold the periods' content with a `period` column."""
+    current = current_entries(spark, lake, table, periods)
+    if current and not reason:
+        c = current[min(current)]
         raise Failure(
-            f"{table} {period} already has snapshot version {current.snapshot_version} (sha256 {current.sha256[:16]}…, created "
-            f"{current.created_at:%Y-%m-%d %H:%M} UTC). Snapshots are write-once: to supersede it, give a reason (config "
-            f"supersede_reason or run tag {SUPERSEDE_TAG}); version {current.snapshot_version} stays readable."
+            f"{table} {c.period} already has snapshot version {c.snapshot_version} (sha256 {c.sha256[:16]}…, created "
+            f"{c.created_at:%Y-%m-%d %H:%M} UTC)" + (f", and so do {len(current) - 1} more of the run's periods" if len(current) > 1 else "")
+            + f". Snapshots are write-once: to supersede it, give a reason (config supersede_reason or run tag {SUPERSEDE_TAG}); "
+            f"version {c.snapshot_version} stays readable."
         )
-    version = (current.snapshot_version if current is not None else 0) + 1
+    versions = {p: (current[p].snapshot_version if p in current else 0) + 1 for p in periods}
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    # rows of a version whose manifest entry was never written (a crashed run)
-    lake.delete_where(spark, table, (F.col("period") == period) & (F.col("snapshot_version") >= version))
+    new_version = F.create_map(*[x for p, v in versions.items() for x in (F.lit(p), F.lit(v))])
+    written = (F.col("period") == F.lit(periods[0])) & (F.col("snapshot_version") >= versions[periods[0]])
+    for p in periods[1:]:
+        written = written | ((F.col("period") == p) & (F.col("snapshot_version") >= versions[p]))
+    # rows of versions whose manifest entry was never written (a crashed run)
+    lake.delete_where(spark, table, written)
     lake.append(
-        rows.withColumn("period", F.lit(period)).withColumn("snapshot_version", F.lit(version))
-        .withColumn("snapshot_created_at", F.lit(now)).withColumn("dagster_run_id", F.lit(context.run_id)),
+        rows.withColumn("snapshot_version", new_version[F.col("period")]).withColumn("snapshot_created_at", F.lit(now)).withColumn("dagster_run_id", F.lit(context.run_id)),
         table, partition_by=("period",),
     )
     delta_version = lake.version(spark, table)
-    stored = lake.read(spark, table).where((F.col("period") == period) & (F.col("snapshot_version") == version))
-    fp = fingerprint(stored)
+    stored = lake.read(spark, table).where(F.col("period").isin(periods) & (F.col("snapshot_version") == new_version[F.col("period")]))
+    fps = fingerprints(stored, ["period"])
     tags = context.run.tags
-    entry = (
-        table, period, version, fp["row_count"], fp["amount_totals"], fp["amount_base_total"], fp["alerts"], fp["sha256"],
-        current.snapshot_version if current is not None else None, (reason or None) if current is not None else None,
-        (current.sha256 == fp["sha256"]) if current is not None else None,
-        tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), delta_version, context.run_id, now,
-    )
-    lake.append(spark.createDataFrame([entry], MANIFEST_SCHEMA), SNAPSHOT_MANIFEST)
-    context.log.info(f"{table} {period}: version {version}, {fp['row_count']} rows, sha256 {fp['sha256']}")
-    return {**fp, "snapshot_version": version, "delta_version": delta_version, "superseded": current.snapshot_version if current is not None else None}
+    out, entries = [], []
+    for p in periods:
+        fp, c = fps.get((p,), EMPTY), current.get(p)
+        entries.append((
+            table, p, versions[p], fp["row_count"], fp["amount_totals"], fp["amount_base_total"], fp["alerts"], fp["sha256"],
+            c.snapshot_version if c is not None else None, (reason or None) if c is not None else None,
+            (c.sha256 == fp["sha256"]) if c is not None else None,
+            tags.get(REQUESTED_BY), tags.get(INCIDENT_ID), delta_version, context.run_id, now,
+        ))
+        context.log.info(f"{table} {p}: version {versions[p]}, {fp['row_count']} rows, sha256 {fp['sha256']}")
+        out.append({"period": p, **fp, "snapshot_version": versions[p], "delta_version": delta_version, "superseded": c.snapshot_version if c is not None else None})
+    lake.append(spark.createDataFrame(entries, MANIFEST_SCHEMA), SNAPSHOT_MANIFEST)
+    return out
 
 
-def _materialize(context: AssetExecutionContext, config: SnapshotConfig, spark: SparkSession, lake: LakeResource, table: str, periods: list[tuple[str, dt.date, dt.date]]) -> MaterializeResult:
+def _materialize(context: AssetExecutionContext, config: SnapshotConfig, spark: SparkSession, lake: LakeResource, table: str, periods: list[str], rows: DataFrame) -> MaterializeResult:
     reason = supersede_reason(context, config)
-    written = []
-    for period, first, last in periods:
-        written.append({"period": period, **write_snapshot(context, spark, lake, table, period, snapshot_rows(spark, lake, first, last), reason)})
+    written = write_snapshots(context, spark, lake, table, periods, rows, reason)
     return MaterializeResult(
         metadata=delta_metadata(
             lake.table_path(table), written[-1]["delta_version"], sum(w["row_count"] for w in written), None,
@@ -243,8 +281,9 @@ snapshot_manifest = AssetSpec(
 )
 @audited
 def regulatory_snapshots(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
-    days = [(k, dt.date.fromisoformat(k), dt.date.fromisoformat(k)) for k in context.partition_keys]
-    return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS, days)
+    days = Days.of(context.partition_keys)
+    rows = snapshot_rows(spark.spark_session, lake, days.first, days.last).withColumn("period", F.col("ingest_date").cast("string"))
+    return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS, days.keys, rows)
 
 
 @asset(
@@ -262,12 +301,11 @@ def regulatory_snapshots(context: AssetExecutionContext, config: SnapshotConfig,
 )
 @audited
 def regulatory_snapshots_monthly(context: AssetExecutionContext, config: SnapshotConfig, spark: PySparkResource, lake: LakeResource) -> MaterializeResult:
-    months = []
-    for key in context.partition_keys:
-        first = dt.date.fromisoformat(key)
-        last = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-        months.append((key, first, last))
-    return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS_MONTHLY, months)
+    months = sorted(context.partition_keys)
+    first = dt.date.fromisoformat(months[0])
+    last = (dt.date.fromisoformat(months[-1]).replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    rows = snapshot_rows(spark.spark_session, lake, first, last).withColumn("period", F.date_format(F.trunc("ingest_date", "month"), "yyyy-MM-dd"))
+    return _materialize(context, config, spark.spark_session, lake, SNAPSHOTS_MONTHLY, months, rows)
 
 
 def verify(spark: SparkSession, lake: LakeResource, table: str, periods: list[str]) -> list[dict]:
@@ -277,9 +315,9 @@ def verify(spark: SparkSession, lake: LakeResource, table: str, periods: list[st
     for period in periods:
         if not any(e.period == period for e in entries):
             results.append({"period": period, "version": "-", "ok": False, "problem": "no snapshot in the manifest"})
-    stored = lake.read(spark, table) if lake.table_exists(spark, table) else None
+    fps = fingerprints(lake.read(spark, table).where(F.col("period").isin(periods)), ["period", "snapshot_version"]) if entries and lake.table_exists(spark, table) else {}
     for e in sorted(entries, key=lambda e: (e.period, e.snapshot_version)):
-        fp = fingerprint(stored.where((F.col("period") == e.period) & (F.col("snapshot_version") == e.snapshot_version)))
+        fp = fps.get((e.period, e.snapshot_version), EMPTY)
         problems = [k for k in ("row_count", "amount_totals", "amount_base_total", "alerts", "sha256") if fp[k] != e[k]]
         results.append({"period": e.period, "version": e.snapshot_version, "ok": not problems, "problem": ", ".join(problems) or "-", "sha256": fp["sha256"]})
     return results
