@@ -46,6 +46,11 @@ class HeadlessChromium:
             self._playwright.stop()
             raise
 
+    def resize(self, width: int, height: int) -> None:
+        """Change the page's viewport (responsive content re-lays out to it)."""
+        self.width, self.height = width, height
+        self.page.set_viewport_size({"width": width, "height": height})
+
     def evaluate(self, expression: str):
         return self.page.evaluate(expression)
 

@@ -9,6 +9,7 @@ The report holds counts and amount totals per currency and category.
 """
 
 import datetime as dt
+import functools
 
 from dagster import (
     AssetCheckResult,
@@ -106,13 +107,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     day = F.col("_day")
 
-    def per_day(frames: list[DataFrame]) -> DataFrame:
-        out = frames[0]
-        for f in frames[1:]:
-            out = out.unionByName(f)
-        return out
-
-    ledger = per_day([
+    ledger = functools.reduce(DataFrame.unionByName, [
         ledger_rows(spark, lake, key).select(F.lit(key).cast("date").alias("_day"), "transaction_id", F.col("amount").alias("ledger_amount"), F.col("currency").alias("ledger_currency"))
         for key in days.keys
     ])

@@ -163,11 +163,6 @@ def fingerprints(rows: DataFrame, keys: list[str]) -> dict[tuple, dict]:
 EMPTY = {"row_count": 0, "amount_totals": "{}", "amount_base_total": "0.00", "alerts": 0, "sha256": _combined({})}
 
 
-def fingerprint(rows: DataFrame) -> dict:
-    """The fingerprint of all these rows (one group)."""
-    return fingerprints(rows.withColumn("_all", F.lit(1)), ["_all"]).get((1,), EMPTY)
-
-
 def manifest(spark: SparkSession, lake: LakeResource) -> DataFrame:
     return lake.read_or_empty(spark, SNAPSHOT_MANIFEST, MANIFEST_SCHEMA)
 

@@ -272,7 +272,7 @@ def test_dashboard_renders_every_panel_with_the_planted_numbers(lake, page, tmp_
 
     # a full-page screenshot, for a human to look at: a real image, not a blank page
     height = page.evaluate("document.documentElement.scrollHeight")
-    page.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=height, deviceScaleFactor=1, mobile=False)
+    page.resize(WIDTH, height)
     time.sleep(1.0)  # the responsive plots re-layout to the new viewport
     wait_for_plots(page)
     png = page.screenshot()
