@@ -127,7 +127,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         .groupBy("_day", "transaction_id").agg(F.count(F.lit(1)).alias("_copies"))
     )
     keys = ["_day", "transaction_id"]
-    joined = (
+    delivered = (
         ledger.join(silver, keys, "full_outer")
         .join(gold, keys, "full_outer")
         .join(rejected, keys, "left")
@@ -142,11 +142,10 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         .select("transaction_id", F.col("ingest_date").alias("_before"), F.col("event_date").alias("_before_event"))
     )
     earlier = (
-        joined.select(*keys).join(history, "transaction_id")
+        delivered.select(*keys).join(history, "transaction_id")
         .where((F.col("_before") < day) & (F.col("_before_event") >= F.date_sub(day, 40)))
         .select(*keys).distinct().withColumn("_earlier", F.lit(True))
     )
-    delivered = joined
     joined = (
         delivered.join(earlier, keys, "left")
         .withColumn("_in_ledger", F.col("ledger_amount").isNotNull())

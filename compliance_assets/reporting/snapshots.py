@@ -210,11 +210,8 @@ def write_snapshots(context: AssetExecutionContext, spark: SparkSession, lake: L
     versions = {p: (current[p].snapshot_version if p in current else 0) + 1 for p in periods}
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     new_version = F.create_map(*[x for p, v in versions.items() for x in (F.lit(p), F.lit(v))])
-    written = (F.col("period") == F.lit(periods[0])) & (F.col("snapshot_version") >= versions[periods[0]])
-    for p in periods[1:]:
-        written = written | ((F.col("period") == p) & (F.col("snapshot_version") >= versions[p]))
     # rows of versions whose manifest entry was never written (a crashed run)
-    lake.delete_where(spark, table, written)
+    lake.delete_where(spark, table, F.col("period").isin(periods) & (F.col("snapshot_version") >= new_version[F.col("period")]))
     lake.append(
         rows.withColumn("snapshot_version", new_version[F.col("period")]).withColumn("snapshot_created_at", F.lit(now)).withColumn("dagster_run_id", F.lit(context.run_id)),
         table, partition_by=("period",),
