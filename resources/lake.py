@@ -17,6 +17,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from catalog import CATALOG, Days, Table
 
@@ -232,16 +233,27 @@ class LakeResource(ConfigurableResource):
         return self.version(df.sparkSession, table)
 
     def append(self, df: DataFrame, table: str, *, partition_by: tuple[str, ...] | None = None, merge_schema: bool = False,
-               once: tuple[str, int] | None = None) -> None:
+               once: tuple[str, int] | None = None, label: str | None = None) -> None:
         """Append `df` (creating the table on its first write). `once` = (application id, version): Delta's
-        idempotent-write ids, so a replayed micro-batch or retried step commits nothing twice. `merge_schema`
-        lets a newer release's columns join a table an older one created."""
+        idempotent-write ids, so a replayed micro-batch or retried step commits nothing twice. `label`: the
+        commit's userMetadata (see `labelled_commits`). `merge_schema` lets a newer release's columns join a
+        table an older one created."""
         writer = df.write.format("delta").mode("append")
         if once is not None:
             writer = writer.option("txnAppId", once[0]).option("txnVersion", once[1])
+        if label is not None:
+            writer = writer.option("userMetadata", label)
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
         writer.partitionBy(*partition_columns(table, partition_by)).save(self.table_path(table))
+
+    def labelled_commits(self, spark: SparkSession, table: str, prefix: str, last: int = 1000) -> set[str]:
+        """The userMetadata labels starting with `prefix` among the table's last `last` commits: how a writer
+        that labels its appends finds, after a crash, which of them were committed (reads only commit files)."""
+        if not self.table_exists(spark, table):
+            return set()
+        rows = self._delta(spark, table).history(last).select("userMetadata").where(F.col("userMetadata").startswith(prefix)).collect()
+        return {r[0] for r in rows}
 
     def delete_where(self, spark: SparkSession, table: str, condition) -> None:
         """Delete the rows matching `condition` (a Column or SQL text), if the table exists."""

@@ -2,9 +2,14 @@
 
 The decision service has validated, enriched, featured and scored every event; its record carries the
 raw event, the silver row and the score. A micro-batch therefore only parses and writes: no windows, no
-reference joins, no model. The writes are the old stream's: appends with Delta's idempotent-write ids
-(txnAppId = lane, table and delivery day; txnVersion = micro-batch id) and gold's insert-only MERGE, so a
-micro-batch replayed after a crash writes nothing twice.
+reference joins, no model. Every append is labelled with its micro-batch (the
+commit's userMetadata `<lane>:<table>:<delivery day>@<batch id>`), gold included, so a micro-batch replayed
+after a crash writes nothing twice: a replay can only be the first micro-batch a writer
+runs (Spark re-runs the one batch whose commit it did not record), so that batch, and only that one, first reads
+which of its labels the tables' recent commits already hold and skips those writes. The later batches of a run
+append without any lookup. (Delta's own idempotent-write ids, txnAppId/txnVersion, do the same check on every
+write, and delta-spark 4.4 answers it with a full state reconstruction, three Spark jobs and about a second a
+table a batch on this machine; the daily assets and the file stream keep them.)
 
 A decision the service emitted twice (it restarted from a state snapshot and re-decided the events since)
 is identical, and is dropped here: the service publishes the decision of input partition p to decisions
@@ -24,8 +29,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from catalog import ALERTS, DLQ, SILVER
-from compliance_assets.ml.gold import GOLD_COLUMNS, insert_new_scores
+from catalog import ALERTS, DLQ, GOLD, SILVER
+from compliance_assets.ml.gold import GOLD_COLUMNS
 from compliance_assets.ml.scoring import TOP_FEATURE_TYPE
 from compliance_assets.streaming.microbatch import BRONZE, PROGRESS, PROGRESS_SCHEMA, BatchReport, BatchWriter, PartitionStats, _Writes
 from compliance_assets.transforms.enrichment import mask_payload_pii
@@ -98,6 +103,9 @@ class DecisionLaneWriter(BatchWriter):
         self.schema = decision_schema(self.silver)
         self._offsets: dict[str, int] | None = None
         self._offsets_batch: int | None = None
+        self._done: int | None = None  # the last micro-batch this writer completed
+        self._in_flight: int | None = None  # a micro-batch started and not completed (it failed): the next one may be its replay
+        self._committed: set[str] = set()  # a possible replay's labels already in the tables
 
     # ---- the re-emission high-water mark -------------------------------------------------------
     def written_offsets(self, spark: SparkSession, batch_id: int) -> dict[str, int]:
@@ -122,6 +130,8 @@ class DecisionLaneWriter(BatchWriter):
         started = time.perf_counter()
         spark = records.sparkSession
         report = BatchReport(batch_id=batch_id)
+        replay_possible = self._in_flight is not None or self._done is None or batch_id != self._done + 1
+        self._in_flight = batch_id
         offsets = self.written_offsets(spark, batch_id)
         parsed = records.select(F.from_json(F.col("value").cast("string"), self.schema).alias("d"), F.col("partition").alias("_dp"), F.col("offset").alias("_do")).select("d.*", "_dp", "_do")
         first = Window.partitionBy("ingest_id").orderBy("_dp", "_do")
@@ -131,12 +141,11 @@ class DecisionLaneWriter(BatchWriter):
         fresh = parsed.where(F.col("source_line") > mark).withColumn("_rn", F.row_number().over(first)).where("_rn = 1").drop("_rn", "_dp", "_do")
         d = fresh.localCheckpoint(eager=True)
         t = report.mark("parse", started)
-        tallies = d.groupBy("delivery_date", "source_file").agg(
-            F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("outcome") == REJECTED, 1)).alias("rejected"),
-            F.count(F.when(F.col("outcome") == DUPLICATE, 1)).alias("duplicates"), F.max("source_line").alias("max_offset"),
-        ).collect()
+        tallies, by_partition, overall = self._tallies(d)
+        t = report.mark("tallies", t)
         if not tallies:
             report.seconds = round(time.perf_counter() - started, 3)
+            self._done, self._in_flight = batch_id, None
             return report
         new_offsets = dict(offsets)
         for r in tallies:
@@ -145,8 +154,12 @@ class DecisionLaneWriter(BatchWriter):
         report.records = sum(r.n for r in tallies)
         report.dlq_rows = sum(r.rejected for r in tallies)
         report.duplicates = sum(r.duplicates for r in tallies)
+        if replay_possible:
+            self._committed = {label for table in (BRONZE, DLQ, SILVER, GOLD, ALERTS, PROGRESS)
+                               for label in self.lake.labelled_commits(spark, table, f"{self.stream}:{table}:")}
+            t = report.mark("replay_check", t)
 
-        writes = _Writes(report)
+        writes = _Writes(report, workers=5)
         try:
             for day in report.delivery_dates:
                 of_day = d.where(F.col("delivery_date") == F.lit(day).cast("date"))
@@ -154,19 +167,24 @@ class DecisionLaneWriter(BatchWriter):
                 writes.submit("write_dlq", self._append, self._dlq(of_day), DLQ, day, batch_id)
                 writes.submit("write_silver", self._append, self._silver(of_day), SILVER, day, batch_id)
                 writes.submit("write_alerts", self._append, self._alerts(of_day), ALERTS, day, batch_id)
+                writes.submit("write_gold", self._append, self._gold(of_day), GOLD, day, batch_id)
             writes.wait()
-            gold = self._gold(d).localCheckpoint(eager=True)
-            t = report.mark("writes", t)
-            insert_new_scores(gold, self.lake)
             gold_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-            t = report.mark("write_gold", t)
+            t = report.mark("writes", t)
         finally:
             writes.wait(raise_errors=False)
-        self._report(d, gold_at, report)
+        self._report(by_partition, overall, gold_at, report)
         report.seconds = round(time.perf_counter() - started, 3)
         self._record_progress(spark, report, new_offsets)
         self._offsets, self._offsets_batch = new_offsets, batch_id + 1
+        self._done, self._in_flight, self._committed = batch_id, None, set()
         return report
+
+    def _append(self, df: DataFrame, table: str, day: str, batch_id: int) -> None:
+        """Append once: the commit carries the micro-batch's label, and a replay skips a label already committed."""
+        label = f"{self.stream}:{table}:{day}@{batch_id}"
+        if label not in self._committed:
+            self.lake.append(df, table, partition_by=("event_date",), merge_schema=table in (BRONZE, SILVER, PROGRESS), label=label)
 
     def _bronze(self, d: DataFrame) -> DataFrame:
         raw = F.unbase64("payload_b64")
@@ -207,23 +225,41 @@ class DecisionLaneWriter(BatchWriter):
             s("event_date"), F.col("delivery_date").alias("ingest_date"),
         )
 
-    def _report(self, d: DataFrame, gold_at: dt.datetime, report: BatchReport) -> None:
-        """Per event-date partition: rows, late rows, alerts and event-to-gold latency (arrival to the gold commit)."""
-        to_gold = (F.lit(gold_at).cast("timestamp").cast("double") - F.col("arrived_at").cast("double")) * 1000.0
-        scored = d.where(F.col("outcome") == SCORED)
+    def _tallies(self, d: DataFrame) -> tuple[list, list, list]:
+        """One pass over the batch: records per delivery day and input partition (outcomes, the offset high-water
+        mark), and per event-date partition the scored rows, late rows, alerts and arrival-time quantiles (the
+        event-to-gold latency is the gold commit's time minus these, known only after the writes)."""
+        scored = F.col("outcome") == SCORED
+        arrived = F.when(scored, F.unix_micros("arrived_at") / 1000.0)
         rows = (
-            scored.select(F.col("silver.event_date").alias("event_date"), F.col("silver.is_late_arrival").alias("late"),
-                          (F.size("alert_reasons") > 0).alias("alert"), to_gold.alias("ms"), "delivery_date")
-            .groupBy("event_date", "delivery_date")
-            .agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("late").cast("long")).alias("late"), F.sum(F.col("alert").cast("long")).alias("alerts"),
-                 F.percentile_approx("ms", [0.5, 0.95], 1000).alias("q"), F.max("ms").alias("max_ms"))
+            d.select("delivery_date", "source_file", "outcome", "source_line", "alert_reasons", F.col("silver.event_date").alias("event_date"),
+                     F.col("silver.is_late_arrival").alias("late"), arrived.alias("arrived_ms"))
+            .groupingSets(
+                [["delivery_date", "source_file"], ["event_date", "delivery_date"], []], "delivery_date", "source_file", "event_date",
+            )
+            .agg(
+                F.grouping_id().alias("g"), F.count(F.lit(1)).alias("n"), F.count(F.when(F.col("outcome") == REJECTED, 1)).alias("rejected"),
+                F.count(F.when(F.col("outcome") == DUPLICATE, 1)).alias("duplicates"), F.max("source_line").alias("max_offset"),
+                F.count(F.when(scored, 1)).alias("rows"), F.count(F.when(scored & F.col("late"), 1)).alias("late"),
+                F.count(F.when(scored & (F.size("alert_reasons") > 0), 1)).alias("alerts"),
+                F.percentile_approx("arrived_ms", [0.5, 0.05], 1000).alias("q"), F.min("arrived_ms").alias("first_ms"),
+            )
             .collect()
         )
-        for r in sorted(rows, key=lambda r: (r.event_date, r.delivery_date)):
-            report.partitions.append(PartitionStats(str(r.event_date), str(r.delivery_date), r.rows, r.late or 0, r.alerts or 0, r.q[0], r.q[1], r.max_ms))
-        overall = scored.agg(F.percentile_approx(to_gold, [0.5, 0.95], 1000).alias("q")).collect()[0].q
+        # grouping_id's bits, in the order delivery_date, source_file, event_date, are set for the columns not grouped on
+        tallies = [r for r in rows if r.g == 0b001]
+        by_partition = [r for r in rows if r.g == 0b010 and r.rows]
+        overall = [r for r in rows if r.g == 0b111 and r.rows]
+        return tallies, by_partition, overall
+
+    def _report(self, by_partition: list, overall: list, gold_at: dt.datetime, report: BatchReport) -> None:
+        """Per event-date partition: rows, late rows, alerts and event-to-gold latency (arrival to the gold commit)."""
+        at_ms = (gold_at - dt.datetime(1970, 1, 1)) / dt.timedelta(milliseconds=1)
+        for r in sorted(by_partition, key=lambda r: (r.event_date, r.delivery_date)):
+            report.partitions.append(PartitionStats(str(r.event_date), str(r.delivery_date), r.rows, r.late, r.alerts,
+                                                    at_ms - r.q[0], at_ms - r.q[1], at_ms - r.first_ms))
         if overall:
-            report.latency_p50_ms, report.latency_p95_ms = overall
+            report.latency_p50_ms, report.latency_p95_ms = at_ms - overall[0].q[0], at_ms - overall[0].q[1]
 
     def _record_progress(self, spark: SparkSession, report: BatchReport, offsets: dict[str, int]) -> None:
         """The stream_batches rows of the micro-batch, with the input high-water mark (written last: it marks the batch done)."""

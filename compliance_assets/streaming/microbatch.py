@@ -332,9 +332,9 @@ class MicroBatchProcessor(BatchWriter):
 class _Writes:
     """Background Delta writes of one micro-batch, each timed into the report."""
 
-    def __init__(self, report: BatchReport):
+    def __init__(self, report: BatchReport, workers: int = 3):
         self.report = report
-        self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="stream-write")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stream-write")
         self.futures: list[Future] = []
 
     def submit(self, name: str, fn: Callable, *args) -> Future:

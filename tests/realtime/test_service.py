@@ -147,15 +147,16 @@ def _wait(condition, timeout_s: float) -> bool:
     return True
 
 
-def _txn_versions(table: Path, app_prefix: str) -> set[int]:
-    """Micro-batch ids of a stream whose append to a Delta table is committed (Delta's idempotent-write ids)."""
-    versions = set()
+def _labelled_batches(table: Path, lane: str) -> set[int]:
+    """Micro-batch ids of the Delta lane whose append to a Delta table is committed (the commits' userMetadata
+    labels `<lane>:<table>:<day>@<batch>`)."""
+    batches = set()
     for log in sorted((table / "_delta_log").glob("*.json")) if (table / "_delta_log").exists() else ():
         for line in log.read_text().splitlines():
-            action = json.loads(line)
-            if "txn" in action and action["txn"]["appId"].startswith(app_prefix + ":"):
-                versions.add(action["txn"]["version"])
-    return versions
+            label = json.loads(line).get("commitInfo", {}).get("userMetadata") or ""
+            if label.startswith(lane + ":"):
+                batches.add(int(label.rsplit("@", 1)[1]))
+    return batches
 
 
 def _by_line(decisions: list[dict]) -> dict[tuple, str]:
@@ -238,7 +239,7 @@ def test_sigkill_of_both_lanes_loses_nothing_and_re_emits_identical_decisions(sp
     killed_in, deadline = None, time.monotonic() + 300
     try:
         while killed_in is None and victim.poll() is None and time.monotonic() < deadline:
-            for batch in _txn_versions(lake / "tables" / "transactions_bronze", name):
+            for batch in _labelled_batches(lake / "tables" / "transactions_bronze", name):
                 if batch >= 1 and not (lake / "checkpoints" / name / "commits" / str(batch)).exists():
                     victim.send_signal(signal.SIGKILL)
                     killed_in = batch
