@@ -16,12 +16,40 @@ os.environ["DELTA_SNAPSHOT_PARTITIONS"] = "1"
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory):
     from resources.spark import start_session
 
-    session = start_session()
+    with _run_wide_lock(tmp_path_factory, "spark-start"):  # parallel workers resolve Spark's packages one at a time
+        session = start_session()
     yield session
     session.stop()
+
+
+def _run_wide_lock(tmp_path_factory, name: str):
+    """A lock every worker of this test run shares (pytest-xdist workers have one base folder's parent in common)."""
+    from filelock import FileLock
+
+    return FileLock(str(tmp_path_factory.getbasetemp().parent / f"{name}.lock"))
+
+
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """A session lake `build(folder)` writes to `folder/lake`, built once per test run and shared read-only. Under
+    pytest-xdist (scripts/test.sh runs two workers) the first worker that needs it builds it behind a file lock
+    and the others wait for it, so no worker builds it twice."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder / "lake"
+    import shutil
+
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with _run_wide_lock(tmp_path_factory, name):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder / "lake"
 
 
 def make_resources(lake_root: Path, landing_root: Path | None = None) -> dict:
@@ -37,6 +65,10 @@ def ingested_lake(spark, tmp_path_factory):
     """Five batch-ingested days (CHAMPION_DAYS) with their outcomes and training features, and the reference data
     of STREAM_DAY (its transactions are in stream_day/, not landed); no model yet. Built once per session and
     shared read-only: the risk pipeline's tests train on a copy, `champion_lake` adds a promoted champion."""
+    return _built_once(tmp_path_factory, "ingested_lake", _build_ingested_lake)
+
+
+def _build_ingested_lake(folder: Path) -> None:
     import datetime as dt
     import shutil
 
@@ -48,7 +80,7 @@ def ingested_lake(spark, tmp_path_factory):
     from compliance_assets.synthetic.writer import generate_day
     from tests.helpers import CHAMPION_CONFIG, CHAMPION_DAYS, INGEST_ASSETS, STREAM_CONFIG, STREAM_DAY, check_results
 
-    root = tmp_path_factory.mktemp("ingested_lake")
+    root = folder / "lake"
 
     def run(assets, key):
         result = materialize(assets, partition_key=key, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True)
@@ -64,13 +96,16 @@ def ingested_lake(spark, tmp_path_factory):
     generate_day(STREAM_CONFIG, root / "stream_day", dt.date.fromisoformat(STREAM_DAY))
     shutil.copytree(root / "stream_day" / "reference", root / "landing" / "reference", dirs_exist_ok=True)
     run(reference_assets, STREAM_DAY)
-    return root
 
 
 @pytest.fixture(scope="session")
 def champion_lake(ingested_lake, tmp_path_factory):
     """The ingested lake with a trained and promoted champion. Built once per session and shared read-only:
     tests copy it before changing anything."""
+    return _built_once(tmp_path_factory, "champion", lambda folder: _build_champion_lake(ingested_lake, folder / "lake"))
+
+
+def _build_champion_lake(ingested_lake: Path, root: Path) -> None:
     import shutil
 
     from dagster import DagsterInstance, materialize
@@ -79,7 +114,6 @@ def champion_lake(ingested_lake, tmp_path_factory):
     from compliance_assets.ml.training import risk_model
     from tests.helpers import TRAIN_PARTITION
 
-    root = tmp_path_factory.mktemp("champion") / "lake"
     shutil.copytree(ingested_lake, root, ignore=shutil.ignore_patterns("mlflow"))  # its own MLflow store
     result = materialize([risk_model], partition_key=TRAIN_PARTITION, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True)
     assert result.success
@@ -90,13 +124,16 @@ def champion_lake(ingested_lake, tmp_path_factory):
         instance=DagsterInstance.ephemeral(),
     )
     assert promoted.success
-    return root
 
 
 @pytest.fixture(scope="session")
 def scored_lake(champion_lake, tmp_path_factory):
     """The champion lake (without the stream day) with gold and alerts for SCORED_DAYS (04-04, 04-05): shared
     read-only by the monitoring, investigation and serving tests, which copy it before changing anything."""
+    return _built_once(tmp_path_factory, "scored_lake", lambda folder: _build_scored_lake(champion_lake, folder / "lake"))
+
+
+def _build_scored_lake(champion_lake: Path, root: Path) -> None:
     import shutil
 
     from dagster import DagsterInstance, materialize
@@ -105,20 +142,22 @@ def scored_lake(champion_lake, tmp_path_factory):
     from compliance_assets.ml.gold import risk_scores_gold
     from tests.helpers import SCORED_DAYS
 
-    root = tmp_path_factory.mktemp("scored_lake") / "lake"
     shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
     result = materialize(
         [risk_scores_gold, anomaly_alerts], resources=make_resources(root), instance=DagsterInstance.ephemeral(),
         tags={"dagster/asset_partition_range_start": SCORED_DAYS[0], "dagster/asset_partition_range_end": SCORED_DAYS[-1]},
     )
     assert result.success
-    return root
 
 
 @pytest.fixture(scope="session")
 def stream_day_batch_lake(champion_lake, tmp_path_factory):
     """The champion lake with STREAM_DAY delivered and processed by the daily assets (bronze, silver, DLQ,
     gold, alerts): the batch path's rows that both streaming lanes must reproduce. Shared read-only."""
+    return _built_once(tmp_path_factory, "stream_day_batch", lambda folder: _build_stream_day_batch_lake(champion_lake, folder / "lake"))
+
+
+def _build_stream_day_batch_lake(champion_lake: Path, root: Path) -> None:
     import shutil
 
     from dagster import DagsterInstance, materialize
@@ -129,7 +168,6 @@ def stream_day_batch_lake(champion_lake, tmp_path_factory):
     from compliance_assets.ml.gold import risk_scores_gold
     from tests.helpers import STREAM_DAY
 
-    root = tmp_path_factory.mktemp("stream_day_batch") / "lake"
     shutil.copytree(champion_lake, root, ignore=shutil.ignore_patterns("stream_day"))
     src = champion_lake / "stream_day" / "transactions" / f"event_date={STREAM_DAY}"
     shutil.copytree(src, root / "landing" / "transactions" / f"event_date={STREAM_DAY}")
@@ -138,4 +176,3 @@ def stream_day_batch_lake(champion_lake, tmp_path_factory):
         resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True,
     )
     assert result.success
-    return root

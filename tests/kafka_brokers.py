@@ -31,7 +31,12 @@ def _broker(env: dict[str, str]):
     def script(command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", "scripts/kafka.sh", command], cwd=REPO, env=env, capture_output=True, text=True)
 
-    started = script("start")  # the first run ever also downloads the broker jars
+    from filelock import FileLock
+
+    jars = Path.home() / ".cache" / "compliance-platform"
+    jars.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(jars / "kafka-start.lock")):  # the first run ever also downloads the broker jars: one worker at a time
+        started = script("start")
     if started.returncode != 0:
         script("stop")
         pytest.fail(f"kafka.sh start failed:\n{started.stdout}\n{started.stderr}")
