@@ -44,10 +44,10 @@ def spark_conf(extra_packages: tuple[str, ...] = (), extra_conf: dict[str, str] 
     `extra_conf` (e.g. the Azure profile's ABFS settings) is added last; it must hold no secret."""
     packages = [delta_package(), kafka_package(), *extra_packages]
     master = os.getenv("SPARK_MASTER", "local[*]")
-    if master.startswith("local"):
-        # Python workers (model scoring in mapInPandas) run this interpreter, so they see the same
-        # pinned packages; PySpark reads the worker interpreter from PYSPARK_PYTHON only
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Python workers (model scoring in mapInPandas) run this interpreter, so they see the same pinned
+    # packages; PySpark reads the worker interpreter from PYSPARK_PYTHON only (the driver sends it with every
+    # Python task, so a standalone cluster's executors on this machine use it too; set it for another layout)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = {
         "spark.master": master,
         "spark.app.name": os.getenv("SPARK_APP_NAME", "compliance-platform"),
@@ -86,6 +86,12 @@ def spark_conf(extra_packages: tuple[str, ...] = (), extra_conf: dict[str, str] 
             f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')} {os.getenv('SPARK_JVM_OPTIONS', '')}".strip()
         ),
     }
+    if not master.startswith("local"):
+        # executors are JVMs of their own: the same JIT flag for the generated validation code
+        conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')}"
+        conf["spark.executor.memory"] = os.getenv("SPARK_EXECUTOR_MEMORY", "1g")
+    if os.getenv("SPARK_DRIVER_HOST"):  # the address executors call the driver back on (e.g. 127.0.0.1 for a local cluster)
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = os.environ["SPARK_DRIVER_HOST"]
     # a dictionary never pays off for such columns: Parquet fills one per column chunk, then falls
     # back to plain encoding; skipping it saves about a quarter of the silver write at ~10% more bytes
     conf.update({f"spark.hadoop.parquet.enable.dictionary#{c}": "false" for c in NO_DICTIONARY_COLUMNS})

@@ -199,7 +199,8 @@ def test_dashboard_renders_every_panel_with_the_planted_numbers(lake, page, tmp_
     lake, planted = lake
     result = run(lake, [compliance_dashboard], partition_key=DAY)
     expected = expected_numbers(lake)
-    champion = mlflow.MlflowClient(tracking_uri=f"sqlite:///{lake}/mlflow/mlflow.db").get_model_version_by_alias("transaction_risk", "champion")
+    uri = f"sqlite:///{lake}/mlflow/mlflow.db"  # the registry URI too: it defaults to the global one, which an earlier test may have set
+    champion = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("transaction_risk", "champion")
 
     # the plant is what the tables now hold (the expectations below come from the tables, checked against the plant here)
     assert expected["alerts"] == planted["before"]["alerts"] + PLANTED_ALERTS and expected["high"] == planted["before"]["high"] + PLANTED_ALERTS

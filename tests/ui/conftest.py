@@ -141,6 +141,11 @@ def dagster_ui(tmp_path_factory) -> DagsterUI:
         "PII_HASH_SALT": "ui-test-salt",
         "PYTHONUNBUFFERED": "1",
     }
+    # MLflow's SQLite store is created (alembic migrations) before the webserver's and the daemon's code servers
+    # load the definitions: two processes migrating one fresh file at once can leave two alembic heads
+    from resources.mlflow import DEFAULT_EXPERIMENT, ensure_experiment
+
+    ensure_experiment(env["MLFLOW_TRACKING_URI"], DEFAULT_EXPERIMENT, env["MLFLOW_ARTIFACT_ROOT"])
     port = free_port()
     ui = DagsterUI(
         url=f"http://127.0.0.1:{port}",
