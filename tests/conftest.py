@@ -15,6 +15,26 @@ os.environ["SPARK_UI_ENABLED"] = "false"
 os.environ["DELTA_SNAPSHOT_PARTITIONS"] = "1"
 
 
+SHARED_LAKES = frozenset({"ingested_lake", "champion_lake", "scored_lake", "stream_day_batch_lake"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, one file that needs the deepest shared lake goes first, then every file that needs no
+    shared lake, then the other files that do: while one worker builds the lakes (minutes), the other runs files
+    that need none instead of waiting for them. Files keep their own order; every worker collects the same."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    uses = {f: set().union(*(SHARED_LAKES & set(i.fixturenames) for i in its)) for f, its in files.items()}
+    needs = [f for f in files if uses[f]]
+    first = next((f for f in needs if "scored_lake" in uses[f]), needs[:1])
+    first = [first] if isinstance(first, str) else first
+    order = first + [f for f in files if not uses[f]] + [f for f in needs if f not in first]
+    items[:] = [i for f in order for i in files[f]]
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from resources.spark import start_session
