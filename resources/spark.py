@@ -44,6 +44,9 @@ def spark_conf(extra_packages: tuple[str, ...] = (), extra_conf: dict[str, str] 
     `extra_conf` (e.g. the Azure profile's ABFS settings) is added last; it must hold no secret."""
     packages = [delta_package(), kafka_package(), *extra_packages]
     master = os.getenv("SPARK_MASTER", "local[*]")
+    # The throughput collector: batch steps care about CPU, not pause times, and G1's write barriers cost ~15% of
+    # the validation stage here (SPARK_JVM_GC to change it). -XX:-DontCompileHugeMethods: see hugeMethodLimit below.
+    jvm_flags = f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')}"
     # Python workers (model scoring in mapInPandas) run this interpreter, so they see the same pinned
     # packages; PySpark reads the worker interpreter from PYSPARK_PYTHON only (the driver sends it with every
     # Python task, so a standalone cluster's executors on this machine use it too; set it for another layout)
@@ -79,16 +82,11 @@ def spark_conf(extra_packages: tuple[str, ...] = (), extra_conf: dict[str, str] 
         # Validation compiles into large generated methods: keep whole-stage codegen for them and let
         # the JIT compile them (the JVM skips methods over 8,000 bytecodes by default).
         "spark.sql.codegen.hugeMethodLimit": "65535",
-        # The throughput collector: batch steps care about CPU, not pause times, and G1's write
-        # barriers cost ~15% of the validation stage here (SPARK_JVM_GC to change it).
         # SPARK_JVM_OPTIONS: more driver JVM flags
-        "spark.driver.extraJavaOptions": (
-            f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')} {os.getenv('SPARK_JVM_OPTIONS', '')}".strip()
-        ),
+        "spark.driver.extraJavaOptions": f"{jvm_flags} {os.getenv('SPARK_JVM_OPTIONS', '')}".strip(),
     }
-    if not master.startswith("local"):
-        # executors are JVMs of their own: the same JIT flag for the generated validation code
-        conf["spark.executor.extraJavaOptions"] = f"-Dlog4j2.level=WARN -XX:-DontCompileHugeMethods {os.getenv('SPARK_JVM_GC', '-XX:+UseParallelGC')}"
+    if not master.startswith("local"):  # executors are JVMs of their own: the same flags
+        conf["spark.executor.extraJavaOptions"] = jvm_flags
         conf["spark.executor.memory"] = os.getenv("SPARK_EXECUTOR_MEMORY", "1g")
     if os.getenv("SPARK_DRIVER_HOST"):  # the address executors call the driver back on (e.g. 127.0.0.1 for a local cluster)
         conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = os.environ["SPARK_DRIVER_HOST"]

@@ -29,8 +29,7 @@ def pytest_collection_modifyitems(config, items):
         files.setdefault(item.nodeid.split("::")[0], []).append(item)
     uses = {f: set().union(*(SHARED_LAKES & set(i.fixturenames) for i in its)) for f, its in files.items()}
     needs = [f for f in files if uses[f]]
-    first = next((f for f in needs if "scored_lake" in uses[f]), needs[:1])
-    first = [first] if isinstance(first, str) else first
+    first = [next((f for f in needs if "scored_lake" in uses[f]), needs[0])] if needs else []
     order = first + [f for f in files if not uses[f]] + [f for f in needs if f not in first]
     items[:] = [i for f in order for i in files[f]]
 

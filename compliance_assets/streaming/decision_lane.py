@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 from catalog import ALERTS, DLQ, GOLD, SILVER
 from compliance_assets.ml.gold import GOLD_COLUMNS
 from compliance_assets.ml.scoring import TOP_FEATURE_TYPE
-from compliance_assets.streaming.microbatch import BRONZE, PROGRESS, PROGRESS_SCHEMA, BatchReport, BatchWriter, PartitionStats, _Writes
+from compliance_assets.streaming.microbatch import BRONZE, PROGRESS, PROGRESS_SCHEMA, BatchReport, BatchWriter, PartitionStats, _Writes, append_batch
 from compliance_assets.transforms.enrichment import mask_payload_pii
 from compliance_assets.transforms.ingestion import BRONZE_SCHEMA, bronze_rows, decoded_payload
 from compliance_assets.transforms.features import HISTORY_COLUMNS, HISTORY_SCHEMA
@@ -184,7 +184,7 @@ class DecisionLaneWriter(BatchWriter):
         """Append once: the commit carries the micro-batch's label, and a replay skips a label already committed."""
         label = f"{self.stream}:{table}:{day}@{batch_id}"
         if label not in self._committed:
-            self.lake.append(df, table, partition_by=("event_date",), merge_schema=table in (BRONZE, SILVER, PROGRESS), label=label)
+            append_batch(df, self.lake, table, label=label)
 
     def _bronze(self, d: DataFrame) -> DataFrame:
         raw = F.unbase64("payload_b64")

@@ -63,11 +63,16 @@ PROGRESS_SCHEMA = T.StructType(
 )
 
 
+def append_batch(df: DataFrame, lake: LakeResource, table: str, *, once: tuple[str, int] | None = None, label: str | None = None) -> None:
+    """Append a stream's micro-batch rows (by event date; bronze, silver and stream_batches of an older release gain
+    their new columns), with Delta's idempotent-write ids (`once`) or a commit label (`label`)."""
+    lake.append(df, table, partition_by=("event_date",), merge_schema=table in (BRONZE, SILVER, PROGRESS), once=once, label=label)
+
+
 def append_once(df: DataFrame, lake: LakeResource, table: str, app_id: str, batch_id: int) -> None:
     """Append a stream's micro-batch rows once: Delta skips a (txnAppId, txnVersion) it has already committed, so a
-    micro-batch replayed after a crash writes nothing twice. Bronze, silver and stream_batches of an older release
-    gain their new columns."""
-    lake.append(df, table, partition_by=("event_date",), merge_schema=table in (BRONZE, SILVER, PROGRESS), once=(app_id, batch_id))
+    micro-batch replayed after a crash writes nothing twice."""
+    append_batch(df, lake, table, once=(app_id, batch_id))
 
 
 @dataclass
