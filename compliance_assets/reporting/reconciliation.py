@@ -114,40 +114,46 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
     silver = delivery_rows(spark, lake, days.keys[0], days.keys[-1]).select(
         F.col("ingest_date").alias("_day"), "transaction_id", "event_date", F.col("amount").alias("silver_amount"), F.col("currency").alias("silver_currency")
     )
-    gold = lake.read_days(spark, GOLD, days).select(F.col("ingest_date").alias("_day"), "transaction_id", F.lit(True).alias("_scored"))
     dlq = lake.read_days(spark, DLQ, days).select(
         F.col("event_date").alias("_day"),
         F.coalesce("transaction_id", F.nullif(F.regexp_extract("payload", ID_IN_PAYLOAD, 1), F.lit(""))).alias("transaction_id"), "primary_reason",
     )
     rejected = dlq.where(F.col("transaction_id").isNotNull()).groupBy("_day", "transaction_id").agg(F.array_sort(F.collect_set("primary_reason")).alias("_reasons"))
-    bronze_ids = (
-        lake.read_days(spark, BRONZE, days)
-        .select(F.col("event_date").alias("_day"), F.get_json_object("payload", "$.transaction_id").alias("transaction_id"))
-        .where(F.col("transaction_id").isNotNull())
-        .groupBy("_day", "transaction_id").agg(F.count(F.lit(1)).alias("_copies"))
-    )
+    # per transaction: scored in gold, and the copies delivered (bronze lines naming it, the first
+    # "transaction_id": "..." pair of the payload as the DLQ reads an unparsed record), in one aggregation
     keys = ["_day", "transaction_id"]
+    gold = lake.read_days(spark, GOLD, days).select(F.col("ingest_date").alias("_day"), "transaction_id", F.lit(1).alias("_gold"), F.lit(0).alias("_copy"))
+    copies = (
+        lake.read_days(spark, BRONZE, days)
+        .select(F.col("event_date").alias("_day"), F.nullif(F.regexp_extract("payload", ID_IN_PAYLOAD, 1), F.lit("")).alias("transaction_id"), F.lit(0).alias("_gold"), F.lit(1).alias("_copy"))
+        .where(F.col("transaction_id").isNotNull())
+    )
+    counted = gold.unionByName(copies).groupBy(*keys).agg(
+        (F.max("_gold") == 1).alias("_scored"), F.sum("_copy").alias("_copies")
+    ).withColumn("_copies", F.nullif("_copies", F.lit(0)))
     delivered = (
         ledger.join(silver, keys, "full_outer")
-        .join(gold, keys, "full_outer")
-        .join(rejected, keys, "left")
-        .join(bronze_ids, keys, "left")
+        .join(counted, keys, "full_outer")
+        .where(F.col("ledger_amount").isNotNull() | F.col("silver_amount").isNotNull() | F.col("_scored"))  # not a copy alone
+        .join(F.broadcast(rejected), keys, "left")
         .persist()
     )
     # delivered and validated on an earlier day: silver rows of this id delivered before the row's day, with an
-    # event date that day's deduplication reads (40 days back)
+    # event date that day's deduplication reads (40 days back); asked only for the few ids absent from their
+    # day's silver and not rejected, so the history is filtered against a broadcast of them
+    asking = delivered.where(F.col("silver_amount").isNull() & F.col("_reasons").isNull()).select(*keys)
     history = (
         lake.read(spark, SILVER)
         .where((F.col("ingest_date") < F.lit(days.last)) & (F.col("event_date") >= F.lit(days.first - dt.timedelta(days=40))))
         .select("transaction_id", F.col("ingest_date").alias("_before"), F.col("event_date").alias("_before_event"))
     )
     earlier = (
-        delivered.select(*keys).join(history, "transaction_id")
+        history.join(F.broadcast(asking), "transaction_id")
         .where((F.col("_before") < day) & (F.col("_before_event") >= F.date_sub(day, 40)))
         .select(*keys).distinct().withColumn("_earlier", F.lit(True))
     )
     joined = (
-        delivered.join(earlier, keys, "left")
+        delivered.join(F.broadcast(earlier), keys, "left")
         .withColumn("_in_ledger", F.col("ledger_amount").isNotNull())
         .withColumn("_in_silver", F.col("silver_amount").isNotNull())
         .withColumn("_scored", F.coalesce("_scored", F.lit(False)))
@@ -201,17 +207,25 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         .persist()
     )
 
-    def totals(df: DataFrame, category: str, currency: str, amount: str, explained) -> DataFrame:
-        return df.groupBy(day.alias("event_date"), F.col(currency).alias("currency")).agg(F.count(F.lit(1)).alias("transactions"), F.sum(amount).cast("decimal(28,2)").alias("amount")).select(
-            "event_date", F.lit(category).alias("category"), F.lit(explained).cast("boolean").alias("explained"), "currency", "transactions", "amount"
-        )
-
+    # the ledger, silver, gold, matched and late totals from one pass: each row contributes to the totals it
+    # belongs to (category, currency, amount), exploded and summed
+    matched = F.col("category") == MATCHED
+    contributions = [
+        (F.col("_in_ledger"), LEDGER, "ledger_currency", "ledger_amount", None),
+        (F.col("_in_silver"), SILVER_TOTAL, "silver_currency", "silver_amount", None),
+        (F.col("_in_silver") & F.col("_scored"), GOLD_TOTAL, "silver_currency", "silver_amount", None),
+        (matched, MATCHED, "ledger_currency", "ledger_amount", True),
+        (matched & (F.col("event_date") < day), LATE, "ledger_currency", "ledger_amount", True),
+    ]
+    parts = F.array(*[
+        F.when(member, F.struct(F.lit(category).alias("category"), F.lit(explained).cast("boolean").alias("explained"), F.col(currency).alias("currency"), F.col(amount).alias("amount")))
+        for member, category, currency, amount, explained in contributions
+    ])
     report = (
-        totals(classified.where("_in_ledger"), LEDGER, "ledger_currency", "ledger_amount", None)
-        .unionByName(totals(classified.where("_in_silver"), SILVER_TOTAL, "silver_currency", "silver_amount", None))
-        .unionByName(totals(classified.where(F.col("_in_silver") & F.col("_scored")), GOLD_TOTAL, "silver_currency", "silver_amount", None))
-        .unionByName(totals(classified.where(F.col("category") == MATCHED), MATCHED, "ledger_currency", "ledger_amount", True))
-        .unionByName(totals(classified.where((F.col("category") == MATCHED) & (F.col("event_date") < day)), LATE, "ledger_currency", "ledger_amount", True))
+        classified.select(day.alias("event_date"), F.explode(parts).alias("t"))
+        .where(F.col("t").isNotNull())
+        .groupBy("event_date", "t.category", "t.explained", "t.currency")
+        .agg(F.count(F.lit(1)).alias("transactions"), F.sum("t.amount").cast("decimal(28,2)").alias("amount"))
         .unionByName(
             breaks.groupBy("event_date", "currency", "category", "explained").agg(
                 F.count(F.lit(1)).alias("transactions"), F.sum(F.coalesce("ledger_amount", "silver_amount")).cast("decimal(28,2)").alias("amount")
