@@ -101,6 +101,12 @@ def ledger_rows(spark: SparkSession, lake: LakeResource, day: str) -> DataFrame:
     return load_reference_csv(spark, path, "system_of_record")
 
 
+def exact_sum(amount: F.Column) -> F.Column:
+    """The sum of a decimal(18,2) column as decimal(28,2), added up in cents as 64-bit integers: exact, and without
+    Spark's BigDecimal arithmetic for a sum wider than 18 digits (an overflow past 9.2e16 units fails the query)."""
+    return (F.sum((amount * 100).cast("long")).cast("decimal(28,0)") / 100).cast("decimal(28,2)")
+
+
 def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str | None) -> tuple[DataFrame, DataFrame]:
     """(breaks, report) for the delivery days `days`, in one pass over the range (every row carries its
     delivery day, `_day`); both persisted, the caller unpersists them."""
@@ -157,7 +163,6 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         .withColumn("_in_ledger", F.col("ledger_amount").isNotNull())
         .withColumn("_in_silver", F.col("silver_amount").isNotNull())
         .withColumn("_scored", F.coalesce("_scored", F.lit(False)))
-        .persist()
     )
     detail_reasons = F.concat(F.lit("DLQ: "), F.array_join("_reasons", ", "))
     status = (
@@ -225,10 +230,10 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         classified.select(day.alias("event_date"), F.explode(parts).alias("t"))
         .where(F.col("t").isNotNull())
         .groupBy("event_date", "t.category", "t.explained", "t.currency")
-        .agg(F.count(F.lit(1)).alias("transactions"), F.sum("t.amount").cast("decimal(28,2)").alias("amount"))
+        .agg(F.count(F.lit(1)).alias("transactions"), exact_sum(F.col("t.amount")).alias("amount"))
         .unionByName(
             breaks.groupBy("event_date", "currency", "category", "explained").agg(
-                F.count(F.lit(1)).alias("transactions"), F.sum(F.coalesce("ledger_amount", "silver_amount")).cast("decimal(28,2)").alias("amount")
+                F.count(F.lit(1)).alias("transactions"), exact_sum(F.coalesce("ledger_amount", "silver_amount")).alias("amount")
             )
         )
         .withColumn("deadline", deadline_of(F.col("event_date")))
@@ -244,7 +249,6 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         .select(*REPORT_SCHEMA.fieldNames()).persist()
     )
     breaks.count(), report.count()  # fill both caches while the joined rows are cached, then let those go
-    joined.unpersist()
     delivered.unpersist()
     return breaks, report
 
