@@ -146,6 +146,12 @@ def dagster_ui(tmp_path_factory) -> DagsterUI:
     from resources.mlflow import DEFAULT_EXPERIMENT, ensure_experiment
 
     ensure_experiment(env["MLFLOW_TRACKING_URI"], DEFAULT_EXPERIMENT, env["MLFLOW_ARTIFACT_ROOT"])
+    # so are the Dagster instance's SQLite storages: the webserver, the daemon and their code servers open them at
+    # once, and under load two of them migrated the fresh run storage together (two alembic heads)
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)):
+        pass
     port = free_port()
     ui = DagsterUI(
         url=f"http://127.0.0.1:{port}",
