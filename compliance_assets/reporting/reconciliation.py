@@ -248,7 +248,7 @@ def reconcile(spark: SparkSession, lake: LakeResource, days: Days, run_id: str |
         .withColumn("first_reconciled_at", F.coalesce("_first", F.lit(now)))
         .select(*REPORT_SCHEMA.fieldNames()).persist()
     )
-    breaks.count(), report.count()  # fill both caches while the joined rows are cached, then let those go
+    breaks.count(), report.count()  # fill both caches while the delivered rows are cached, then let those go
     delivered.unpersist()
     return breaks, report
 
