@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-offsets", type=int, default=0, help="kafka: records per micro-batch at most (0 = all).")
     p.add_argument("--delivery-date", default="", help="kafka: replay as this delivery day.")
     p.add_argument("--days-glob", default="*", help="files: landing days to watch (glob on YYYY-MM-DD).")
+    p.add_argument("--nice", type=int, default=0, help="Lower the lane's CPU priority by this much (Unix nice; its JVM and Python workers inherit it): "
+                   "on a host shared with the decision service, the millisecond lane is then served first.")
     args = p.parse_args(argv)
 
     kafka = kafka_from_args(args.bootstrap, args.topic)
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source, trigger_seconds=args.trigger, available_now=args.available_now, stop_after_seconds=args.stop_after,
         max_files_per_trigger=args.max_files, max_offsets_per_trigger=args.max_offsets, delivery_date=args.delivery_date, days_glob=args.days_glob,
     )
+    if args.nice:
+        os.nice(args.nice)  # before the JVM starts, so it and its Python workers inherit it
     spark = start_session()
 
     def stop(signum, frame):  # SIGTERM (a supervisor stopping us): stop the query between batches

@@ -159,17 +159,22 @@ class DecisionLaneWriter(BatchWriter):
                                for label in self.lake.labelled_commits(spark, table, f"{self.stream}:{table}:")}
             t = report.mark("replay_check", t)
 
+        # gold first, alone (the table near-time readers wait for: committed ~0.35 s after the tallies instead of
+        # last of five parallel appends), then the other four in parallel; the micro-batch takes as long as before
+        days = {day: d.where(F.col("delivery_date") == F.lit(day).cast("date")) for day in report.delivery_dates}
         writes = _Writes(report, workers=5)
         try:
-            for day in report.delivery_dates:
-                of_day = d.where(F.col("delivery_date") == F.lit(day).cast("date"))
+            for day, of_day in days.items():
+                writes.submit("write_gold", self._append, self._gold(of_day), GOLD, day, batch_id)
+            writes.wait()
+            gold_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            writes = _Writes(report, workers=4)
+            for day, of_day in days.items():
                 writes.submit("write_bronze", self._append, self._bronze(of_day), BRONZE, day, batch_id)
                 writes.submit("write_dlq", self._append, self._dlq(of_day), DLQ, day, batch_id)
                 writes.submit("write_silver", self._append, self._silver(of_day), SILVER, day, batch_id)
                 writes.submit("write_alerts", self._append, self._alerts(of_day), ALERTS, day, batch_id)
-                writes.submit("write_gold", self._append, self._gold(of_day), GOLD, day, batch_id)
             writes.wait()
-            gold_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
             t = report.mark("writes", t)
         finally:
             writes.wait(raise_errors=False)

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from confluent_kafka import Producer
 
@@ -86,10 +86,13 @@ def publish(
     producer_config: dict | None = None,
     duration: float | None = None,
     loop: bool = False,
+    message: Callable[[Any], tuple[bytes, bytes | None, int | None]] | None = None,
 ) -> PublishStats:
     """Send the lines (value = the line, key = its account id) at `rate` events/s (None: as fast as
     possible) until they are all sent, or `duration` seconds have passed; `loop` cycles the lines
-    until then. Waits for every delivery; raises PublishError if any message failed."""
+    until then. `message` turns an item into (value, key, partition or None) at the moment it is sent,
+    for items that are not transaction lines (the streaming benchmark's replayed decision records).
+    Waits for every delivery; raises PublishError if any message failed."""
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for as fast as possible)")
     if loop and (duration is None or not lines):
@@ -123,10 +126,16 @@ def publish(
             if tokens < 1:
                 break  # the duration ended while waiting
             tokens -= 1
-        value = line.encode("utf-8", "surrogateescape")
+        if message is None:
+            value, key, partition = line.encode("utf-8", "surrogateescape"), account_key(line), None
+        else:
+            value, key, partition = message(line)
         while True:
             try:
-                producer.produce(topic, value=value, key=account_key(line))
+                if partition is None:
+                    producer.produce(topic, value=value, key=key)
+                else:
+                    producer.produce(topic, value=value, key=key, partition=partition)
                 break
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.05)

@@ -93,3 +93,34 @@ def test_edge_lines_and_loop(kafka_broker, tmp_path):
 
     looped = publish(lines, kafka_broker, fresh_topic(kafka_broker), rate=200, duration=0.5, loop=True)
     assert looped.sent > len(lines) and looped.delivered == looped.sent and looped.failed == 0
+
+
+def test_items_that_are_not_lines_go_out_as_their_message_says_when_sent(kafka_broker):
+    """publish's `message` hook (the streaming benchmark's replay of decision records): each item becomes its
+    value, key and partition at the moment it is sent, in order per partition."""
+    topic = fresh_topic(kafka_broker)
+    items = [(i % 2, f"K{i % 5}".encode(), f"record-{i}".encode()) for i in range(40)]
+    sent_at: list[float] = []
+
+    def message(item):
+        sent_at.append(time.monotonic())
+        partition, key, value = item
+        return value + b"@" + str(len(sent_at)).encode(), key, partition
+
+    stats = publish(items, kafka_broker, topic, rate=400, message=message)
+    assert (stats.sent, stats.delivered, stats.failed) == (40, 40, 0)
+    assert sent_at[-1] - sent_at[0] >= 0.05  # paced: called as each item went out, not all up front
+    consumer = Consumer({"bootstrap.servers": kafka_broker, "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+        got: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        deadline = time.monotonic() + 60
+        while sum(map(len, got.values())) < 40 and time.monotonic() < deadline:
+            for m in consumer.consume(100, 1.0):
+                assert m.error() is None, m.error()
+                got[m.partition()].append((m.key(), m.value()))
+    finally:
+        consumer.close()
+    for p in (0, 1):
+        expected = [(key, value + b"@" + str(i + 1).encode()) for i, (partition, key, value) in enumerate(items) if partition == p]
+        assert got[p] == expected
