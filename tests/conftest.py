@@ -101,23 +101,20 @@ def _build_ingested_lake(folder: Path) -> None:
 
     root = folder / "lake"
 
-    def run(assets, **partitions):
-        result = materialize(assets, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True, **partitions)
+    def run(assets, key):
+        result = materialize(assets, partition_key=key, resources=make_resources(root), instance=DagsterInstance.ephemeral(), raise_on_error=True)
         assert result.success
         return result
 
-    # the five days as one partition-range run, as a historical backfill runs (the same rows as five day runs:
-    # tests/ingest/test_range_mode.py; about 70 s instead of 240 s here)
     for day in CHAMPION_DAYS:
         generate_day(CHAMPION_CONFIG, root / "landing", dt.date.fromisoformat(day))
-    days = {"tags": {"dagster/asset_partition_range_start": CHAMPION_DAYS[0], "dagster/asset_partition_range_end": CHAMPION_DAYS[-1]}}
-    run([*INGEST_ASSETS, transaction_outcomes], **days)
-    features = run([ml_features_training, features_cover_silver], **days)
-    assert check_results(features) == {("ml_features_training", "features_cover_silver"): True}, check_results(features)
+        run([*INGEST_ASSETS, transaction_outcomes], day)
+        features = run([ml_features_training, features_cover_silver], day)
+        assert check_results(features) == {("ml_features_training", "features_cover_silver"): True}, check_results(features)
     # the stream day's reference snapshots are loaded by the daily job; its transactions are not
     generate_day(STREAM_CONFIG, root / "stream_day", dt.date.fromisoformat(STREAM_DAY))
     shutil.copytree(root / "stream_day" / "reference", root / "landing" / "reference", dirs_exist_ok=True)
-    run(reference_assets, partition_key=STREAM_DAY)
+    run(reference_assets, STREAM_DAY)
 
 
 @pytest.fixture(scope="session")
