@@ -260,9 +260,10 @@ class LakeResource(ConfigurableResource):
         if self.table_exists(spark, table):
             self._delta(spark, table).delete(condition)
 
-    def read_version(self, spark: SparkSession, table: str, version: int) -> DataFrame:
-        """The table as it was at Delta `version` (time travel: what a model was trained on, for example)."""
-        return spark.read.format("delta").option("versionAsOf", int(version)).load(self.table_path(table))
+    def read_version(self, spark: SparkSession, table: str, version: int, uri: str | None = None) -> DataFrame:
+        """The table as it was at Delta `version` (time travel: what a model was trained on, for example); `uri`:
+        where the table was when that version was recorded, if not in this lake (a model trained on another lake)."""
+        return spark.read.format("delta").option("versionAsOf", int(version)).load(uri or self.table_path(table))
 
     def history(self, spark: SparkSession, table: str, limit: int | None = None) -> DataFrame:
         """The table's Delta commit log, newest first."""

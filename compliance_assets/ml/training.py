@@ -147,7 +147,7 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     version = str(info.registered_model_version)
     client = model_registry.client()
     tags = {
-        "training_delta_version": str(delta_version), "outcomes_delta_version": str(outcomes_version), "dispositions_delta_version": str(dispositions_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
+        "training_delta_version": str(delta_version), "training_table_uri": lake.table_path(TRAINING_FEATURES), "outcomes_delta_version": str(outcomes_version), "dispositions_delta_version": str(dispositions_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
         "holdout_start": str(evaluation.start), "dagster_run_id": context.run_id, "label_delay_days": str(delay),
         "average_precision": f"{metrics['average_precision']:.4f}",
     }

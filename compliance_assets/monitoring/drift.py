@@ -14,6 +14,8 @@ import math
 
 from dagster import AllPartitionMapping, AssetCheckResult, AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset, asset_check
 from dagster_pyspark import PySparkResource
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -67,9 +69,11 @@ def psi(expected: dict, actual: dict) -> float:
 
 
 def bin_edges(reference: DataFrame, features: list[str]) -> dict[str, list[float]]:
-    """Decile edges of each feature in the reference (distinct, ascending; nulls ignored)."""
-    quantiles = reference.approxQuantile(features, DECILES, 0.001)
-    return {f: sorted({float(q) for q in qs}) for f, qs in zip(features, quantiles)}
+    """Decile edges of each feature in the reference (distinct, ascending; nulls and NaN ignored), exact: an
+    approximate quantile's summary depends on how the rows are partitioned, and the same day's drift must not
+    differ between a local run and a cluster's."""
+    row = reference.agg(*[F.percentile(F.when(~F.isnan(f), F.col(f)), DECILES).alias(f) for f in features]).collect()[0]
+    return {f: sorted({float(q) for q in row[f] or []}) for f in features}
 
 
 def bin_column(feature: str, edges: list[float]):
@@ -134,14 +138,20 @@ def feature_drift(reference: DataFrame, current: DataFrame, features: list[str],
 
 
 def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int) -> DataFrame:
-    """A deterministic sample of the training rows of a registered model version (Delta time travel)."""
+    """A deterministic sample of the training rows of a registered model version (Delta time travel), read where
+    they were when the model was trained: a champion trained on another lake (a staging lake, a test's) is measured
+    against its own training rows, not against whatever this lake's table held at that version number."""
     tags = version.tags
     first, last = tags["training_window"].split("..")
-    frame = (
-        lake.read_version(spark, TRAINING_FEATURES, int(tags["training_delta_version"]))
-        .where(TRAINING_FEATURES.where(Days.span(first, last)))
-    )
-    n = frame.count()
+    uri, delta_version = tags.get("training_table_uri"), int(tags["training_delta_version"])  # versions trained before the URI was recorded: this lake's
+    try:
+        frame = lake.read_version(spark, TRAINING_FEATURES, delta_version, uri).where(TRAINING_FEATURES.where(Days.span(first, last)))
+        n = frame.count()
+    except (PySparkException, Py4JJavaError) as exc:  # a version that is gone / a table that is not there
+        raise ValueError(
+            f"model version {version.version}'s training rows ({uri or lake.table_path(TRAINING_FEATURES)} at Delta version {delta_version}) "
+            f"cannot be read, so its drift has no reference: {str(exc).splitlines()[0]}"
+        ) from exc
     rate = min(1.0, rows / n) if n else 1.0
     return frame.where((F.abs(F.xxhash64("transaction_id", F.lit(11))) % 1_000_000) < rate * 1_000_000)
 

@@ -73,7 +73,7 @@ def champion_with_training_window(lake, window: str, spark) -> str:
     registry = registered_in(lake)
     champion = registry.version_by_alias(CHAMPION)
     version = DeltaTable.forPath(spark, str(lake / "tables" / TABLE)).history(1).collect()[0].version
-    tags = {**champion.tags, "training_window": window, "training_delta_version": str(version)}
+    tags = {**champion.tags, "training_window": window, "training_delta_version": str(version), "training_table_uri": str(lake / "tables" / TABLE)}
     copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags=tags)
     registry.set_alias(CHAMPION, copy.version)
     return str(copy.version)
@@ -113,6 +113,25 @@ def test_an_unshifted_day_passes_and_the_same_day_with_shifted_amounts_fails_the
     assert {"amount_base", "amount_sum_24h"} <= failed, failed
     # features that do not depend on amounts did not move
     assert shifted.loc["hour_of_day", "status"] == "OK" and shifted.loc["txn_count_24h", "status"] == "OK"
+
+
+def test_drift_reads_the_champions_training_rows_where_they_were_recorded_and_names_them_when_they_are_gone(lake, spark, tmp_path):
+    # a copy of the session's lake: its champion was trained on the champion lake, and the version records that
+    # table's URI, so the drift reference is the champion lake's training rows
+    lake = shutil.copytree(lake, tmp_path / "lake")
+    registry = registered_in(lake)
+    champion = registry.version_by_alias(CHAMPION)
+    assert champion.tags["training_table_uri"] != str(lake / "tables" / "ml_features_training")
+    assert run(lake, DRIFT_ASSETS[:1], partition_key=DAY).success
+    # a champion whose training table is no longer where it was recorded: the step fails and says which rows it lacks
+    gone = tmp_path / "moved" / "ml_features_training"
+    copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags={**champion.tags, "training_table_uri": str(gone)})
+    registry.set_alias(CHAMPION, copy.version)
+    assert run(lake, [risk_scores_gold], partition_key=DAY).success
+    result = run(lake, DRIFT_ASSETS[:1], partition_key=DAY, raise_on_error=False)
+    (failure,) = [e for e in result.get_step_failure_events() if e.step_key == "model_drift"]
+    text = failure.step_failure_data.error.to_string()
+    assert f"model version {copy.version}'s training rows ({gone} at Delta version {champion.tags['training_delta_version']}) cannot be read" in text, text
 
 
 def register_copy_of_champion(lake) -> str:

@@ -109,6 +109,9 @@ def test_reconciliation_finds_each_planted_difference(base_lake, spark, tmp_path
     }
     mismatch = b[b["category"] == "AMOUNT_MISMATCH"].iloc[0]
     assert float(mismatch["silver_amount"]) - float(mismatch["ledger_amount"]) == pytest.approx(1.0)
+    # the UI's row counts are the rows written (the report has a row per category, explained flag and currency)
+    counts = {m.asset_key.path[-1]: m.metadata["dagster/row_count"].value for m in result.asset_materializations_for_node("reconcile_with_ledger")}
+    assert counts == {"reconciliation_report": len(read_delta(lake, "reconciliation_report", event_date=day)), "reconciliation_breaks": len(b)}, counts
 
 
 def test_reconciliation_deadline_check_reports_first_completion(base_lake, spark, tmp_path):
