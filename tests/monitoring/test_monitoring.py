@@ -65,18 +65,22 @@ def registered_in(lake):
     return registry
 
 
-def champion_with_training_window(lake, window: str, spark) -> str:
-    """Register the champion's artifacts again as a version whose recorded training data is `window` of
-    ml_features_training at its current Delta version, and make it the champion."""
-    from catalog import TRAINING_FEATURES as TABLE
-
+def copy_of_champion(lake, alias: str, **tags: str) -> str:
+    """Register the champion's artifacts again as a new version, its tags with `tags` changed, under `alias`."""
     registry = registered_in(lake)
     champion = registry.version_by_alias(CHAMPION)
-    version = DeltaTable.forPath(spark, str(lake / "tables" / TABLE)).history(1).collect()[0].version
-    tags = {**champion.tags, "training_window": window, "training_delta_version": str(version), "training_table_uri": str(lake / "tables" / TABLE)}
-    copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags=tags)
-    registry.set_alias(CHAMPION, copy.version)
+    copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags={**champion.tags, **tags})
+    registry.set_alias(alias, copy.version)
     return str(copy.version)
+
+
+def champion_with_training_window(lake, window: str, spark) -> str:
+    """A copy of the champion whose recorded training data is `window` of this lake's ml_features_training at its
+    current Delta version, made the champion."""
+    from catalog import TRAINING_FEATURES as TABLE
+
+    version = DeltaTable.forPath(spark, str(lake / "tables" / TABLE)).history(1).collect()[0].version
+    return copy_of_champion(lake, CHAMPION, training_window=window, training_delta_version=str(version), training_table_uri=str(lake / "tables" / TABLE))
 
 
 def test_an_unshifted_day_passes_and_the_same_day_with_shifted_amounts_fails_the_psi_check(lake, spark, tmp_path):
@@ -125,22 +129,17 @@ def test_drift_reads_the_champions_training_rows_where_they_were_recorded_and_na
     assert run(lake, DRIFT_ASSETS[:1], partition_key=DAY).success
     # a champion whose training table is no longer where it was recorded: the step fails and says which rows it lacks
     gone = tmp_path / "moved" / "ml_features_training"
-    copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags={**champion.tags, "training_table_uri": str(gone)})
-    registry.set_alias(CHAMPION, copy.version)
+    version = copy_of_champion(lake, CHAMPION, training_table_uri=str(gone))
     assert run(lake, [risk_scores_gold], partition_key=DAY).success
     result = run(lake, DRIFT_ASSETS[:1], partition_key=DAY, raise_on_error=False)
     (failure,) = [e for e in result.get_step_failure_events() if e.step_key == "model_drift"]
     text = failure.step_failure_data.error.to_string()
-    assert f"model version {copy.version}'s training rows ({gone} at Delta version {champion.tags['training_delta_version']}) cannot be read" in text, text
+    assert f"model version {version}'s training rows ({gone} at Delta version {champion.tags['training_delta_version']}) cannot be read" in text, text
 
 
 def register_copy_of_champion(lake) -> str:
-    """Register the champion's artifacts again as a new version and make it the challenger (same scores, new version)."""
-    registry = registered_in(lake)
-    champion = registry.version_by_alias(CHAMPION)
-    copy = registry.client().create_model_version(registry.model_name, champion.source, run_id=champion.run_id, tags=dict(champion.tags))
-    registry.set_alias(CHALLENGER, copy.version)
-    return str(copy.version)
+    """A copy of the champion made the challenger (same scores, new version)."""
+    return copy_of_champion(lake, CHALLENGER)
 
 
 def test_challenger_scores_stay_in_the_shadow_and_the_comparison_reports_planted_disagreements(lake, spark):
