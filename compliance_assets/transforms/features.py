@@ -14,6 +14,8 @@ import datetime as dt
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
+import numpy as np
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -137,6 +139,7 @@ _ROUND_SCALES = [10.0**d for d in range(16)]  # exact doubles
 # the margin from a tie (k + 0.5), they round to the same k
 _ROUND_FAST_LIMIT = 2.0**32
 _ROUND_TIE_MARGIN = 1e-5
+_ROUND_ONE_BY_ONE = 24  # spark_round_all: below this many values, spark_round each
 
 
 def spark_round(value: float | None, digits: int) -> float | None:
@@ -152,6 +155,24 @@ def spark_round(value: float | None, digits: int) -> float | None:
         if -_ROUND_FAST_LIMIT < scaled < _ROUND_FAST_LIMIT and abs(abs(scaled) % 1.0 - 0.5) > _ROUND_TIE_MARGIN:
             return round(value, digits)
     return _spark_round_decimal(value, digits)
+
+
+def spark_round_all(values: np.ndarray, digits: int) -> list[float | None]:
+    """spark_round of every element of a float64 array, as a list: the fast path's test and rounding for the whole
+    array at once (rint of the scaled value, divided by the exact power of ten: the double nearest to the rounded
+    decimal, as Python's round() gives), the decimal definition for the rest."""
+    flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    if len(flat) < _ROUND_ONE_BY_ONE or not 0 <= digits < 16:  # a few: quicker one by one than through numpy's calls
+        return [spark_round(x, digits) for x in flat.tolist()]
+    scale = _ROUND_SCALES[digits]
+    scaled = flat * scale
+    with np.errstate(invalid="ignore"):
+        fast = (np.abs(scaled) < _ROUND_FAST_LIMIT) & (np.abs(np.abs(scaled) % 1.0 - 0.5) > _ROUND_TIE_MARGIN)
+    rounded = (np.rint(scaled) / scale).tolist()
+    if not fast.all():
+        for i in np.flatnonzero(~fast).tolist():
+            rounded[i] = _spark_round_decimal(float(flat[i]), digits)
+    return rounded
 
 
 def _spark_round_decimal(value: float | None, digits: int) -> float | None:

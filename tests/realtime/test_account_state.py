@@ -87,6 +87,46 @@ def test_out_of_order_events_get_the_batch_definition_over_what_had_arrived(spar
         assert_same(r, got, batch[(r[0], f"{r[1]}#{k}")], [x for x in arrival[:k + 1]])
 
 
+def test_a_busy_accounts_long_windows_and_late_events_are_the_batch_definition(spark):
+    """An account with hundreds of events in its windows (the running totals, the maximum taken in numpy), some
+    arriving late among earlier ones (the totals after them moved): the batch features over what had arrived."""
+    import random
+
+    rnd = random.Random(7)
+    rows = _rows([("A", rnd.choice([0, 0, 1, 30, 600, 3600, 20_000]), rnd.randrange(1, 5_000_00), (48.8 + rnd.random(), 2.3 + rnd.random()), None)
+                  for _ in range(220)])
+    arrival = rows[:]
+    for k in range(0, len(arrival) - 1, 7):  # every 7th event arrives after up to 30 later ones
+        arrival.insert(min(len(arrival) - 1, k + rnd.randrange(1, 30)), arrival.pop(k))
+    current, history = [], []
+    for k, r in enumerate(arrival):
+        prefix = f"{r[1]}#{k}"
+        current.append((r[0], prefix, *r[2:]))
+        history += [(x[0], prefix, x[2], x[3], x[4], x[5], x[6], x[7]) for x in arrival[:k]]
+    batch = {r["account_id"]: r.asDict() for r in behaviour_features(spark.createDataFrame(current, CURRENT), spark.createDataFrame(history, HISTORY_SCHEMA)).collect()}
+    state = AccountState()
+    late = 0
+    for k, r in enumerate(arrival):
+        late += bool(len(state)) and order_key(r[0], r[2]) < state.keys[-1]
+        assert_same(r, state.update(r[0], r[2], r[5], r[6], r[7], r[8], r[9]), batch[f"{r[1]}#{k}"], arrival[:k + 1])
+    assert late > 20 and max(batch[f"A#{k}"]["txn_count_30d"] for k in range(len(arrival))) > 150
+
+
+def test_amounts_whose_running_total_exceeds_64_bits_are_still_summed_exactly():
+    """decimal(18,2) amounts near the column's limit: ten of them pass 2**63 cents; the windows are summed without
+    the running totals, to the cent."""
+    big = Decimal("9999999999999999.99")
+    state, cents = AccountState(), []
+    for i in range(12):
+        amount = big - i
+        cents.append(int(amount * 100))
+        got = state.update(f"T{i}", START + dt.timedelta(seconds=i), amount)
+        assert got["txn_count_1h"] == i + 1 and got["amount_sum_1h"] == sum(cents) / 100.0
+    assert state.running is False
+    late = state.update("L", START - dt.timedelta(seconds=1), Decimal("1.00"))  # placed first: every total moves
+    assert late["amount_sum_1h"] == 1.0 and state.update("N", START + dt.timedelta(seconds=20), Decimal("2.00"))["amount_sum_1h"] == (sum(cents) + 300) / 100.0
+
+
 def assert_same(r, got: dict, want: dict, seen: list) -> None:
     """The state's features of row `r` equal the batch's (`seen`: the rows the state had when it decided)."""
     for name in STREAM_FEATURES:

@@ -4,10 +4,11 @@ import math
 import random
 from decimal import Decimal
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compliance_assets.transforms.features import _spark_round_decimal, spark_round
+from compliance_assets.transforms.features import _spark_round_decimal, spark_round, spark_round_all
 
 DIGITS = (0, 1, 2, 3, 4, 6)  # 2, 3, 4 and 6 are what the features and scores round to
 
@@ -63,3 +64,16 @@ def test_short_decimals_agree_with_the_decimal_definition(value, digits):
     # doubles written with a few decimals, like amounts, distances and ratios: their shortest form is that writing
     x = float(value)
     assert same(x, digits), outcome(x, digits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e12, 1e12), st.just(float("nan")), st.decimals(-10**6, 10**6, places=7, allow_nan=False).map(float)), max_size=40),
+       st.sampled_from(DIGITS))
+def test_rounding_an_array_at_once_gives_each_elements_spark_round(values, digits):
+    """spark_round_all (the real-time lane's scores and contributions) is spark_round of every element, -0.0 included."""
+    unit = 10.0**-digits
+    ties = [math.floor(v / unit) * unit + unit / 2 if v == v and abs(v) < 1e9 else v for v in values]  # at or beside a tie
+    for array in (values, ties):
+        assert list(map(repr, spark_round_all(np.array(array, dtype=np.float64), digits))) == [repr(spark_round(v, digits)) for v in array]
+    assert [repr(x) for x in spark_round_all(np.array([[0.1234565, -0.0000001], [2.675, float("nan")]]), 6)] == \
+        [repr(spark_round(v, 6)) for v in (0.1234565, -0.0000001, 2.675, float("nan"))]
