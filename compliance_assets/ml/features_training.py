@@ -7,6 +7,7 @@ exactly what the model will see. Training later keeps only labels decided by its
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 
 from dagster import AssetCheckResult, AssetExecutionContext, BackfillPolicy, MaterializeResult, asset, asset_check
 from dagster_pyspark import PySparkResource
@@ -59,31 +60,36 @@ def table_version(spark: SparkSession, lake: LakeResource, table: str) -> int:
     return lake.version(spark, table) if lake.table_exists(spark, table) else -1
 
 
-def _as_of(spark: SparkSession, lake: LakeResource, table: str, schema: T.StructType, version: int | None) -> DataFrame:
-    """The table at Delta `version` (-1 = before its first write: empty), or as it is now when None."""
+def _as_of(spark: SparkSession, lake: LakeResource, table: str, schema: T.StructType, version: int | None, uri: str | None = None) -> DataFrame:
+    """The table at Delta `version` (-1 = before its first write: empty), or as it is now when None; `uri`: where
+    the table was when the version was recorded, if not in this lake."""
     if version is None:
         return lake.read_or_empty(spark, table, schema)
     if version < 0:
         return spark.createDataFrame([], schema)
-    return lake.read_version(spark, table, version)
+    return lake.read_version(spark, table, version, uri=uri)
 
 
-def read_outcomes(spark: SparkSession, lake: LakeResource, outcomes_version: int | None = None, dispositions_version: int | None = None) -> DataFrame:
+def read_outcomes(spark: SparkSession, lake: LakeResource, outcomes_version: int | None = None, dispositions_version: int | None = None,
+                  uris: Mapping[str, str] | None = None) -> DataFrame:
     """Every outcome known so far (transaction_id, label, decision_time): the delivered outcomes
     (transaction_outcomes) and investigators' CONFIRM / DISMISS decisions (alert_dispositions), each
-    known from its decision time on. At the given Delta versions when set (a model's training data)."""
-    delivered = _as_of(spark, lake, OUTCOMES, OUTCOME_SCHEMA, outcomes_version).select("transaction_id", "label", "decision_time")
-    decided = disposition_outcomes(_as_of(spark, lake, DISPOSITIONS, DISPOSITION_SCHEMA, dispositions_version))
+    known from its decision time on. At the given Delta versions when set (a model's training data), read where
+    `uris` says each table was when its version was recorded (a model trained on another lake)."""
+    uris = uris or {}
+    delivered = _as_of(spark, lake, OUTCOMES, OUTCOME_SCHEMA, outcomes_version, uris.get(OUTCOMES)).select("transaction_id", "label", "decision_time")
+    decided = disposition_outcomes(_as_of(spark, lake, DISPOSITIONS, DISPOSITION_SCHEMA, dispositions_version, uris.get(DISPOSITIONS)))
     return delivered.unionByName(decided)
 
 
 def labels_as_of(
-    spark: SparkSession, lake: LakeResource, cutoff: dt.datetime | None = None, version: int | None = None, dispositions_version: int | None = None
+    spark: SparkSession, lake: LakeResource, cutoff: dt.datetime | None = None, version: int | None = None, dispositions_version: int | None = None,
+    uris: Mapping[str, str] | None = None,
 ) -> DataFrame:
     """transaction_id -> label, label_decision_time: each transaction's latest outcome decided
     before `cutoff` (all when None), from the outcomes and dispositions tables (at the Delta versions
-    when given). A later decision supersedes an earlier one only from its own decision time on."""
-    outcomes = read_outcomes(spark, lake, version, dispositions_version)
+    when given, where `uris` says they were). A later decision supersedes an earlier one only from its own decision time on."""
+    outcomes = read_outcomes(spark, lake, version, dispositions_version, uris)
     if cutoff is not None:
         outcomes = outcomes.where(F.col("decision_time") < F.lit(cutoff))
     latest = Window.partitionBy("transaction_id").orderBy(F.col("decision_time").desc(), F.col("label").desc())

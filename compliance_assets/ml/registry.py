@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.ml.risk_model import evaluate, evaluation_scores
-from compliance_assets.ml.training import EVALUATION_ARTIFACT, load_training_frame
+from compliance_assets.ml.training import EVALUATION_ARTIFACT, TABLE_URI_TAGS, load_training_frame
 from resources.lake import LakeResource
 from resources.mlflow import CHALLENGER, CHAMPION, ModelRegistryResource
 from catalog import CHALLENGER_COMPARISON, MODEL_AUDIT
@@ -73,6 +73,8 @@ def holdout_metrics(spark: SparkSession, lake: LakeResource, candidate, models: 
         spark, lake, dt.date.fromisoformat(first), dt.date.fromisoformat(last), dt.datetime.fromisoformat(tags["label_cutoff"]),
         features_version=int(tags["training_delta_version"]), outcomes_version=int(tags["outcomes_delta_version"]),
         dispositions_version=int(tags.get("dispositions_delta_version", -1)),  # models trained before dispositions existed
+        # where the tables were when those versions were recorded (versions registered before the tags: this lake)
+        uris={table: tags[tag] for table, tag in TABLE_URI_TAGS.items() if tag in tags},
     )
     holdout = frame[frame["event_time"] >= pd.Timestamp(tags["holdout_start"])]
     oof = pd.DataFrame(out_of_fold) if out_of_fold else None

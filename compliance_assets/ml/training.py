@@ -8,6 +8,7 @@ decided by the end of D: re-materialising D rebuilds the same training set. Prom
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 
 import mlflow.pyfunc
 import pandas as pd
@@ -28,6 +29,9 @@ from catalog import DISPOSITIONS, OUTCOMES, TRAINING_FEATURES
 TRAINING_WINDOW_DAYS = 28
 EVALUATION_ARTIFACT = "evaluation_scores.json"
 MAX_UNLABELLED_ROWS = 200_000  # unlabelled rows (anomaly model, band thresholds) are sampled to this
+# the model version tags naming where each table it was trained from was (its Delta versions are tagged beside):
+# drift and promotion re-read those rows there, even from another lake
+TABLE_URI_TAGS = {TRAINING_FEATURES: "training_table_uri", OUTCOMES: "outcomes_table_uri", DISPOSITIONS: "dispositions_table_uri"}
 
 
 class TrainingConfig(Config):
@@ -46,10 +50,14 @@ class TrainingConfig(Config):
 def load_training_frame(
     spark: SparkSession, lake: LakeResource, first_day: dt.date, last_day: dt.date, label_cutoff: dt.datetime, seed: int = 7,
     features_version: int | None = None, outcomes_version: int | None = None, dispositions_version: int | None = None,
+    uris: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, int, int, int]:
     """Feature rows of deliveries [first_day, last_day] as pandas, labelled with the outcomes
     decided before `label_cutoff`, and the Delta versions of the tables read (features, outcomes, dispositions) (the latest, or the
     given ones: Delta time travel re-reads exactly what a model was trained on).
+
+    `uris`: where each table was when the given version was recorded, if not in this lake (a model trained on
+    another lake: its version's *_table_uri tags).
 
     Labels come from transaction_outcomes and alert_dispositions at training time, so outcomes decided after a day's
     features were built still count. Labelled rows are all kept; unlabelled rows are sampled down
@@ -58,9 +66,9 @@ def load_training_frame(
     features_version = lake.version(spark, TRAINING_FEATURES) if features_version is None else features_version
     outcomes_version = table_version(spark, lake, OUTCOMES) if outcomes_version is None else outcomes_version
     dispositions_version = table_version(spark, lake, DISPOSITIONS) if dispositions_version is None else dispositions_version
-    df = lake.read_version(spark, TRAINING_FEATURES, features_version)
+    df = lake.read_version(spark, TRAINING_FEATURES, features_version, uri=(uris or {}).get(TRAINING_FEATURES))
     df = df.where(F.col("ingest_date").between(F.lit(first_day), F.lit(last_day))).drop("label", "label_decision_time")
-    df = df.join(labels_as_of(spark, lake, label_cutoff, outcomes_version, dispositions_version), "transaction_id", "left")
+    df = df.join(labels_as_of(spark, lake, label_cutoff, outcomes_version, dispositions_version, uris), "transaction_id", "left")
     n_unlabelled = df.where(F.col("label").isNull()).count()
     rate = min(1.0, MAX_UNLABELLED_ROWS / n_unlabelled) if n_unlabelled else 1.0
     # a deterministic hash sample: the same window and cut-off always give the same training set
@@ -147,7 +155,8 @@ def risk_model(context: AssetExecutionContext, config: TrainingConfig) -> Materi
     version = str(info.registered_model_version)
     client = model_registry.client()
     tags = {
-        "training_delta_version": str(delta_version), "training_table_uri": lake.table_path(TRAINING_FEATURES), "outcomes_delta_version": str(outcomes_version), "dispositions_delta_version": str(dispositions_version), "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
+        "training_delta_version": str(delta_version), "outcomes_delta_version": str(outcomes_version), "dispositions_delta_version": str(dispositions_version),
+        **{tag: lake.table_path(table) for table, tag in TABLE_URI_TAGS.items()}, "training_window": f"{first_day}..{last_day}", "label_cutoff": cutoff.isoformat(),
         "holdout_start": str(evaluation.start), "dagster_run_id": context.run_id, "label_delay_days": str(delay),
         "average_precision": f"{metrics['average_precision']:.4f}",
     }

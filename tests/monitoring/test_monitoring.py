@@ -17,6 +17,7 @@ from compliance_assets.ml.features_training import ml_features_training
 from compliance_assets.ml.gold import risk_scores_gold
 from compliance_assets.ml.model_features import MODEL_FEATURES
 from compliance_assets.ml.registry import promote_challenger
+from compliance_assets.ml.training import TABLE_URI_TAGS
 from compliance_assets.monitoring import challenger, drift, slo
 from compliance_assets.monitoring.drift import psi
 from compliance_assets.reporting.reconciliation import reconcile_with_ledger
@@ -135,6 +136,27 @@ def test_drift_reads_the_champions_training_rows_where_they_were_recorded_and_na
     (failure,) = [e for e in result.get_step_failure_events() if e.step_key == "model_drift"]
     text = failure.step_failure_data.error.to_string()
     assert f"model version {version}'s training rows ({gone} at Delta version {champion.tags['training_delta_version']}) cannot be read" in text, text
+
+
+def test_a_promotion_evaluates_the_challenger_on_its_holdout_where_it_was_recorded(lake, spark, tmp_path):
+    # the challenger (a copy of the champion, trained on the champion lake) is promoted in a lake without the
+    # tables it was trained from: its holdout rows and labels are read where its version recorded them, so the
+    # holdout's average precision is the one it was registered with
+    lake = shutil.copytree(lake, tmp_path / "lake")
+    version = copy_of_champion(lake, CHALLENGER)
+    tags = registered_in(lake).version(version).tags
+    for table, tag in TABLE_URI_TAGS.items():  # training features, outcomes, dispositions
+        assert tags[tag] != str(lake / "tables" / table)
+        shutil.rmtree(lake / "tables" / table, ignore_errors=True)
+    resources = make_resources(lake)
+    promoted = promote_challenger.execute_in_process(
+        run_config={"ops": {"promote_challenger_op": {"config": {"approver": "model-risk", "reason": "holdout test", "min_improvement": -1.0}}}},
+        resources={k: resources[k] for k in ("spark", "lake", "model_registry")}, instance=DagsterInstance.ephemeral(), raise_on_error=False,
+    )
+    assert promoted.success, [e.step_failure_data.error.to_string() for e in promoted.all_events if e.is_step_failure]
+    audit = read_delta(lake, "model_audit")
+    evidence = json.loads(audit[(audit.action == "PROMOTED") & (audit.to_version == version)].iloc[0].evidence)
+    assert f"{evidence['metrics']['challenger']['average_precision']:.4f}" == tags["average_precision"]
 
 
 def register_copy_of_champion(lake) -> str:
