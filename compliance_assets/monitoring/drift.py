@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from compliance_assets.metadata import delta_metadata, markdown_table
+from compliance_assets.ml.training import TABLE_URI_TAGS
 from compliance_assets.monitoring.levels import FAIL, WARN, level, leveled_result
 from partitions import daily_partitions
 from resources.lake import LakeResource
@@ -143,7 +144,7 @@ def reference_sample(spark: SparkSession, lake: LakeResource, version, rows: int
     against its own training rows, not against whatever this lake's table held at that version number."""
     tags = version.tags
     first, last = tags["training_window"].split("..")
-    uri, delta_version = tags.get("training_table_uri"), int(tags["training_delta_version"])  # versions trained before the URI was recorded: this lake's
+    uri, delta_version = tags.get(TABLE_URI_TAGS[TRAINING_FEATURES]), int(tags["training_delta_version"])  # versions trained before the URI was recorded: this lake's
     try:
         frame = lake.read_version(spark, TRAINING_FEATURES, delta_version, uri).where(TRAINING_FEATURES.where(Days.span(first, last)))
         n = frame.count()

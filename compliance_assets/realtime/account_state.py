@@ -11,7 +11,8 @@ replay through the batch path recomputes them). tests/realtime/test_account_stat
 A partition's states are an `AccountStates`: its most recently used accounts hot (`AccountState`s, 40 bytes an
 event, 48 with the running totals an update builds, plus ~700 bytes of Python objects), the others frozen into
 one compact `bytes` blob each (`freeze`, about 30 bytes an event at full-precision coordinates, 17 at the
-5-decimal ones the sources send, ~90 bytes of overhead), thawed on use with exactly the columns they had, so every feature stays bit-identical.
+5-decimal ones the sources send, ~90 bytes of overhead), thawed on use with exactly the columns they had, so
+every feature stays bit-identical.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class AccountState:
         self.lon.insert(at, longitude if located_here else _NO_COORDINATE)
 
         # each window holds the keys in [key - window, key], peers included as in a range frame: the events from the
-        # window's first key up to this one in the order (found by bisection, summed in C over the column's slice)
+        # window's first key up to this one in the order (found by bisection, summed as a difference of running totals)
         out: dict = {}
         bisect_left = bisect.bisect_left
         hi, total = at + 1, 0  # the windows nest (shortest first): each adds the events before the previous one's
