@@ -74,17 +74,24 @@ def test_out_of_order_events_get_the_batch_definition_over_what_had_arrived(spar
     rows = _rows(events)
     arrival = rows[:]
     rnd.shuffle(arrival)
-    current, history = [], []
-    for k, r in enumerate(arrival):  # arrival k: its account's earlier arrivals as history, itself as the current row
-        prefix = f"{r[1]}#{k}"
-        current.append((r[0], prefix, *r[2:]))
-        history += [(x[0], prefix, x[2], x[3], x[4], x[5], x[6], x[7]) for x in arrival[:k] if x[1] == r[1]]
-    batch_rows = behaviour_features(spark.createDataFrame(current, CURRENT), spark.createDataFrame(history, HISTORY_SCHEMA)).collect()
-    batch = {(r["transaction_id"], r["account_id"]): r.asDict() for r in batch_rows}
+    batch = batch_over_arrivals(spark, arrival)
     states: dict[str, AccountState] = {}
     for k, r in enumerate(arrival):
         got = states.setdefault(r[1], AccountState()).update(r[0], r[2], r[5], r[6], r[7], r[8], r[9])
-        assert_same(r, got, batch[(r[0], f"{r[1]}#{k}")], [x for x in arrival[:k + 1]])
+        assert_same(r, got, batch[k], [x for x in arrival[:k + 1]])
+
+
+def batch_over_arrivals(spark, arrival: list[tuple]) -> list[dict]:
+    """The batch features of each arrival k over its account's earlier arrivals (as history) and itself, in one
+    Spark job: every arrival's prefix is its own account in the batch computation."""
+    current, history = [], []
+    for k, r in enumerate(arrival):
+        prefix = f"{r[1]}#{k}"
+        current.append((r[0], prefix, *r[2:]))
+        history += [(x[0], prefix, x[2], x[3], x[4], x[5], x[6], x[7]) for x in arrival[:k] if x[1] == r[1]]
+    rows = behaviour_features(spark.createDataFrame(current, CURRENT), spark.createDataFrame(history, HISTORY_SCHEMA)).collect()
+    by_prefix = {r["account_id"]: r.asDict() for r in rows}
+    return [by_prefix[f"{r[1]}#{k}"] for k, r in enumerate(arrival)]
 
 
 def test_a_busy_accounts_long_windows_and_late_events_are_the_batch_definition(spark):
@@ -98,18 +105,13 @@ def test_a_busy_accounts_long_windows_and_late_events_are_the_batch_definition(s
     arrival = rows[:]
     for k in range(0, len(arrival) - 1, 7):  # every 7th event arrives after up to 30 later ones
         arrival.insert(min(len(arrival) - 1, k + rnd.randrange(1, 30)), arrival.pop(k))
-    current, history = [], []
-    for k, r in enumerate(arrival):
-        prefix = f"{r[1]}#{k}"
-        current.append((r[0], prefix, *r[2:]))
-        history += [(x[0], prefix, x[2], x[3], x[4], x[5], x[6], x[7]) for x in arrival[:k]]
-    batch = {r["account_id"]: r.asDict() for r in behaviour_features(spark.createDataFrame(current, CURRENT), spark.createDataFrame(history, HISTORY_SCHEMA)).collect()}
+    batch = batch_over_arrivals(spark, arrival)
     state = AccountState()
     late = 0
     for k, r in enumerate(arrival):
         late += bool(len(state)) and order_key(r[0], r[2]) < state.keys[-1]
-        assert_same(r, state.update(r[0], r[2], r[5], r[6], r[7], r[8], r[9]), batch[f"{r[1]}#{k}"], arrival[:k + 1])
-    assert late > 20 and max(batch[f"A#{k}"]["txn_count_30d"] for k in range(len(arrival))) > 150
+        assert_same(r, state.update(r[0], r[2], r[5], r[6], r[7], r[8], r[9]), batch[k], arrival[:k + 1])
+    assert late > 20 and max(b["txn_count_30d"] for b in batch) > 150
 
 
 def test_amounts_whose_running_total_exceeds_64_bits_are_still_summed_exactly():
