@@ -8,10 +8,13 @@ its outputs, and serialises a partition's state on request. The runtime owns eve
   offsets are set in the rebalance callback (`incremental_assign`/`assign` with explicit offsets), the
   only point where a librdkafka consumer can choose them before fetching starts;
 - checkpoints, every `snapshot_every_s` (one partition per loop turn, so the pause is one partition's
-  serialisation and write, not all of them), on revocation and on a clean stop: the producer is flushed
-  first (every output of the events a snapshot covers is durable), then each changed partition's snapshot
-  is saved with its next offset, then the offsets are committed to the group (for lag monitoring only: the
-  snapshot decides where a partition resumes);
+  serialisation, not all of them), on revocation and on a clean stop: the producer is flushed first (every
+  output of the events a snapshot covers is durable), then each changed partition's state is serialised
+  and saved with its next offset, then the offsets are committed to the group (for lag monitoring only:
+  the snapshot decides where a partition resumes). A periodic snapshot's file is written and fsynced on a
+  background thread (the I/O releases the GIL, so the loop goes on deciding; one write at a time, the next
+  partition waits for it); revocation and stop wait for it, then write theirs in the loop. A crash before a
+  background write completes leaves the partition's previous snapshot, from which a restart replays;
 - delivery: at least once. After a crash the next owner restores the last snapshot and re-processes from
   its offset; the processor is deterministic, so the re-emitted outputs are identical and consumers
   dedupe on their key (the transaction id). No Kafka transactions: Event Hubs Standard has none;
@@ -40,15 +43,16 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, NamedTuple, Protocol
 
 from confluent_kafka import OFFSET_STORED, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.1  # how long an idle loop blocks: also how fast it sees `stop` and calls tick()
-BATCH = 500  # messages drained from the local queue per loop turn, after the first one
+BATCH = 200  # messages drained from the local queue per loop turn, after the first one (a turn's outputs wait for its last)
 FLUSH_TIMEOUT_S = 60.0
 CONSUMER_DEFAULTS = {
     "auto.offset.reset": "earliest",
@@ -61,9 +65,8 @@ CONSUMER_DEFAULTS = {
 PRODUCER_DEFAULTS = {"linger.ms": 1, "socket.nagle.disable": True}
 
 
-@dataclass(frozen=True)
-class Output:
-    """One record to publish for an input message."""
+class Output(NamedTuple):
+    """One record to publish for an input message (a named tuple: one is made per output)."""
 
     topic: str
     key: bytes | None
@@ -153,6 +156,14 @@ class DeliveryError(RuntimeFailure):
     """An output could not be delivered: the runtime stopped without writing further snapshots."""
 
 
+class _Writing(NamedTuple):
+    """The periodic snapshot being written in the background."""
+
+    future: Future
+    partition: int
+    offset: int
+
+
 @dataclass
 class _Partition:
     next_offset: int | None  # the next input offset the state has not seen; None until known
@@ -177,6 +188,9 @@ class _Runtime:
         producer.update({"on_delivery": self._on_delivery, "error_cb": self._on_error})
         self.consumer = Consumer(consumer)
         self.producer = Producer(producer)
+        # periodic snapshots are written and fsynced here, one at a time, while the loop goes on deciding
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer")
+        self.writing: _Writing | None = None
 
     # --- librdkafka callbacks (run inside poll/consume/flush/close, on this thread) ---
 
@@ -264,21 +278,63 @@ class _Runtime:
             "last snapshot and re-emits the outputs since"
         )
 
-    def _checkpoint(self, partitions: Iterable[int], sync_commit: bool) -> None:
-        """Flush the outputs, then snapshot the given partitions that changed, then commit their offsets."""
+    def _checkpoint(self, partitions: Iterable[int], sync_commit: bool, background: bool = False) -> None:
+        """Flush the outputs, then snapshot the given partitions that changed, then commit their offsets.
+        `background` (one partition, the writer idle): its state is serialised here and written by the writer
+        thread, its offset committed once `_reap` sees the write done. Otherwise an earlier background write is
+        waited for first, and these are written here."""
+        if not background:
+            self._reap(wait=True)
         todo = [(p, st) for p in partitions if (st := self.parts.get(p)) and st.dirty and not st.broken and st.next_offset is not None]
         if not todo:
             return
         self._raise_if_undelivered(self.producer.flush(FLUSH_TIMEOUT_S))
-        offsets = []
+        if background:
+            ((p, st),) = todo
+            data = self._serialised(p, st)
+            self.writing = _Writing(self.writer.submit(self.store.save, self.group, self.topic, p, st.next_offset, data), p, st.next_offset)
+            st.dirty = False
+            return
+        saved = []
         for p, st in todo:
+            data = self._serialised(p, st)
             try:
-                self.store.save(self.group, self.topic, p, st.next_offset, self.processor.snapshot(p))
+                self.store.save(self.group, self.topic, p, st.next_offset, data)
             except Exception as e:
                 raise RuntimeFailure(f"snapshot of {self.topic}[{p}] at offset {st.next_offset} failed: {e!r}") from e
-            st.dirty, st.saved_offset = False, st.next_offset
+            st.dirty = False
+            saved.append((p, st.next_offset))
+        self._saved(saved, sync_commit)
+
+    def _serialised(self, p: int, st: _Partition) -> bytes:
+        try:
+            return self.processor.snapshot(p)
+        except Exception as e:
+            raise RuntimeFailure(f"snapshot of {self.topic}[{p}] at offset {st.next_offset} failed: {e!r}") from e
+
+    def _reap(self, wait: bool = False) -> None:
+        """Take in the background write once it is done (`wait`: block until it is): the partition now resumes
+        from it and its offset is committed. A failed write stops the loop (the partition keeps its previous
+        snapshot, from which a restart replays)."""
+        writing = self.writing
+        if writing is None or not (wait or writing.future.done()):
+            return
+        self.writing = None
+        try:
+            writing.future.result()
+        except Exception as e:
+            raise RuntimeFailure(f"snapshot of {self.topic}[{writing.partition}] at offset {writing.offset} failed: {e!r}") from e
+        self._saved([(writing.partition, writing.offset)], sync_commit=False)
+
+    def _saved(self, saved: list[tuple[int, int]], sync_commit: bool) -> None:
+        """Snapshots written: where their partitions now resume, and the group's offsets (for lag monitoring)."""
+        offsets = []
+        for p, offset in saved:
             self.stats.snapshots += 1
-            offsets.append(TopicPartition(self.topic, p, st.next_offset))
+            st = self.parts.get(p)
+            if st is not None:  # still ours (a lost partition's write may complete after it left)
+                st.saved_offset = offset
+            offsets.append(TopicPartition(self.topic, p, offset))
         try:
             self.consumer.commit(offsets=offsets, asynchronous=not sync_commit)
         except KafkaException as e:  # monitoring only: the snapshots are saved
@@ -382,9 +438,10 @@ class _Runtime:
             now = time.monotonic()
             if not due and now >= next_snapshot:
                 due, next_snapshot = sorted(self.parts), now + self.snapshot_every_s
-            if due:
-                # one partition per loop turn: the pause a snapshot costs is spread, not summed over the partitions
-                self._checkpoint([due.pop(0)], sync_commit=False)
+            self._reap()
+            if due and self.writing is None:
+                # one partition per loop turn, written in the background: the pause a snapshot costs is its serialisation
+                self._checkpoint([due.pop(0)], sync_commit=False, background=True)
             if now >= next_stats:
                 if on_stats is not None:
                     on_stats(self.stats)
@@ -399,6 +456,7 @@ class _Runtime:
         try:
             self.consumer.close()
         finally:
+            self.writer.shutdown(wait=True)  # a background write still going completes (or fails: its partition replays)
             if self.producer.flush(FLUSH_TIMEOUT_S):
                 # undeliverable (the broker is gone): no snapshot covers these outputs, a restart re-emits them
                 self.producer.purge()

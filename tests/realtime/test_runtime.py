@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from compliance_assets.realtime.runtime import ProcessorError, run
+from compliance_assets.realtime.runtime import ProcessorError, RuntimeFailure, run
 from compliance_assets.realtime.snapshots import SnapshotStore
 from compliance_assets.streaming.loadgen import create_topic
 from tests.realtime.toy_service import ToyProcessor
@@ -349,6 +349,59 @@ def test_processor_exception_stops_with_clear_error_and_resumes_from_last_good_s
 
     service = InProcess(kafka_broker, names, store, ToyProcessor(names["output"]))
     outputs.wait(lambda o: len(o.ids()) >= 800, 30, "every output after the fix")
+    service.stop()
+    outputs.settle(0.3)
+    outputs.close()
+    assert assert_all_as_clean_run(outputs, expected(kafka_broker, names["input"], names["output"])) >= 0
+
+
+class SlowDisk(SnapshotStore):
+    """A snapshot store whose background writes (the runtime's writer thread) wait until `release` is set, or fail
+    with `failure` when one is given; writes made by the loop itself go through at once."""
+
+    def __init__(self, root: Path, failure: Exception | None = None) -> None:
+        super().__init__(root)
+        self.release, self.holding, self.failure = threading.Event(), threading.Event(), failure
+        self.background_writes = 0
+
+    def save(self, group: str, topic: str, partition: int, next_offset: int, data: bytes) -> None:
+        if threading.current_thread().name.startswith("snapshot-writer"):
+            if self.failure is not None:
+                raise self.failure
+            self.holding.set()
+            assert self.release.wait(60), "the test never released the write"
+            self.background_writes += 1
+        super().save(group, topic, partition, next_offset, data)
+
+
+def test_periodic_snapshots_are_written_in_the_background_and_a_failed_write_stops_the_loop(kafka_broker, names, tmp_path):
+    """While a periodic snapshot's write is held up (a slow disk), the loop goes on deciding; once it completes the
+    stop snapshots every partition at its end. A background write that fails stops the runtime with an error
+    naming the snapshot, and a restart replays from the snapshots there are, every output as the clean run's."""
+    store = SlowDisk(tmp_path / "snapshots")
+    publish(kafka_broker, names["input"], events(0, 400))
+    outputs = Outputs(kafka_broker, names["output"])
+    service = InProcess(kafka_broker, names, store, ToyProcessor(names["output"]), snapshot_every_s=0.1)
+    outputs.wait(lambda o: len(o.ids()) >= 400, 30, "the first burst's outputs")
+    assert store.holding.wait(10), "no periodic snapshot was written in the background"
+    publish(kafka_broker, names["input"], events(400, 400))
+    outputs.wait(lambda o: len(o.ids()) >= 800, 30, "the second burst's outputs while a snapshot write is held up")
+    assert store.background_writes == 0  # the held write is still going: the loop decided the burst meanwhile
+    store.release.set()
+    stats = service.stop()
+    assert store.background_writes >= 1 and stats.snapshots >= PARTITIONS + 1
+    for p, end in high_watermarks(kafka_broker, names["input"]).items():
+        assert store.load(names["group"], names["input"], p)[0] == end
+
+    failing = SlowDisk(tmp_path / "snapshots", failure=OSError(28, "No space left on device"))
+    publish(kafka_broker, names["input"], events(800, 400))
+    service = InProcess(kafka_broker, names, failing, ToyProcessor(names["output"]), snapshot_every_s=0.1)
+    service.thread.join(30)
+    assert not service.thread.is_alive() and isinstance(service.error, RuntimeFailure)
+    assert "snapshot of" in str(service.error) and "No space left on device" in str(service.error)
+
+    service = InProcess(kafka_broker, names, SnapshotStore(tmp_path / "snapshots"), ToyProcessor(names["output"]))
+    outputs.wait(lambda o: len(o.ids()) >= 1200, 30, "every output after the restart")
     service.stop()
     outputs.settle(0.3)
     outputs.close()

@@ -2,6 +2,8 @@
 the decision service, written to the lake by the Delta lane, gives the batch path's rows; a promotion during the
 stream changes the model of the later decisions only."""
 
+import datetime as dt
+import gc
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer
 
-from compliance_assets.realtime.service import ServiceOptions, run_service
+from compliance_assets.realtime.service import DecisionProcessor, ServiceOptions, run_service, state_store
 from resources.kafka import decisions_topic
 from compliance_assets.streaming.loadgen import create_topic, delivery_lines, publish
 from compliance_assets.streaming.stream import StreamOptions, run_stream
@@ -270,6 +272,22 @@ def _renamed(lines: list[str], prefix: str, n: int) -> list[str]:
         if len(out) == n:
             break
     return out
+
+
+def test_the_services_long_lived_data_is_kept_out_of_the_collectors_generations(spark, clean_run):
+    """Once loaded, the champion, the base state and the day's reference data are frozen out of the garbage collector's
+    generations (gc.freeze): its full collections walk every tracked object, and would pause the decisions for tenths
+    of a second every few tens of seconds at thousands of events a second."""
+    lake, kafka, _, _ = clean_run
+    resources = make_resources(lake)
+    processor = DecisionProcessor(spark, resources["lake"], resources["model_registry"], kafka.topic, "test-salt",
+                                  ServiceOptions(delivery_date=STREAM_DAY), state_store(resources["lake"]), log=lambda m: None)
+    processor.assign(0, None)
+    refs = processor._references_for(dt.date.fromisoformat(STREAM_DAY))
+    tracked = {id(o) for o in gc.get_objects()}
+    long_lived = {"champion": processor.champion.model, "base state": processor._bootstrap, "KYC": refs.kyc, "merchant risk": refs.merchant_risk}
+    assert all(gc.is_tracked(o) for o in long_lived.values())  # objects the collector would walk
+    assert [name for name, o in long_lived.items() if id(o) in tracked] == []  # but frozen
 
 
 def test_a_promotion_during_the_stream_decides_later_events_with_the_new_version(spark, clean_run, kafka_broker):
