@@ -332,9 +332,11 @@ class _Runtime:
         for p, offset in saved:
             self.stats.snapshots += 1
             st = self.parts.get(p)
-            if st is not None:  # still ours (a lost partition's write may complete after it left)
+            if st is not None:  # still ours (a lost partition's write may complete after it left: its new owner commits)
                 st.saved_offset = offset
-            offsets.append(TopicPartition(self.topic, p, offset))
+                offsets.append(TopicPartition(self.topic, p, offset))
+        if not offsets:
+            return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=not sync_commit)
         except KafkaException as e:  # monitoring only: the snapshots are saved
