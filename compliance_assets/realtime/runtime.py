@@ -301,7 +301,7 @@ class _Runtime:
             try:
                 self.store.save(self.group, self.topic, p, st.next_offset, data)
             except Exception as e:
-                raise RuntimeFailure(f"snapshot of {self.topic}[{p}] at offset {st.next_offset} failed: {e!r}") from e
+                raise self._snapshot_failed(p, st.next_offset, e) from e
             st.dirty = False
             saved.append((p, st.next_offset))
         self._saved(saved, sync_commit)
@@ -310,7 +310,10 @@ class _Runtime:
         try:
             return self.processor.snapshot(p)
         except Exception as e:
-            raise RuntimeFailure(f"snapshot of {self.topic}[{p}] at offset {st.next_offset} failed: {e!r}") from e
+            raise self._snapshot_failed(p, st.next_offset, e) from e
+
+    def _snapshot_failed(self, p: int, offset: int, error: Exception) -> RuntimeFailure:
+        return RuntimeFailure(f"snapshot of {self.topic}[{p}] at offset {offset} failed: {error!r}")
 
     def _reap(self, wait: bool = False) -> None:
         """Take in the background write once it is done (`wait`: block until it is): the partition now resumes
@@ -323,7 +326,7 @@ class _Runtime:
         try:
             writing.future.result()
         except Exception as e:
-            raise RuntimeFailure(f"snapshot of {self.topic}[{writing.partition}] at offset {writing.offset} failed: {e!r}") from e
+            raise self._snapshot_failed(writing.partition, writing.offset, e) from e
         self._saved([(writing.partition, writing.offset)], sync_commit=False)
 
     def _saved(self, saved: list[tuple[int, int]], sync_commit: bool) -> None:
